@@ -1,0 +1,360 @@
+//! Agent configuration: one serde struct, defaults in one place, every field
+//! documented (`docs/agent.example.toml` is checked against it by a test).
+//!
+//! Layering: the TOML file (`--config`), then command-line flags; the caller
+//! (the `bot` binary) applies the flags with the `set_*`-style public fields and
+//! then calls [`AgentConfig::validate`], which reports every problem at once.
+
+use std::path::{Path, PathBuf};
+
+use bot_bus::BrokerUrl;
+use serde::Deserialize;
+
+/// Largest configuration file accepted, in bytes.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// Everything the agent can be told. Field names are the TOML keys.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AgentConfig {
+    /// The agent's name: its topic is `BUS/<name>` and its samples go to
+    /// `DATA/<name>`. Default: the host name. 1..=128 characters, none of
+    /// `/ + #`, no whitespace or control characters.
+    pub name: Option<String>,
+    /// Broker URLs (`mqtt://HOST:PORT`), tried in order; the agent fails over
+    /// to the next when one is unreachable and returns to the first after a
+    /// connection is lost. Default: `["mqtt://127.0.0.1:1883"]`.
+    pub brokers: Vec<String>,
+    /// Directory of plugin executables; each one whose file name ends in
+    /// `_enabled` is run every interval while the agent is selected. Default:
+    /// none (no plugins).
+    pub plugins: Option<PathBuf>,
+    /// Measuring interval in seconds (0.1..=86400) at start and after `LUN`.
+    /// `TSSET` changes it live. Default: 10.
+    pub interval: f64,
+    /// Seconds a plugin may run before its process group is killed. Default: 5.
+    pub plugin_timeout: f64,
+    /// Largest plugin output read per run, in bytes; the rest is discarded.
+    /// Default: 65536.
+    pub plugin_output_limit: usize,
+    /// When a measuring round takes longer than the interval, raise the
+    /// interval to 1.5 × the round's duration (the agent adjusts its own
+    /// clock). A `core.overrun` sample is published either way. Default: true.
+    pub auto_raise_interval: bool,
+    /// Built-in collectors to run while selected. Known: `load`, `stat`, `ps`,
+    /// `files`, `memory`. Default: all of them.
+    pub collectors: Vec<String>,
+    /// MQTT keep-alive in seconds (1..=3600): a broker declares the agent gone
+    /// after 1.5 × this without traffic. Default: 30.
+    pub keep_alive: u64,
+    /// Longest wait between reconnection rounds, in seconds (1..=3600). The
+    /// wait doubles from 0.5 s up to this, with random jitter. Default: 30.
+    pub backoff_max: f64,
+    /// Largest MQTT packet accepted from the broker, in bytes. Bigger packets
+    /// close the connection (MQTT 3.1.1 cannot refuse them politely), so keep
+    /// it at or above the broker's limit. Default: 4194304 (4 MiB).
+    pub max_packet_size: usize,
+    /// Limits of the classic text language.
+    pub limits: LimitsConfig,
+}
+
+/// Limits of the classic text language (see `shared/forth.md`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// Largest program accepted, in bytes. Default: 65536.
+    pub max_payload: usize,
+    /// Deepest data stack. Default: 64.
+    pub max_stack: usize,
+    /// Longest string value, in bytes. Default: 65536.
+    pub max_string: usize,
+    /// Deepest `EVAL` nesting. Default: 8.
+    pub max_eval_depth: usize,
+    /// Most values kept with `FREEZE`, all names together. Default: 256.
+    pub max_stored: usize,
+    /// Most words and literals executed per message. Default: 100000.
+    pub max_steps: u64,
+}
+
+/// The built-in collectors, in the order they run.
+pub const COLLECTORS: [&str; 5] = ["load", "stat", "ps", "files", "memory"];
+
+impl Default for AgentConfig {
+    fn default() -> Self {
+        AgentConfig {
+            name: None,
+            brokers: vec!["mqtt://127.0.0.1:1883".to_owned()],
+            plugins: None,
+            interval: bot_lang::DEFAULT_INTERVAL,
+            plugin_timeout: 5.0,
+            plugin_output_limit: 64 * 1024,
+            auto_raise_interval: true,
+            collectors: COLLECTORS.iter().map(|s| (*s).to_owned()).collect(),
+            keep_alive: 30,
+            backoff_max: 30.0,
+            max_packet_size: 4 * 1024 * 1024,
+            limits: LimitsConfig::default(),
+        }
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = bot_lang::Limits::default();
+        LimitsConfig {
+            max_payload: l.max_payload,
+            max_stack: l.max_stack,
+            max_string: l.max_string,
+            max_eval_depth: l.max_eval_depth,
+            max_stored: l.max_stored,
+            max_steps: l.max_steps,
+        }
+    }
+}
+
+impl From<&LimitsConfig> for bot_lang::Limits {
+    fn from(c: &LimitsConfig) -> Self {
+        bot_lang::Limits {
+            max_payload: c.max_payload,
+            max_stack: c.max_stack,
+            max_string: c.max_string,
+            max_eval_depth: c.max_eval_depth,
+            max_stored: c.max_stored,
+            max_steps: c.max_steps,
+        }
+    }
+}
+
+/// A configuration that cannot be used. The message names the file, the key
+/// and the bad value; [`ConfigError::Invalid`] lists every problem found.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The file is too big to be a config file.
+    #[error("config file {path} is {size} bytes, limit {MAX_CONFIG_BYTES}")]
+    TooBig {
+        /// The file.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+    },
+    /// TOML syntax or type error (the message has line and column).
+    #[error("config file {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The parser's message.
+        message: String,
+    },
+    /// One or more values are out of range.
+    #[error("invalid agent configuration:\n  - {}", .0.join("\n  - "))]
+    Invalid(Vec<String>),
+}
+
+impl AgentConfig {
+    /// Reads a TOML file. Unknown keys are errors.
+    pub fn from_file(path: &Path) -> Result<AgentConfig, ConfigError> {
+        let meta = std::fs::metadata(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::TooBig { path: path.to_owned(), size: meta.len() });
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Self::from_toml(&text)
+            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+    }
+
+    /// Parses TOML text.
+    pub fn from_toml(text: &str) -> Result<AgentConfig, String> {
+        toml::from_str(text).map_err(|e| e.to_string().trim_end().to_owned())
+    }
+
+    /// Checks every value and returns the usable form, or every problem found.
+    pub fn validate(&self) -> Result<ValidConfig, ConfigError> {
+        let mut problems = Vec::new();
+        let name = match &self.name {
+            Some(n) => n.clone(),
+            None => default_name(),
+        };
+        if let Err(why) = check_name(&name) {
+            problems.push(format!("name {name:?}: {why}"));
+        }
+        let mut brokers = Vec::new();
+        if self.brokers.is_empty() {
+            problems.push("brokers: at least one broker URL is needed".to_owned());
+        }
+        for b in &self.brokers {
+            match b.parse::<BrokerUrl>() {
+                Ok(u) => brokers.push(u),
+                Err(e) => problems.push(format!("brokers: {e}")),
+            }
+        }
+        let range = bot_lang::MIN_INTERVAL..=bot_lang::MAX_INTERVAL;
+        if !range.contains(&self.interval) {
+            problems.push(format!("interval: {} is not in 0.1..86400 seconds", self.interval));
+        }
+        if !(0.1..=3600.0).contains(&self.plugin_timeout) {
+            problems.push(format!(
+                "plugin_timeout: {} is not in 0.1..3600 seconds",
+                self.plugin_timeout
+            ));
+        }
+        if !(1..=16 * 1024 * 1024).contains(&self.plugin_output_limit) {
+            problems.push(format!(
+                "plugin_output_limit: {} is not in 1..16777216 bytes",
+                self.plugin_output_limit
+            ));
+        }
+        for c in &self.collectors {
+            if !COLLECTORS.contains(&c.as_str()) {
+                problems.push(format!(
+                    "collectors: unknown collector {c:?} (known: {})",
+                    COLLECTORS.join(", ")
+                ));
+            }
+        }
+        if !(1..=3600).contains(&self.keep_alive) {
+            problems.push(format!("keep_alive: {} is not in 1..3600 seconds", self.keep_alive));
+        }
+        if !(1.0..=3600.0).contains(&self.backoff_max) {
+            problems.push(format!("backoff_max: {} is not in 1..3600 seconds", self.backoff_max));
+        }
+        if !(1024..=256 * 1024 * 1024).contains(&self.max_packet_size) {
+            problems.push(format!(
+                "max_packet_size: {} is not in 1024..268435456 bytes",
+                self.max_packet_size
+            ));
+        }
+        let l = &self.limits;
+        let checks: [(&str, u64, u64, u64); 6] = [
+            ("limits.max_payload", l.max_payload as u64, 1, 16 * 1024 * 1024),
+            ("limits.max_stack", l.max_stack as u64, 1, 100_000),
+            ("limits.max_string", l.max_string as u64, 1, 16 * 1024 * 1024),
+            ("limits.max_eval_depth", l.max_eval_depth as u64, 0, 64),
+            ("limits.max_stored", l.max_stored as u64, 0, 1_000_000),
+            ("limits.max_steps", l.max_steps, 1, 100_000_000),
+        ];
+        for (key, value, lo, hi) in checks {
+            if !(lo..=hi).contains(&value) {
+                problems.push(format!("{key}: {value} is not in {lo}..{hi}"));
+            }
+        }
+        if let Some(dir) = &self.plugins
+            && !dir.is_dir()
+        {
+            problems.push(format!("plugins: {} is not a directory", dir.display()));
+        }
+        if !problems.is_empty() {
+            return Err(ConfigError::Invalid(problems));
+        }
+        Ok(ValidConfig { name, brokers, config: self.clone() })
+    }
+}
+
+/// A configuration that passed [`AgentConfig::validate`].
+#[derive(Debug, Clone)]
+pub struct ValidConfig {
+    /// The agent's name (configured or the host name).
+    pub name: String,
+    /// Parsed broker URLs, in order.
+    pub brokers: Vec<BrokerUrl>,
+    /// The rest, as given.
+    pub config: AgentConfig,
+}
+
+/// The host name, or `localhost` if the system has none.
+pub fn default_name() -> String {
+    nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// Is `name` usable as an agent name (and so as an MQTT topic level)?
+pub fn check_name(name: &str) -> Result<(), &'static str> {
+    if name.is_empty() {
+        return Err("must not be empty");
+    }
+    if name.len() > 128 {
+        return Err("is longer than 128 bytes");
+    }
+    if name.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control()) {
+        return Err("must not contain '/', '+', '#', whitespace or control characters");
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn example_config_matches_the_defaults() {
+        let text = include_str!("../../../docs/agent.example.toml");
+        let parsed = AgentConfig::from_toml(text).expect("example parses");
+        let defaults = AgentConfig { name: Some("web1".to_owned()), ..AgentConfig::default() };
+        assert_eq!(parsed, defaults, "docs/agent.example.toml drifted from the defaults");
+        // Every documented field of the struct appears in the example.
+        for key in [
+            "name", "brokers", "plugins", "interval", "plugin_timeout", "plugin_output_limit",
+            "auto_raise_interval", "collectors", "keep_alive", "backoff_max", "max_packet_size",
+            "max_payload", "max_stack", "max_string", "max_eval_depth", "max_stored", "max_steps",
+        ] {
+            assert!(text.contains(&format!("{key} =")), "example lacks {key}");
+        }
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_types_are_named() {
+        let err = AgentConfig::from_toml("nmae = \"x\"").expect_err("typo");
+        assert!(err.contains("nmae"), "{err}");
+        let err = AgentConfig::from_toml("interval = \"fast\"").expect_err("type");
+        assert!(err.contains("interval"), "{err}");
+        let err = AgentConfig::from_toml("[limits]\nmax_stak = 3").expect_err("typo");
+        assert!(err.contains("max_stak"), "{err}");
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let c = AgentConfig {
+            name: Some("a/b".into()),
+            brokers: vec!["foo://x".into(), "mqtt://h:0".into()],
+            interval: -1.0,
+            collectors: vec!["cpu".into()],
+            keep_alive: 0,
+            ..AgentConfig::default()
+        };
+        let ConfigError::Invalid(problems) = c.validate().expect_err("invalid") else {
+            panic!("wrong error kind");
+        };
+        let all = problems.join("\n");
+        for want in ["name \"a/b\"", "foo", "port \"0\"", "interval: -1", "\"cpu\"", "keep_alive: 0"] {
+            assert!(all.contains(want), "missing {want:?} in:\n{all}");
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let v = AgentConfig::default().validate().expect("defaults valid");
+        assert_eq!(v.brokers.len(), 1);
+        assert!(!v.name.is_empty());
+    }
+
+    #[test]
+    fn names() {
+        assert!(check_name("web-01.example.com").is_ok());
+        for bad in ["", "a/b", "a+", "#", "a b", "x\u{7}"] {
+            assert!(check_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_name(&"x".repeat(129)).is_err());
+    }
+}

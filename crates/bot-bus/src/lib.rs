@@ -1,0 +1,441 @@
+//! The MQTT session shared by the agent and the CLI.
+//!
+//! One task owns the connection. It tries the configured brokers in order,
+//! backs off with full jitter after a whole round failed, resubscribes after
+//! every (re)connection, and never gives up until it is told to stop. Users
+//! get a [`Publisher`] (cheap to clone, usable from any task) and a stream of
+//! [`Event`]s. Nothing here blocks on a slow consumer: incoming messages go
+//! into a bounded queue and are dropped (and counted) when it is full, so the
+//! connection keeps its keep-alive whatever the consumer does.
+//!
+//! Layout: `url.rs` parses broker URLs; this file is the session. This is the
+//! only crate that names the MQTT client library (rumqttc).
+
+mod url;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+pub use bytes::Bytes;
+use rumqttc::{AsyncClient, ConnectReturnCode, EventLoop, MqttOptions, Packet};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use crate::url::{BrokerUrl, Scheme, UrlError};
+
+/// MQTT quality of service used for a publish or subscription.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Qos {
+    /// Fire and forget.
+    AtMostOnce,
+    /// Acknowledged; may be delivered twice.
+    AtLeastOnce,
+}
+
+impl From<Qos> for rumqttc::QoS {
+    fn from(q: Qos) -> Self {
+        match q {
+            Qos::AtMostOnce => rumqttc::QoS::AtMostOnce,
+            Qos::AtLeastOnce => rumqttc::QoS::AtLeastOnce,
+        }
+    }
+}
+
+/// A message to publish when the connection is lost uncleanly.
+#[derive(Debug, Clone)]
+pub struct Will {
+    /// Topic.
+    pub topic: String,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Quality of service.
+    pub qos: Qos,
+    /// Retained?
+    pub retain: bool,
+}
+
+/// How to connect.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Brokers in order of preference; at least one.
+    pub brokers: Vec<BrokerUrl>,
+    /// MQTT client id; must be unique on the broker.
+    pub client_id: String,
+    /// Keep-alive interval (the broker declares us gone after 1.5 × this).
+    pub keep_alive: Duration,
+    /// Topic filters to (re)subscribe after every connection.
+    pub subscriptions: Vec<(String, Qos)>,
+    /// Last will.
+    pub will: Option<Will>,
+    /// Largest packet accepted from or sent to the broker, in bytes. A bigger
+    /// incoming packet closes the connection (MQTT 3.1.1 cannot refuse it
+    /// politely), so keep this at or above the broker's own limit.
+    pub max_packet_size: usize,
+    /// First retry delay after a full round of failed connection attempts.
+    pub backoff_initial: Duration,
+    /// Longest retry delay.
+    pub backoff_max: Duration,
+    /// Time allowed for TCP connect plus CONNACK.
+    pub connect_timeout: Duration,
+    /// Incoming messages buffered for the consumer before new ones are dropped.
+    pub queue: usize,
+}
+
+impl Options {
+    /// Options with the defaults for `client_id` connecting to `brokers`.
+    pub fn new(client_id: impl Into<String>, brokers: Vec<BrokerUrl>) -> Options {
+        Options {
+            brokers,
+            client_id: client_id.into(),
+            keep_alive: Duration::from_secs(30),
+            subscriptions: Vec::new(),
+            will: None,
+            max_packet_size: 4 * 1024 * 1024,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(10),
+            queue: 1024,
+        }
+    }
+}
+
+/// A message received from the broker.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// Topic it was published on.
+    pub topic: String,
+    /// Raw payload (not necessarily UTF-8).
+    pub payload: Bytes,
+    /// Delivered from the broker's retained store?
+    pub retain: bool,
+}
+
+/// What happened on the session.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// Connected (CONNACK accepted) to this broker.
+    Connected(BrokerUrl),
+    /// Every subscription of [`Options::subscriptions`] was acknowledged.
+    Subscribed,
+    /// The connection to this broker was lost or refused.
+    Disconnected {
+        /// The broker.
+        broker: BrokerUrl,
+        /// Why, in words.
+        reason: String,
+    },
+    /// A message arrived.
+    Message(Message),
+}
+
+/// Why a publish failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    /// There is no connection right now; the message was not sent.
+    #[error("not connected to any broker")]
+    NotConnected,
+    /// The session task has stopped.
+    #[error("the bus session has stopped")]
+    Closed,
+}
+
+/// Publishes on whatever connection is current. Clone freely.
+#[derive(Debug, Clone)]
+pub struct Publisher {
+    current: watch::Receiver<Option<AsyncClient>>,
+}
+
+impl Publisher {
+    /// Publishes a message. Waits only while the client's outgoing queue is full.
+    pub async fn publish(
+        &self,
+        topic: impl Into<String>,
+        payload: impl Into<Vec<u8>>,
+        qos: Qos,
+        retain: bool,
+    ) -> Result<(), PublishError> {
+        let client = self.current.borrow().clone();
+        let Some(client) = client else {
+            return Err(PublishError::NotConnected);
+        };
+        client
+            .publish(topic.into(), qos.into(), retain, payload.into())
+            .await
+            .map_err(|_| PublishError::Closed)
+    }
+
+    /// Is there a live connection?
+    pub fn is_connected(&self) -> bool {
+        self.current.borrow().is_some()
+    }
+}
+
+/// A running session. Stop it with [`Session::close`] (clean DISCONNECT, so no
+/// last will) or by cancelling the token it was started with.
+#[derive(Debug)]
+pub struct Session {
+    /// Publishes on the current connection.
+    pub publisher: Publisher,
+    /// Lifecycle events and incoming messages.
+    pub events: mpsc::Receiver<Event>,
+    dropped: Arc<AtomicU64>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Session {
+    /// Starts the session task on the current runtime. It stops when `shutdown`
+    /// is cancelled or [`Session::close`] is called.
+    ///
+    /// # Panics
+    /// If `options.brokers` is empty (a caller bug: validate configuration first).
+    pub fn start(options: Options, shutdown: &CancellationToken) -> Session {
+        assert!(!options.brokers.is_empty(), "bus session needs at least one broker");
+        let (events_tx, events) = mpsc::channel(options.queue.max(1));
+        let (current_tx, current) = watch::channel(None);
+        let stop = shutdown.child_token();
+        let dropped = Arc::new(AtomicU64::new(0));
+        let driver = Driver { options, events: events_tx, current: current_tx, dropped: dropped.clone() };
+        let task = tokio::spawn(driver.run(stop.clone()));
+        Session { publisher: Publisher { current }, events, dropped, stop, task }
+    }
+
+    /// Incoming messages dropped so far because the consumer was too slow.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Disconnects cleanly (the broker does not publish the last will) and
+    /// waits for the session task to end.
+    pub async fn close(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// How one connection ended.
+enum Ended {
+    /// Could not connect (refused, timeout, network error).
+    Failed(String),
+    /// Was connected, then lost.
+    Lost(String),
+    /// Told to stop.
+    Stopped,
+}
+
+struct Driver {
+    options: Options,
+    events: mpsc::Sender<Event>,
+    current: watch::Sender<Option<AsyncClient>>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl Driver {
+    async fn run(self, stop: CancellationToken) {
+        let n = self.options.brokers.len();
+        let mut index = 0usize;
+        let mut failed_rounds = 0u32;
+        loop {
+            let broker = self.options.brokers[index].clone();
+            let ended = tokio::select! {
+                ended = self.connection(&broker, &stop) => ended,
+                () = stop.cancelled() => Ended::Stopped,
+            };
+            self.current.send_replace(None);
+            let delay = match ended {
+                Ended::Stopped => return,
+                Ended::Lost(reason) => {
+                    tracing::warn!(%broker, %reason, "connection lost; reconnecting");
+                    self.emit(Event::Disconnected { broker, reason });
+                    // Start again from the preferred broker, after a short random
+                    // pause so that a fleet does not reconnect in lockstep.
+                    index = 0;
+                    failed_rounds = 0;
+                    jitter(self.options.backoff_initial)
+                }
+                Ended::Failed(reason) => {
+                    tracing::warn!(%broker, %reason, "cannot connect");
+                    self.emit(Event::Disconnected { broker, reason });
+                    index += 1;
+                    if index < n {
+                        Duration::ZERO // fail over to the next broker at once
+                    } else {
+                        index = 0;
+                        let d = backoff(self.options.backoff_initial, self.options.backoff_max, failed_rounds);
+                        failed_rounds = failed_rounds.saturating_add(1);
+                        d
+                    }
+                }
+            };
+            tokio::select! {
+                () = tokio::time::sleep(delay) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+
+    fn emit(&self, event: Event) {
+        if self.events.try_send(event).is_err() {
+            let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if total.is_power_of_two() {
+                tracing::warn!(dropped_total = total, "consumer too slow; dropping incoming messages");
+            }
+        }
+    }
+
+    fn mqtt_options(&self, broker: &BrokerUrl) -> MqttOptions {
+        let o = &self.options;
+        let mut m = MqttOptions::new(o.client_id.clone(), broker.host.clone(), broker.port);
+        // rumqttc's v4 client rejects a keep-alive under 1 s.
+        m.set_keep_alive(o.keep_alive.max(Duration::from_secs(1)));
+        m.set_clean_session(true);
+        m.set_max_packet_size(o.max_packet_size, o.max_packet_size);
+        m.set_inflight(100);
+        if let Some(user) = &broker.username {
+            m.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+        }
+        if let Some(w) = &o.will {
+            m.set_last_will(rumqttc::LastWill::new(
+                w.topic.clone(),
+                w.payload.clone(),
+                w.qos.into(),
+                w.retain,
+            ));
+        }
+        m
+    }
+
+    async fn connection(&self, broker: &BrokerUrl, stop: &CancellationToken) -> Ended {
+        let (client, mut eventloop) = AsyncClient::new(self.mqtt_options(broker), 1024);
+        let mut net = eventloop.network_options();
+        net.set_connection_timeout(self.options.connect_timeout.as_secs().max(1));
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
+
+        match tokio::time::timeout(self.options.connect_timeout, until_connack(&mut eventloop)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(reason)) => return Ended::Failed(reason),
+            Err(_) => {
+                return Ended::Failed(format!(
+                    "no CONNACK within {}",
+                    humanize(self.options.connect_timeout)
+                ));
+            }
+        }
+        tracing::info!(%broker, client_id = %self.options.client_id, "connected");
+        self.current.send_replace(Some(client.clone()));
+        self.emit(Event::Connected(broker.clone()));
+
+        let mut pending_subacks = 0usize;
+        if !self.options.subscriptions.is_empty() {
+            let filters = self
+                .options
+                .subscriptions
+                .iter()
+                .map(|(t, q)| rumqttc::SubscribeFilter::new(t.clone(), (*q).into()));
+            if let Err(e) = client.try_subscribe_many(filters) {
+                return Ended::Lost(format!("cannot subscribe: {e}"));
+            }
+            pending_subacks = 1;
+        } else {
+            self.emit(Event::Subscribed);
+        }
+
+        loop {
+            let event = tokio::select! {
+                event = eventloop.poll() => event,
+                () = stop.cancelled() => {
+                    let _ = client.try_disconnect();
+                    // Let the DISCONNECT (and anything queued before it) go out.
+                    let flush = async {
+                        while let Ok(ev) = eventloop.poll().await {
+                            if matches!(ev, rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
+                                break;
+                            }
+                        }
+                    };
+                    let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
+                    return Ended::Stopped;
+                }
+            };
+            match event {
+                Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
+                    let topic = p.topic;
+                    self.emit(Event::Message(Message { topic, payload: p.payload, retain: p.retain }));
+                }
+                Ok(rumqttc::Event::Incoming(Packet::SubAck(ack))) => {
+                    let refused = ack
+                        .return_codes
+                        .iter()
+                        .filter(|c| matches!(c, rumqttc::SubscribeReasonCode::Failure))
+                        .count();
+                    if refused > 0 {
+                        tracing::error!(%broker, refused, "broker refused subscriptions (check its ACL)");
+                    }
+                    if pending_subacks > 0 {
+                        pending_subacks -= 1;
+                        if pending_subacks == 0 {
+                            tracing::info!(%broker, "subscribed");
+                            self.emit(Event::Subscribed);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => return Ended::Lost(e.to_string()),
+            }
+        }
+    }
+}
+
+async fn until_connack(eventloop: &mut EventLoop) -> Result<(), String> {
+    loop {
+        match eventloop.poll().await {
+            Ok(rumqttc::Event::Incoming(Packet::ConnAck(ack))) => {
+                return if ack.code == ConnectReturnCode::Success {
+                    Ok(())
+                } else {
+                    Err(format!("broker refused the connection: {:?}", ack.code))
+                };
+            }
+            Ok(_) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
+/// Exponential backoff with full jitter: a random delay in
+/// `[d/2, d]` where `d = min(max, initial × 2^round)`.
+pub fn backoff(initial: Duration, max: Duration, round: u32) -> Duration {
+    let factor = 2u32.saturating_pow(round.min(20));
+    let d = initial.saturating_mul(factor).min(max);
+    d / 2 + jitter(d / 2)
+}
+
+/// A uniformly random duration in `[0, d]`.
+fn jitter(d: Duration) -> Duration {
+    let nanos = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(fastrand::u64(0..=nanos))
+}
+
+fn humanize(d: Duration) -> String {
+    format!("{:.1} s", d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_then_caps_and_stays_in_its_window() {
+        let initial = Duration::from_millis(100);
+        let max = Duration::from_secs(5);
+        for round in 0..40 {
+            let d = backoff(initial, max, round);
+            let cap = initial.saturating_mul(2u32.saturating_pow(round.min(20))).min(max);
+            assert!(d >= cap / 2 && d <= cap, "round {round}: {d:?} not in [{:?}, {cap:?}]", cap / 2);
+        }
+        assert!(backoff(initial, max, 39) >= Duration::from_millis(2500));
+    }
+}

@@ -1,0 +1,214 @@
+//! Broker URLs: `mqtt://[user[:password]@]host[:port]`, plus the forms we
+//! recognise but do not speak yet (`mqtts://`, `ws://`, `wss://`), which are
+//! rejected with a message saying so rather than misread.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// Longest URL accepted (a guard against pasting a file into a flag).
+const MAX_URL_LEN: usize = 2048;
+
+/// Transport named by a URL's scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scheme {
+    /// Plain MQTT over TCP (`mqtt://`, default port 1883).
+    Mqtt,
+}
+
+/// A parsed broker address.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BrokerUrl {
+    /// Transport.
+    pub scheme: Scheme,
+    /// Host name or IP address (IPv6 without brackets).
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// Optional MQTT user name.
+    pub username: Option<String>,
+    /// Optional MQTT password (never printed).
+    pub password: Option<String>,
+}
+
+/// Why a broker URL was rejected. The message quotes the offending input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    /// Empty string.
+    #[error("broker URL is empty")]
+    Empty,
+    /// Longer than [`MAX_URL_LEN`].
+    #[error("broker URL is {0} bytes long, limit {MAX_URL_LEN}")]
+    TooLong(usize),
+    /// A scheme we know but do not support in this version.
+    #[error("broker URL {url:?}: {scheme}:// is not supported yet; use mqtt://HOST:PORT")]
+    Unsupported {
+        /// The whole URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// A scheme we do not know.
+    #[error("broker URL {url:?}: unknown scheme {scheme:?}; use mqtt://HOST:PORT")]
+    UnknownScheme {
+        /// The whole URL.
+        url: String,
+        /// Its scheme.
+        scheme: String,
+    },
+    /// Missing or malformed host.
+    #[error("broker URL {url:?}: {reason}")]
+    BadHost {
+        /// The whole URL.
+        url: String,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// Port not a number in 1..=65535.
+    #[error("broker URL {url:?}: port {port:?} is not a number in 1..65535")]
+    BadPort {
+        /// The whole URL.
+        url: String,
+        /// The port text.
+        port: String,
+    },
+}
+
+impl FromStr for BrokerUrl {
+    type Err = UrlError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(UrlError::Empty);
+        }
+        if s.len() > MAX_URL_LEN {
+            return Err(UrlError::TooLong(s.len()));
+        }
+        let url = s.to_owned();
+        let (scheme, rest) = match s.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
+            None => ("mqtt".to_owned(), s),
+        };
+        let default_port = match scheme.as_str() {
+            "mqtt" | "tcp" => 1883,
+            "mqtts" | "ssl" | "tls" | "ws" | "wss" => {
+                return Err(UrlError::Unsupported { url, scheme });
+            }
+            _ => return Err(UrlError::UnknownScheme { url, scheme }),
+        };
+        // Drop a trailing path ("mqtt://host:1883/" is common in configs).
+        let rest = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+        let (userinfo, hostport) = match rest.rsplit_once('@') {
+            Some((u, h)) => (Some(u), h),
+            None => (None, rest),
+        };
+        let (username, password) = match userinfo {
+            None => (None, None),
+            Some(u) => match u.split_once(':') {
+                Some((user, pass)) => (Some(user.to_owned()), Some(pass.to_owned())),
+                None => (Some(u.to_owned()), None),
+            },
+        };
+        let (host, port_text) = if let Some(v6) = hostport.strip_prefix('[') {
+            let Some((host, after)) = v6.split_once(']') else {
+                return Err(UrlError::BadHost { url, reason: "unclosed '[' in IPv6 address" });
+            };
+            match after.strip_prefix(':') {
+                Some(p) => (host, Some(p)),
+                None if after.is_empty() => (host, None),
+                None => return Err(UrlError::BadHost { url, reason: "junk after IPv6 address" }),
+            }
+        } else {
+            match hostport.rsplit_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (hostport, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(UrlError::BadHost { url, reason: "no host name" });
+        }
+        if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(UrlError::BadHost { url, reason: "host name contains whitespace" });
+        }
+        let port = match port_text {
+            None => default_port,
+            Some(p) => match p.parse::<u16>() {
+                Ok(n) if n > 0 => n,
+                _ => return Err(UrlError::BadPort { url, port: p.to_owned() }),
+            },
+        };
+        Ok(BrokerUrl { scheme: Scheme::Mqtt, host: host.to_owned(), port, username, password })
+    }
+}
+
+impl fmt::Display for BrokerUrl {
+    /// The URL without the password.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::Mqtt => "mqtt",
+        };
+        let user = match &self.username {
+            Some(u) => format!("{u}@"),
+            None => String::new(),
+        };
+        if self.host.contains(':') {
+            write!(f, "{scheme}://{user}[{}]:{}", self.host, self.port)
+        } else {
+            write!(f, "{scheme}://{user}{}:{}", self.host, self.port)
+        }
+    }
+}
+
+impl fmt::Debug for BrokerUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ok(s: &str) -> BrokerUrl {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn accepted_forms() {
+        let u = ok("mqtt://127.0.0.1:1884");
+        assert_eq!((u.host.as_str(), u.port), ("127.0.0.1", 1884));
+        assert_eq!(ok("mqtt://broker").port, 1883);
+        assert_eq!(ok("broker:42").port, 42);
+        assert_eq!(ok("tcp://b:1/").host, "b");
+        let v6 = ok("mqtt://[::1]:1999");
+        assert_eq!((v6.host.as_str(), v6.port), ("::1", 1999));
+        assert_eq!(v6.to_string(), "mqtt://[::1]:1999");
+        let cred = ok("mqtt://alice:s3cret@h:7");
+        assert_eq!(cred.username.as_deref(), Some("alice"));
+        assert_eq!(cred.password.as_deref(), Some("s3cret"));
+        assert!(!cred.to_string().contains("s3cret"), "password never printed");
+        assert!(!format!("{cred:?}").contains("s3cret"), "password never printed");
+    }
+
+    #[test]
+    fn rejected_forms_name_the_bad_part() {
+        let cases = [
+            ("", "empty"),
+            ("mqtt://", "no host"),
+            ("mqtt://h:0", "port \"0\""),
+            ("mqtt://h:99999", "port \"99999\""),
+            ("mqtt://h:x", "port \"x\""),
+            ("foo://h", "unknown scheme \"foo\""),
+            ("mqtts://h", "mqtts:// is not supported yet"),
+            ("ws://h", "ws:// is not supported yet"),
+            ("mqtt://[::1", "unclosed"),
+            ("mqtt://a b:1", "whitespace"),
+        ];
+        for (input, want) in cases {
+            let err = input.parse::<BrokerUrl>().expect_err(input).to_string();
+            assert!(err.contains(want), "{input:?} gave {err:?}, want {want:?}");
+        }
+        let long = "mqtt://".to_owned() + &"h".repeat(5000);
+        assert!(long.parse::<BrokerUrl>().expect_err("long").to_string().contains("limit"));
+    }
+}

@@ -1,0 +1,106 @@
+//! Operator commands of `bot`, one file per subcommand: `pub`, `listen`,
+//! `ping`. Each has a clap `Args` struct (its `--help`) and an async `run`
+//! that returns what the process should exit with. Commands talk to the bus
+//! through `bot-bus` only.
+//!
+//! Exit codes (documented in the README): 0 success, 1 the operation failed
+//! (no broker reachable, nobody answered), 2 bad usage.
+
+pub mod listen;
+pub mod ping;
+pub mod publish;
+
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bot_bus::{BrokerUrl, Event, Options, Qos, Session};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+/// Broker selection shared by every command.
+#[derive(Debug, Clone, Args)]
+pub struct BusArgs {
+    /// Broker URL (mqtt://HOST:PORT); repeat to give fallbacks, tried in order.
+    #[arg(long = "broker", short = 'b', env = "BOT_BROKER", value_delimiter = ',',
+          default_value = "mqtt://127.0.0.1:1883")]
+    pub brokers: Vec<BrokerUrl>,
+    /// Seconds to wait for a connection before giving up.
+    #[arg(long, default_value_t = 5.0, value_parser = positive_secs)]
+    pub connect_timeout: f64,
+}
+
+/// Parses a positive, finite number of seconds (≤ 1 day).
+pub fn positive_secs(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of seconds in (0, 86400]")),
+    }
+}
+
+/// Parses an MQTT QoS level for publishing: 0 or 1.
+pub fn parse_qos(s: &str) -> Result<Qos, String> {
+    match s {
+        "0" => Ok(Qos::AtMostOnce),
+        "1" => Ok(Qos::AtLeastOnce),
+        _ => Err(format!("QoS {s:?} is not supported (use 0 or 1)")),
+    }
+}
+
+/// Connects a short-lived CLI session and waits until it is subscribed to
+/// `subscriptions`, or fails after `--connect-timeout` with the last reason.
+pub async fn connect(
+    bus: &BusArgs,
+    role: &str,
+    subscriptions: Vec<(String, Qos)>,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Session> {
+    let id = format!("bot-{role}-{:08x}", fastrand_id());
+    let mut options = Options::new(id, bus.brokers.clone());
+    options.subscriptions = subscriptions;
+    options.backoff_max = Duration::from_secs(1);
+    options.queue = 100_000;
+    let mut session = Session::start(options, shutdown);
+    let deadline = Duration::from_secs_f64(bus.connect_timeout);
+    let mut last_error = String::from("no answer");
+    let ready = tokio::time::timeout(deadline, async {
+        while let Some(ev) = session.events.recv().await {
+            match ev {
+                Event::Subscribed => return true,
+                Event::Disconnected { broker, reason } => last_error = format!("{broker}: {reason}"),
+                _ => {}
+            }
+        }
+        false
+    })
+    .await;
+    match ready {
+        Ok(true) => Ok(session),
+        _ => {
+            let brokers: Vec<String> = bus.brokers.iter().map(ToString::to_string).collect();
+            session.close().await;
+            bail!(
+                "cannot connect to {} within {} s (last error: {last_error})",
+                brokers.join(", "),
+                bus.connect_timeout
+            )
+        }
+    }
+}
+
+fn fastrand_id() -> u32 {
+    // Unique enough for a client id: pid mixed with the clock.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    nanos ^ std::process::id().rotate_left(16)
+}
+
+/// Publishes once on a connected session, mapping the error.
+pub async fn publish_once(session: &Session, topic: &str, payload: Vec<u8>, qos: Qos) -> anyhow::Result<()> {
+    session
+        .publisher
+        .publish(topic, payload, qos, false)
+        .await
+        .with_context(|| format!("cannot publish on {topic}"))
+}

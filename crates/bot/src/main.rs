@@ -1,0 +1,233 @@
+//! `bot`, the one binary: parses argv and env, layers configuration, sets up
+//! logging, owns the signals and the exit code, and hands each subcommand what
+//! it needs. The work itself lives in the library crates:
+//! `bot-agent` (agent), `bot-broker` (embedded broker), `bot-cli` (operator
+//! commands).
+//!
+//! Exit codes: 0 success; 1 the operation failed (nobody answered, cannot
+//! connect, runtime error); 2 bad usage or configuration.
+
+mod up;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use bot_agent::AgentConfig;
+use clap::{Args, Parser, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+/// Bus of Things: fleet command-and-control and monitoring over MQTT.
+#[derive(Debug, Parser)]
+#[command(name = "bot", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    /// Log filter (error, warn, info, debug, trace, or a tracing filter such as
+    /// `bot_agent=debug`). Logs go to standard error.
+    /// Default: info for `up` and `agent`, warn for the other commands.
+    #[arg(long, global = true, env = "BOT_LOG")]
+    log: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run everything on this machine: an embedded MQTT broker and a local agent.
+    Up(up::UpArgs),
+    /// Run the agent: answer the bus, measure while selected.
+    Agent(AgentArgs),
+    /// Publish a message (by default a classic program on BUS).
+    Pub(bot_cli::publish::PubArgs),
+    /// Print messages from the bus as `topic payload` lines (default RES/# and DATA/#).
+    Listen(bot_cli::listen::ListenArgs),
+    /// Send PING on BUS and list the agents that answer, with round-trip times.
+    Ping(bot_cli::ping::PingArgs),
+}
+
+/// Agent options; each overrides the same key of the config file.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct AgentArgs {
+    /// Configuration file (TOML; see docs/agent.example.toml).
+    #[arg(short = 'c', long, env = "BOT_AGENT_CONFIG")]
+    config: Option<PathBuf>,
+    /// Broker URL (mqtt://HOST:PORT); repeat for fallbacks, tried in order.
+    #[arg(long = "broker", short = 'b', env = "BOT_BROKER", value_delimiter = ',')]
+    brokers: Vec<String>,
+    /// Agent name (default: the host name).
+    #[arg(long, env = "BOT_NAME")]
+    name: Option<String>,
+    /// Directory of plugin executables (`*_enabled` run while measuring).
+    #[arg(long)]
+    plugins: Option<PathBuf>,
+    /// Measuring interval in seconds (0.1..86400).
+    #[arg(long)]
+    interval: Option<f64>,
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    print_config: bool,
+}
+
+impl AgentArgs {
+    /// File, then flags.
+    pub(crate) fn load(&self) -> Result<AgentConfig, bot_agent::ConfigError> {
+        let mut c = match &self.config {
+            Some(path) => AgentConfig::from_file(path)?,
+            None => AgentConfig::default(),
+        };
+        if !self.brokers.is_empty() {
+            c.brokers = self.brokers.clone();
+        }
+        if let Some(n) = &self.name {
+            c.name = Some(n.clone());
+        }
+        if let Some(p) = &self.plugins {
+            c.plugins = Some(p.clone());
+        }
+        if let Some(i) = self.interval {
+            c.interval = i;
+        }
+        Ok(c)
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { 2 } else { 0 });
+        }
+    };
+    let default_log = match cli.command {
+        Command::Up(_) | Command::Agent(_) => "info",
+        _ => "warn",
+    };
+    if let Err(e) = init_logging(cli.log.as_deref().unwrap_or(default_log)) {
+        eprintln!("bot: {e:#}");
+        return ExitCode::from(2);
+    }
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("bot: {e:#}");
+            if e.downcast_ref::<bot_agent::ConfigError>().is_some() {
+                ExitCode::from(2)
+            } else {
+                ExitCode::from(1)
+            }
+        }
+    }
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    use tracing_subscriber::EnvFilter;
+    // The embedded broker logs a lot at info; keep it at warn unless asked.
+    let spec = if filter.contains("rmqtt") { filter.to_owned() } else { format!("{filter},rmqtt=warn,rmqtt_net=warn") };
+    let filter = EnvFilter::try_new(&spec).with_context(|| format!("invalid log filter {filter:?}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_target(false)
+        .init();
+    Ok(())
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    raise_fd_limit();
+    match cli.command {
+        Command::Agent(args) => {
+            let config = args.load()?;
+            if args.print_config {
+                print!("{}", toml_of(&config));
+                return Ok(ExitCode::SUCCESS);
+            }
+            let valid = config.validate()?;
+            // The agent stays small: one thread.
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let shutdown = signals();
+                bot_agent::run(valid, shutdown).await;
+            });
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Up(args) => multi_thread()?.block_on(up::run(args, signals_lazy())),
+        Command::Pub(args) => current_thread()?.block_on(async { bot_cli::publish::run(args, signals()).await }),
+        Command::Listen(args) => current_thread()?.block_on(async { bot_cli::listen::run(args, signals()).await }),
+        Command::Ping(args) => current_thread()?.block_on(async { bot_cli::ping::run(args, signals()).await }),
+    }
+}
+
+fn toml_of(c: &AgentConfig) -> String {
+    // AgentConfig is Deserialize only; print the keys by hand through Debug-free formatting.
+    let mut s = String::new();
+    if let Some(n) = &c.name {
+        s += &format!("name = {n:?}\n");
+    }
+    s += &format!("brokers = {:?}\n", c.brokers);
+    if let Some(p) = &c.plugins {
+        s += &format!("plugins = {:?}\n", p.display().to_string());
+    }
+    s += &format!("interval = {:?}\n", c.interval);
+    s += &format!("plugin_timeout = {:?}\n", c.plugin_timeout);
+    s += &format!("plugin_output_limit = {}\n", c.plugin_output_limit);
+    s += &format!("auto_raise_interval = {}\n", c.auto_raise_interval);
+    s += &format!("collectors = {:?}\n", c.collectors);
+    s += &format!("keep_alive = {}\n", c.keep_alive);
+    s += &format!("backoff_max = {:?}\n", c.backoff_max);
+    s += &format!("max_packet_size = {}\n", c.max_packet_size);
+    let l = &c.limits;
+    s += &format!(
+        "\n[limits]\nmax_payload = {}\nmax_stack = {}\nmax_string = {}\nmax_eval_depth = {}\nmax_stored = {}\nmax_steps = {}\n",
+        l.max_payload, l.max_stack, l.max_string, l.max_eval_depth, l.max_stored, l.max_steps
+    );
+    s
+}
+
+fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread().enable_all().build()
+}
+
+fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+/// A token cancelled on the first SIGINT or SIGTERM; a second signal exits at
+/// once (code 130). Must be called inside a runtime.
+fn signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
+        else {
+            tracing::error!("cannot install signal handlers");
+            return;
+        };
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        tracing::info!("stopping (signal again to force)");
+        t.cancel();
+        tokio::select! { _ = int.recv() => {}, _ = term.recv() => {} }
+        std::process::exit(130);
+    });
+    token
+}
+
+/// `signals()` for callers that start outside the runtime.
+fn signals_lazy() -> impl FnOnce() -> CancellationToken {
+    signals
+}
+
+/// Many agents or connections need many descriptors: raise the soft limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE)
+        && soft < hard
+    {
+        let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+    }
+}
+
+/// Grace period for a clean shutdown before giving up on stragglers.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);

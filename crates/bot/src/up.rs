@@ -1,0 +1,74 @@
+//! `bot up`: everything on one machine. Starts the embedded broker, prints
+//! what it bound (one `listening:` line per listener, on stdout, so scripts
+//! and tests can read the ports chosen with port 0), then a local agent
+//! connected to it; stops both cleanly on Ctrl-C / SIGTERM.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use bot_broker::{Broker, BrokerConfig};
+use clap::Args;
+use tokio_util::sync::CancellationToken;
+
+use crate::{AgentArgs, SHUTDOWN_GRACE};
+
+/// Options of `bot up`.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct UpArgs {
+    /// Address of the embedded MQTT broker (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:1883")]
+    listen: SocketAddr,
+    /// Address of the broker's MQTT-over-WebSocket listener (port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8083")]
+    ws_listen: SocketAddr,
+    /// Do not open the WebSocket listener.
+    #[arg(long)]
+    no_ws: bool,
+    /// Do not start the local agent (broker only).
+    #[arg(long)]
+    no_agent: bool,
+    /// Local agent options (its --broker defaults to the embedded broker).
+    #[command(flatten)]
+    agent: AgentArgs,
+}
+
+pub(crate) async fn run(
+    args: UpArgs,
+    signals: impl FnOnce() -> CancellationToken,
+) -> anyhow::Result<ExitCode> {
+    let shutdown = signals();
+    // Check the agent's configuration before binding anything.
+    let agent = if args.no_agent { None } else { Some(args.agent.load()?) };
+
+    let broker = Broker::start(BrokerConfig {
+        listen: args.listen,
+        ws_listen: (!args.no_ws).then_some(args.ws_listen),
+        ..BrokerConfig::default()
+    })
+    .await
+    .context("cannot start the embedded broker")?;
+    let mqtt = broker.mqtt_addr();
+    println!("listening: mqtt://{mqtt}");
+    if let Some(ws) = broker.ws_addr() {
+        println!("listening: ws://{ws}/mqtt");
+    }
+
+    let mut agent_task = None;
+    if let Some(mut config) = agent {
+        if args.agent.brokers.is_empty() {
+            config.brokers = vec![format!("mqtt://{mqtt}")];
+        }
+        let valid = config.validate()?;
+        println!("agent: {} (try: bot ping --broker mqtt://{mqtt})", valid.name);
+        agent_task = Some(tokio::spawn(bot_agent::run(valid, shutdown.clone())));
+    }
+    shutdown.cancelled().await;
+    if let Some(task) = agent_task
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("local agent did not stop within the grace period");
+    }
+    broker.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
