@@ -239,10 +239,8 @@ impl Driver {
         let mut failed_rounds = 0u32;
         loop {
             let broker = self.options.brokers[index].clone();
-            let ended = tokio::select! {
-                ended = self.connection(&broker, &stop) => ended,
-                () = stop.cancelled() => Ended::Stopped,
-            };
+            // `connection` watches `stop` itself, so that it can say goodbye.
+            let ended = self.connection(&broker, &stop).await;
             self.current.send_replace(None);
             let delay = match ended {
                 Ended::Stopped => return,
@@ -314,7 +312,12 @@ impl Driver {
         net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
 
-        match tokio::time::timeout(self.options.connect_timeout, until_connack(&mut eventloop)).await {
+        let connecting = tokio::time::timeout(self.options.connect_timeout, until_connack(&mut eventloop));
+        let connected = tokio::select! {
+            r = connecting => r,
+            () = stop.cancelled() => return Ended::Stopped,
+        };
+        match connected {
             Ok(Ok(())) => {}
             Ok(Err(reason)) => return Ended::Failed(reason),
             Err(_) => {

@@ -11,10 +11,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::value::Value;
 
 fn too_long(max: usize) -> Error {
-    Error::new(
-        ErrorKind::Limit,
-        format!("string longer than {max} bytes"),
-    )
+    Error::new(ErrorKind::Limit, format!("string longer than {max} bytes"))
 }
 
 /// `tag=val&tag=val` for the tagged values, bottom-to-top. Values are in text
@@ -153,8 +150,14 @@ mod tests {
     #[test]
     fn outputs_are_bounded() {
         let big = vec![Value::str("%".repeat(100)).with_tag("t")];
-        assert_eq!(ejoin(&big, 50).expect_err("too long").kind(), ErrorKind::Limit);
-        assert_eq!(edict(&big, 50).expect_err("too long").kind(), ErrorKind::Limit);
+        assert_eq!(
+            ejoin(&big, 50).expect_err("too long").kind(),
+            ErrorKind::Limit
+        );
+        assert_eq!(
+            edict(&big, 50).expect_err("too long").kind(),
+            ErrorKind::Limit
+        );
         assert!(ejoin(&big, 302).is_ok());
         assert!(ejoin(&big, 301).is_err());
     }

@@ -283,7 +283,16 @@ mod tests {
     #[test]
     fn bad_number_literals() {
         for bad in [
-            "1e999999:", "nan:", "inf:", "Infinity:", "abc:", ":", "1:2:", "1:A", "1:-x", "0x1:",
+            "1e999999:",
+            "nan:",
+            "inf:",
+            "Infinity:",
+            "abc:",
+            ":",
+            "1:2:",
+            "1:A",
+            "1:-x",
+            "0x1:",
         ] {
             assert_eq!(kind(bad), ErrorKind::BadLiteral, "{bad}");
         }
@@ -305,8 +314,14 @@ mod tests {
             .collect();
         assert_eq!(
             nums,
-            [("20", ""), ("-3", ""), ("2.5", ""), ("1000", ""), ("7", "count")]
-                .map(|(a, b)| (a.to_owned(), b.to_owned()))
+            [
+                ("20", ""),
+                ("-3", ""),
+                ("2.5", ""),
+                ("1000", ""),
+                ("7", "count")
+            ]
+            .map(|(a, b)| (a.to_owned(), b.to_owned()))
         );
         assert!(matches!(
             tokenize("4:").expect("lexes")[0],

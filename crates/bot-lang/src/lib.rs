@@ -45,6 +45,30 @@
 //! assert_eq!(m.run(b"SELECTED").replies, ["\"UnknownWord: SELECTED\":ERROR"]);
 //! ```
 //!
+//! # Semantics beyond forth.md
+//!
+//! - **Lexing** ([`lexer`]): the whole payload is lexed before anything
+//!   runs, so a bad literal, an unknown word or an unknown variable runs
+//!   nothing. Any unquoted token containing `:` is a number literal (split
+//!   at its last `:`); `#` opens a comment only at the start of a token;
+//!   variables are lower-case only; tags are at most [`MAX_TAG_LEN`] bytes.
+//! - **Numbers** ([`Number`]): integer literals that fit in `i64` are
+//!   integers, other literals finite floats; `ADD SUB MUL` on integers are
+//!   exact and fall back to a float on overflow; a NaN or infinite result is
+//!   `OutOfRange`. Equality is numeric (`1` equals `1.0`).
+//! - **Printed form** ([`Value`]'s `Display`): integral numbers below 1e21
+//!   print as integers (`4:`), others in shortest round-trip form
+//!   (`0.3333333333333333:`), tiny and huge ones as `1e-8:` / `1e300:`;
+//!   every printed number and string re-reads as the same value.
+//! - **Tags of results**: arithmetic, comparison, counts, `CAT`, `EJOIN`,
+//!   `EDICT` give untagged values; booleans are tagged `true`/`false`;
+//!   `TYP` tags `type`, `CAP` tags `cap`, `$x` tags `x`; `>NUM`, `>STR`,
+//!   `IFT`, copies and `THAW` keep the value's tag. See [`Word`] for every
+//!   word.
+//! - **Per-message caps** besides [`Limits`]: at most [`MAX_PONGS`] `PING`s
+//!   and [`MAX_EFFECTS`] effects, so one message cannot flood `RES` or the
+//!   agent's stdout.
+//!
 //! # Costs
 //!
 //! Each literal, variable and word executed counts one step (inside `EVAL`

@@ -406,6 +406,26 @@ mod tests {
     }
 
     #[test]
+    fn machine_can_move_between_threads() {
+        fn assert_send_sync<T: Send + Sync + 'static>() {}
+        assert_send_sync::<Machine>();
+        assert_send_sync::<Outcome>();
+    }
+
+    #[test]
+    fn default_limits_are_forth_md() {
+        let l = Limits::default();
+        assert_eq!(
+            (l.max_payload, l.max_stack, l.max_string),
+            (64 * 1024, 64, 64 * 1024)
+        );
+        assert_eq!(
+            (l.max_eval_depth, l.max_stored, l.max_steps),
+            (8, 256, 100_000)
+        );
+    }
+
+    #[test]
     fn fresh_state() {
         let m = machine();
         assert!(!m.state().selected);

@@ -94,14 +94,18 @@ impl From<f64> for Number {
 }
 
 /// Prints the number's text (no colon, no tag): integers and integral floats
-/// below 1e21 as integers, other floats in shortest round-trip form, very
-/// large or small ones as `1e300` / `5e-324`.
+/// below 1e21 as integers (exact digits within `i64`, shortest round-trip
+/// digits padded with zeros beyond), other floats in shortest round-trip
+/// form, very large or small ones as `1e300` / `5e-324`.
 impl fmt::Display for Number {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             Number::Int(i) => write!(f, "{i}"),
-            Number::Float(x) if x == 0.0 => f.write_str("0"),
+            // Both zeros print `0`.
+            Number::Float(0.0) => f.write_str("0"),
             Number::Float(x) if !x.is_finite() => write!(f, "{x}"),
+            // Exact digits, so that the text re-reads as the very same value.
+            Number::Float(x) if float_to_i64(x).is_some() => write!(f, "{}", x as i64),
             Number::Float(x) => {
                 let a = x.abs();
                 if a < 1e21 && (x.fract() == 0.0 || a >= 1e-7) {
@@ -191,10 +195,8 @@ pub fn parse_number(text: &str) -> Option<Number> {
     if i != b.len() {
         return None;
     }
-    if is_int {
-        if let Ok(n) = text.parse::<i64>() {
-            return Some(Number::Int(n));
-        }
+    if is_int && let Ok(n) = text.parse::<i64>() {
+        return Some(Number::Int(n));
     }
     match text.parse::<f64>() {
         Ok(f) if f.is_finite() => Some(Number::Float(f)),
@@ -211,8 +213,7 @@ pub fn is_valid_tag(tag: &str) -> bool {
         _ => return false,
     }
     b.len() <= MAX_TAG_LEN
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
@@ -288,6 +289,14 @@ impl Value {
         }
     }
 
+    /// The printed form without the trailing `:` and tag (`"a\"b"`, `2.5`),
+    /// as values appear in error messages.
+    pub fn text_quoted(&self) -> String {
+        let mut printed = self.to_string();
+        printed.truncate(printed.len() - self.tag().len() - 1);
+        printed
+    }
+
     /// Bytes of string payload (0 for numbers); used for size limits and costs.
     pub fn str_len(&self) -> usize {
         match self {
@@ -355,11 +364,15 @@ mod tests {
         assert_eq!(p("1.5e-8"), "1.5e-8:");
         assert_eq!(p("-0.0"), "0:");
         assert_eq!(p("5e-324"), "5e-324:");
-        assert_eq!(
-            Value::num(1.0 / 3.0).to_string(),
-            "0.3333333333333333:"
-        );
+        assert_eq!(Value::num(1.0 / 3.0).to_string(), "0.3333333333333333:");
         assert_eq!(Value::num(i64::MIN).to_string(), "-9223372036854775808:");
+    }
+
+    #[test]
+    fn quoted_text_for_messages() {
+        assert_eq!(Value::str("a\"b").with_tag("t").text_quoted(), "\"a\\\"b\"");
+        assert_eq!(Value::num(2.5).with_tag("x").text_quoted(), "2.5");
+        assert_eq!(Value::num(-1).text_quoted(), "-1");
     }
 
     #[test]
@@ -408,14 +421,23 @@ mod tests {
         assert_ne!(Number::Int(4), Number::Float(4.5));
         assert_eq!(Number::Int(3).compare(Number::Float(3.5)), Ordering::Less);
         assert_eq!(Number::Float(-3.5).compare(Number::Int(-3)), Ordering::Less);
-        assert_eq!(Number::Int(i64::MAX).compare(Number::Float(9.3e18)), Ordering::Less);
-        assert_eq!(Number::Int(i64::MIN).compare(Number::Float(-1e300)), Ordering::Greater);
+        assert_eq!(
+            Number::Int(i64::MAX).compare(Number::Float(9.3e18)),
+            Ordering::Less
+        );
+        assert_eq!(
+            Number::Int(i64::MIN).compare(Number::Float(-1e300)),
+            Ordering::Greater
+        );
         // i64::MAX rounds to 2^63 as f64, but the exact comparison sees the difference.
         assert_ne!(Number::Int(i64::MAX), Number::Float(i64::MAX as f64));
         assert_eq!(Number::Float(4.0).as_i64(), Some(4));
         assert_eq!(Number::Float(4.5).as_i64(), None);
         assert_eq!(Number::Float(1e300).as_i64(), None);
-        assert_eq!(Number::Float(-9_223_372_036_854_775_808.0).as_i64(), Some(i64::MIN));
+        assert_eq!(
+            Number::Float(-9_223_372_036_854_775_808.0).as_i64(),
+            Some(i64::MIN)
+        );
     }
 
     #[test]

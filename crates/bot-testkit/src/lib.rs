@@ -1,1 +1,498 @@
-//! placeholder
+//! Dev-only test harness: real brokers on free ports, real `bot` processes,
+//! and the stock `mosquitto_pub` / `mosquitto_sub` tools as the clients.
+//!
+//! Everything is synchronous (std::process plus reader threads), and every
+//! wait is for an event (a line on a pipe, a port accepting) with a deadline,
+//! never a bare sleep. Processes are killed when their handle drops, so a
+//! failing test leaves nothing behind.
+//!
+//! - [`Broker`]: `bot up` (embedded broker) or `mosquitto`, on a free port, restartable on the same port.
+//! - [`Agent`]: a `bot agent` process, with its stdout and stderr captured line by line.
+//! - [`Sub`]: a `mosquitto_sub -v` process, ready once its SUBACK was seen.
+//! - [`publish`] and friends: `mosquitto_pub`.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+
+/// The default deadline for anything a test waits for.
+pub const WAIT: Duration = Duration::from_secs(20);
+
+/// Which broker a scenario runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrokerKind {
+    /// `bot up --no-agent`: the embedded broker.
+    Embedded,
+    /// A real mosquitto started by the harness.
+    Mosquitto,
+}
+
+/// A port that was free a moment ago (bound to port 0, then released).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port on loopback")
+}
+
+/// A fresh temporary directory, removed on drop.
+#[derive(Debug)]
+pub struct TempDir(PathBuf);
+
+impl TempDir {
+    /// Creates `$TMPDIR/bot-test-<tag>-<pid>-<n>`.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let p = std::env::temp_dir().join(format!("bot-test-{tag}-{}-{n}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).expect("create temp dir");
+        TempDir(p)
+    }
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Lines read from a child's pipe by a background thread.
+#[derive(Debug)]
+pub struct Lines {
+    rx: Receiver<String>,
+    /// Every line seen so far (for failure messages).
+    pub seen: Vec<String>,
+}
+
+impl Lines {
+    /// Starts reading `pipe` line by line on a background thread.
+    pub fn from_pipe(pipe: impl Read + Send + 'static) -> Lines {
+        let (tx, rx) = channel();
+        std::thread::spawn(move || {
+            let mut r = BufReader::new(pipe);
+            let mut buf = Vec::new();
+            loop {
+                buf.clear();
+                match r.read_until(b'\n', &mut buf) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                        if tx.send(line).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        Lines { rx, seen: Vec::new() }
+    }
+
+    /// The next line, or `None` after `timeout` (or if the pipe closed).
+    pub fn next(&mut self, timeout: Duration) -> Option<String> {
+        match self.rx.recv_timeout(timeout) {
+            Ok(l) => {
+                self.seen.push(l.clone());
+                Some(l)
+            }
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => None,
+        }
+    }
+
+    /// Waits for a line satisfying `pred`, skipping others.
+    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some(l) if pred(&l) => return Ok(l),
+                Some(_) => {}
+                None => bail!(
+                    "timed out after {timeout:?} waiting for {what}; last lines:\n{}",
+                    self.seen.iter().rev().take(15).rev().cloned().collect::<Vec<_>>().join("\n")
+                ),
+            }
+        }
+    }
+}
+
+fn kill(child: &mut Child) {
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// A broker on a free loopback port.
+#[derive(Debug)]
+pub struct Broker {
+    /// Which kind.
+    pub kind: BrokerKind,
+    /// Its MQTT port.
+    pub port: u16,
+    bot: PathBuf,
+    child: Child,
+    dir: TempDir,
+}
+
+impl Broker {
+    /// Starts a broker of `kind`. `bot` is the path of the `bot` binary.
+    pub fn start(kind: BrokerKind, bot: &Path) -> Result<Broker> {
+        Self::start_at(kind, bot, 0)
+    }
+
+    /// Starts a broker of `kind` on `port` (0: a free port).
+    pub fn start_at(kind: BrokerKind, bot: &Path, port: u16) -> Result<Broker> {
+        let dir = TempDir::new("broker");
+        let (child, port) = match kind {
+            BrokerKind::Embedded => spawn_bot_up(bot, port)?,
+            BrokerKind::Mosquitto => {
+                let port = if port == 0 { free_port() } else { port };
+                (spawn_mosquitto(dir.path(), port)?, port)
+            }
+        };
+        Ok(Broker { kind, port, bot: bot.to_owned(), child, dir })
+    }
+
+    /// `mqtt://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the broker (as a crash would) and waits for it to be gone.
+    pub fn kill(&mut self) {
+        kill(&mut self.child);
+    }
+
+    /// Starts the broker again on the same port.
+    pub fn restart(&mut self) -> Result<()> {
+        self.kill();
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let started = match self.kind {
+                BrokerKind::Embedded => spawn_bot_up(&self.bot, self.port).map(|(c, _)| c),
+                BrokerKind::Mosquitto => spawn_mosquitto(self.dir.path(), self.port),
+            };
+            match started {
+                Ok(c) => {
+                    self.child = c;
+                    return Ok(());
+                }
+                // The old socket may linger for a moment.
+                Err(e) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                    let _ = e;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Drop for Broker {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
+    let mut child = Command::new(bot)
+        .args(["up", "--no-agent", "--no-ws", "--listen"])
+        .arg(format!("127.0.0.1:{port}"))
+        .env("BOT_LOG", "warn")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run bot up")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut lines = Lines::from_pipe(stdout);
+    let line = match lines.wait_for("bot up's listening line", WAIT, |l| l.starts_with("listening: mqtt://")) {
+        Ok(l) => l,
+        Err(e) => {
+            kill(&mut child);
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            bail!("{e}\nstderr: {err}");
+        }
+    };
+    let addr: SocketAddr = line.trim_start_matches("listening: mqtt://").parse().context("bad address line")?;
+    // Keep draining stdout so bot up never blocks on a full pipe.
+    std::thread::spawn(move || while lines.next(Duration::from_secs(3600)).is_some() {});
+    Ok((child, addr.port()))
+}
+
+fn spawn_mosquitto(dir: &Path, port: u16) -> Result<Child> {
+    let conf = dir.join("mosquitto.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+        ),
+    )?;
+    let mut child = Command::new(mosquitto_bin())
+        .arg("-c")
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("cannot run mosquitto (is it installed? scripts/test.sh installs it)")?;
+    let deadline = Instant::now() + WAIT;
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Ok(Some(status)) = child.try_wait() {
+            let mut err = String::new();
+            if let Some(mut s) = child.stderr.take() {
+                let _ = s.read_to_string(&mut err);
+            }
+            bail!("mosquitto exited with {status}: {err}");
+        }
+        if Instant::now() > deadline {
+            kill(&mut child);
+            bail!("mosquitto did not listen on port {port} within {WAIT:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(child)
+}
+
+fn mosquitto_bin() -> &'static str {
+    if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" }
+}
+
+/// A running `bot agent`.
+#[derive(Debug)]
+pub struct Agent {
+    /// Its name.
+    pub name: String,
+    /// Its standard output, line by line (`_TEST` prints `Yo` here).
+    pub stdout: Lines,
+    /// Its log (standard error), line by line.
+    pub log: Lines,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Agent {
+    /// Starts `bot agent --name NAME --config <file with `extra_toml`> --broker URL...`
+    /// and waits until it has subscribed.
+    pub fn start(bot: &Path, name: &str, brokers: &[String], extra_toml: &str) -> Result<Agent> {
+        let mut agent = Self::spawn(bot, name, brokers, extra_toml)?;
+        agent.wait_ready()?;
+        Ok(agent)
+    }
+
+    /// Like [`Agent::start`] without waiting for the agent to be ready.
+    pub fn spawn(bot: &Path, name: &str, brokers: &[String], extra_toml: &str) -> Result<Agent> {
+        let dir = TempDir::new("agent");
+        let config = dir.path().join("agent.toml");
+        std::fs::write(&config, extra_toml)?;
+        let mut cmd = Command::new(bot);
+        cmd.args(["agent", "--name", name, "--config"]).arg(&config);
+        for b in brokers {
+            cmd.arg("--broker").arg(b);
+        }
+        let mut child = cmd
+            .env("BOT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run bot agent")?;
+        let stdout = Lines::from_pipe(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+        let log = Lines::from_pipe(child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?);
+        Ok(Agent { name: name.to_owned(), stdout, log, child, _dir: dir })
+    }
+
+    /// Waits for the next "ready" log line (after start or a reconnection).
+    pub fn wait_ready(&mut self) -> Result<()> {
+        self.log.wait_for("the agent's ready line", WAIT, |l| l.contains("ready: listening on BUS")).map(drop)
+    }
+
+    /// Is the process still running?
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        let pid = self.child.id().to_string();
+        Command::new("kill").args(["-TERM", &pid]).status()?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(s) = self.child.try_wait()? {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                bail!("agent did not exit within {WAIT:?} of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// A `mosquitto_sub -v` process.
+#[derive(Debug)]
+pub struct Sub {
+    lines: Lines,
+    child: Child,
+}
+
+impl Sub {
+    /// Subscribes to `topics` on `port` and waits for the SUBACK.
+    pub fn start(port: u16, topics: &[&str]) -> Result<Sub> {
+        // mosquitto_sub's debug lines are block-buffered on a pipe: stdbuf
+        // makes them line-buffered so the SUBACK line arrives when it happens.
+        let mut cmd = Command::new("stdbuf");
+        cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port.to_string(), "-v", "-d"]);
+        for t in topics {
+            cmd.args(["-t", t]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("cannot run mosquitto_sub (scripts/test.sh installs mosquitto-clients)")?;
+        let stdout: ChildStdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+        let mut sub = Sub { lines: Lines::from_pipe(stdout), child };
+        sub.lines.wait_for("mosquitto_sub's SUBACK", WAIT, |l| l.contains("received SUBACK"))?;
+        Ok(sub)
+    }
+
+    /// Reads the next message as `(topic, payload)`, skipping `-d` debug
+    /// lines (they start with "Client " or "Subscribed (mid"). Multi-line payloads are not used by
+    /// these tests.
+    pub fn next(&mut self, timeout: Duration) -> Option<(String, String)> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let line = self.lines.next(left)?;
+            if line.starts_with("Client ") || line.starts_with("Subscribed (mid") {
+                continue;
+            }
+            let (t, p) = line.split_once(' ').unwrap_or((&line, ""));
+            return Some((t.to_owned(), p.to_owned()));
+        }
+    }
+
+    /// Waits for a message satisfying `pred` (others are skipped and returned too).
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str, &str) -> bool,
+    ) -> Result<(String, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut skipped = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some((t, p)) if pred(&t, &p) => return Ok((t, p)),
+                Some(m) => skipped.push(m),
+                None => bail!(
+                    "timed out after {timeout:?} waiting for {what}; got instead: {:?}",
+                    skipped.iter().rev().take(10).collect::<Vec<_>>()
+                ),
+            }
+        }
+    }
+
+    /// Collects exactly `n` messages matching `pred`, skipping others.
+    pub fn collect(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&str, &str) -> bool,
+    ) -> Result<Vec<(String, String)>> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while got.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.next(left) {
+                Some((t, p)) if pred(&t, &p) => got.push((t, p)),
+                Some(_) => {}
+                None => bail!("got {} of {n} messages within {timeout:?}: {got:?}", got.len()),
+            }
+        }
+        Ok(got)
+    }
+}
+
+impl Drop for Sub {
+    fn drop(&mut self) {
+        kill(&mut self.child);
+    }
+}
+
+/// `mosquitto_pub -t TOPIC -s` with `payload` on standard input (any bytes;
+/// an empty payload is sent with `-n`).
+pub fn publish(port: u16, topic: &str, payload: &[u8]) -> Result<()> {
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic]);
+    if payload.is_empty() {
+        cmd.arg("-n");
+    } else {
+        cmd.arg("-s");
+    }
+    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(payload)?;
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// `mosquitto_pub -l`: one message per line of `lines`, in one connection (a burst).
+pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
+    let mut child = Command::new("mosquitto_pub")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-l"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    if let Some(mut stdin) = child.stdin.take() {
+        for l in lines {
+            writeln!(stdin, "{l}")?;
+        }
+    }
+    let out = child.wait_with_output()?;
+    if !out.status.success() {
+        bail!("mosquitto_pub -l failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(())
+}
+
+/// Runs `bot ARGS…` to completion and returns (exit code, stdout, stderr).
+pub fn run_bot(bot: &Path, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = Command::new(bot).args(args).stdin(Stdio::null()).output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}

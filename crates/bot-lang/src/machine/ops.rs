@@ -79,7 +79,7 @@ impl Exec<'_> {
                         let n = parse_number(s.trim()).ok_or_else(|| {
                             Error::new(
                                 ErrorKind::BadLiteral,
-                                format!(">NUM cannot read {}", cut(&s)),
+                                format!(">NUM cannot read {}", Value::str(cut(&s)).text_quoted()),
                             )
                         })?;
                         self.push(Value::Num(n, tag))?;
@@ -412,22 +412,21 @@ fn int_or_float(
     int: fn(i64, i64) -> Option<i64>,
     float: fn(f64, f64) -> f64,
 ) -> Number {
-    if let (Number::Int(x), Number::Int(y)) = (a, b) {
-        if let Some(r) = int(x, y) {
-            return Number::Int(r);
-        }
+    if let (Number::Int(x), Number::Int(y)) = (a, b)
+        && let Some(r) = int(x, y)
+    {
+        return Number::Int(r);
     }
     Number::Float(float(a.as_f64(), b.as_f64()))
 }
 
 /// True division; integer when both are integers and it is exact. `b != 0`.
 fn div(a: Number, b: Number) -> Number {
-    if let (Number::Int(x), Number::Int(y)) = (a, b) {
-        if x.checked_rem(y) == Some(0) {
-            if let Some(q) = x.checked_div(y) {
-                return Number::Int(q);
-            }
-        }
+    if let (Number::Int(x), Number::Int(y)) = (a, b)
+        && x.checked_rem(y) == Some(0)
+        && let Some(q) = x.checked_div(y)
+    {
+        return Number::Int(q);
     }
     Number::Float(a.as_f64() / b.as_f64())
 }
@@ -437,7 +436,11 @@ fn floored_mod(a: Number, b: Number) -> Number {
     if let (Number::Int(x), Number::Int(y)) = (a, b) {
         let r = x.wrapping_rem(y);
         // |r| < |y| and the signs differ, so `r + y` cannot overflow.
-        return Number::Int(if r != 0 && (r < 0) != (y < 0) { r + y } else { r });
+        return Number::Int(if r != 0 && (r < 0) != (y < 0) {
+            r + y
+        } else {
+            r
+        });
     }
     let (x, y) = (a.as_f64(), b.as_f64());
     let r = x % y;
@@ -450,12 +453,16 @@ fn floored_mod(a: Number, b: Number) -> Number {
 
 /// Floor division (Python's `//`). `b != 0`.
 fn floor_div(a: Number, b: Number) -> Number {
-    if let (Number::Int(x), Number::Int(y)) = (a, b) {
-        if let Some(q) = x.checked_div(y) {
-            // No overflow here: q == i64::MIN only when the division is exact.
-            let inexact = x % y != 0;
-            return Number::Int(if inexact && (x < 0) != (y < 0) { q - 1 } else { q });
-        }
+    if let (Number::Int(x), Number::Int(y)) = (a, b)
+        && let Some(q) = x.checked_div(y)
+    {
+        // No overflow here: q == i64::MIN only when the division is exact.
+        let inexact = x % y != 0;
+        return Number::Int(if inexact && (x < 0) != (y < 0) {
+            q - 1
+        } else {
+            q
+        });
     }
     let (x, y) = (a.as_f64(), b.as_f64());
     // CPython's float floor division, accurate where (x / y).floor() is not.

@@ -1,0 +1,128 @@
+//! The operator commands against real agents: `bot ping`, `bot pub`,
+//! `bot listen`, and their usage errors.
+
+use anyhow::Result;
+use bot_testkit::run_bot;
+
+use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
+
+both_brokers!(ping_lists_every_agent_with_its_round_trip_time, pub_and_listen_round_trip);
+
+fn ping_lists_every_agent_with_its_round_trip_time(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let url = broker.url();
+    let _a = Agent::start(bot(), "one", &[url.clone()], "")?;
+    let _b = Agent::start(bot(), "two", &[url.clone()], "")?;
+    let (code, out, err) = run_bot(bot(), &["ping", "--broker", &url, "--expect", "2", "--wait", "20"])?;
+    assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let mut names: Vec<&str> = lines[..2].iter().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
+    names.sort();
+    assert_eq!(names, ["one", "two"]);
+    assert!(lines[..2].iter().all(|l| l.ends_with(" ms")), "{out}");
+    assert!(lines[2].starts_with("2 agents answered"), "{out}");
+
+    // Nobody at BUS/ghost: exit code 1 and a clear message.
+    let (code, out, err) = run_bot(bot(), &["ping", "--broker", &url, "-t", "BUS/ghost", "--wait", "0.5"])?;
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(out.contains("0 agents answered"), "{out}");
+    assert!(err.contains("no agent answered"), "{err}");
+    Ok(())
+}
+
+fn pub_and_listen_round_trip(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let url = broker.url();
+    let _calc = Agent::start(bot(), "calc", &[url.clone()], "")?;
+    let mut sub = Sub::start(broker.port, &["RES"])?;
+    let (code, out, err) = run_bot(bot(), &["pub", "--broker", &url, "6: 7: MUL"])?;
+    assert_eq!(code, 0, "{out} {err}");
+    let (_, reply) = sub.wait_for("42", WAIT, |t, _| t == "RES")?;
+    assert_eq!(reply, "42:");
+
+    // bot listen prints `topic payload` lines like mosquitto_sub -v.
+    let mut listen = std::process::Command::new(bot())
+        .args(["listen", "--broker", &url, "-C", "1", "-W", "20", "RES"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = listen.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let mut lines = bot_testkit::Lines::from_pipe(stderr);
+    lines.wait_for("listen's ready line", WAIT, |l| l.starts_with("listening on"))?;
+    bot_testkit::publish(broker.port, "BUS/calc", b"1: 2: ADD")?;
+    let out = listen.wait_with_output()?;
+    assert!(out.status.success());
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "RES 3:\n");
+    Ok(())
+}
+
+#[test]
+fn unreachable_broker_is_a_clear_error() -> Result<()> {
+    let url = format!("mqtt://127.0.0.1:{}", bot_testkit::free_port());
+    let (code, _out, err) = run_bot(bot(), &["ping", "--broker", &url, "--connect-timeout", "1"])?;
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot connect to") && err.contains(&url), "{err}");
+    Ok(())
+}
+
+#[test]
+fn usage_errors_name_the_bad_value() -> Result<()> {
+    let cases: [(&[&str], &str); 6] = [
+        (&["ping", "--broker", "foo://x"], "unknown scheme \"foo\""),
+        (&["ping", "--wait=-1"], "\"-1\""),
+        (&["pub", "-t", "BUS/#", "PING"], "wildcard"),
+        (&["pub", "-q", "2", "PING"], "QoS \"2\""),
+        (&["listen", "a/#/b"], "'#' must be a whole last level"),
+        (&["agent", "--interval", "0", "--broker", "mqtt://127.0.0.1:1"], "interval: 0"),
+    ];
+    for (args, want) in cases {
+        let (code, out, err) = run_bot(bot(), args)?;
+        assert_eq!(code, 2, "{args:?}: {out} {err}");
+        assert!(err.contains(want), "{args:?}: want {want:?} in {err}");
+    }
+    Ok(())
+}
+
+#[test]
+fn agent_config_file_problems_are_reported_with_file_and_key() -> Result<()> {
+    let dir = bot_testkit::TempDir::new("conf");
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, "intervall = 3\n")?;
+    let (code, _, err) = run_bot(bot(), &["agent", "--config", path.to_str().unwrap_or_default()])?;
+    assert_eq!(code, 2);
+    assert!(err.contains("agent.toml") && err.contains("intervall"), "{err}");
+    let (code, out, err) = run_bot(bot(), &["agent", "--print-config", "--name", "x"])?;
+    assert_eq!(code, 0, "{err}");
+    let parsed = bot_agent_config(&out);
+    assert!(parsed, "--print-config output does not parse back:\n{out}");
+    Ok(())
+}
+
+fn bot_agent_config(text: &str) -> bool {
+    text.contains("name = \"x\"") && text.contains("[limits]") && text.contains("interval = 10.0")
+}
+
+#[test]
+fn help_is_available_for_every_command() -> Result<()> {
+    for cmd in ["up", "agent", "pub", "listen", "ping"] {
+        let (code, out, _) = run_bot(bot(), &[cmd, "--help"])?;
+        assert_eq!(code, 0, "{cmd}");
+        assert!(out.contains("Usage: bot"), "{cmd}: {out}");
+        assert!(out.contains("--broker"), "{cmd} lacks --broker: {out}");
+    }
+    let (code, out, _) = run_bot(bot(), &["--help"])?;
+    assert_eq!(code, 0);
+    insta_like_snapshot("bot --help", &out, include_str!("snapshots/help.txt"));
+    Ok(())
+}
+
+/// Compares with a checked-in snapshot; set BOT_UPDATE_SNAPSHOTS=1 to rewrite it.
+fn insta_like_snapshot(what: &str, actual: &str, expected: &str) {
+    if std::env::var_os("BOT_UPDATE_SNAPSHOTS").is_some() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/snapshots/help.txt");
+        std::fs::write(path, actual).expect("write snapshot");
+        return;
+    }
+    assert_eq!(actual, expected, "{what} changed; rerun with BOT_UPDATE_SNAPSHOTS=1 and review the diff");
+}
