@@ -17,9 +17,18 @@ pub(crate) struct Classic {
 }
 
 impl Classic {
-    pub fn new(machine: Machine, publisher: Publisher, state: watch::Sender<MeasureState>) -> Classic {
+    pub fn new(
+        machine: Machine,
+        publisher: Publisher,
+        state: watch::Sender<MeasureState>,
+    ) -> Classic {
         let own_topic = format!("{TOPIC_BUS}/{}", machine.info().name);
-        Classic { machine, publisher, state, own_topic }
+        Classic {
+            machine,
+            publisher,
+            state,
+            own_topic,
+        }
     }
 
     /// Handles one incoming message (ignores topics that are not ours).
@@ -44,7 +53,11 @@ impl Classic {
         }
         for reply in outcome.replies {
             tracing::debug!(%topic, %reply, "reply");
-            if let Err(e) = self.publisher.publish(TOPIC_RES, reply, Qos::AtMostOnce, false).await {
+            if let Err(e) = self
+                .publisher
+                .publish(TOPIC_RES, reply, Qos::AtMostOnce, false)
+                .await
+            {
                 tracing::debug!(error = %e, "reply not sent");
             }
         }
@@ -54,14 +67,20 @@ impl Classic {
     pub fn raise_interval(&mut self, secs: f64) {
         if secs > self.machine.state().interval {
             self.machine.set_interval(secs);
-            tracing::warn!(interval = self.machine.state().interval, "interval raised after overrun");
+            tracing::warn!(
+                interval = self.machine.state().interval,
+                "interval raised after overrun"
+            );
             self.sync_state();
         }
     }
 
     fn sync_state(&self) {
         let s = self.machine.state();
-        let next = MeasureState { selected: s.selected, interval: s.interval };
+        let next = MeasureState {
+            selected: s.selected,
+            interval: s.interval,
+        };
         self.state.send_if_modified(|cur| {
             let changed = *cur != next;
             *cur = next;

@@ -161,15 +161,24 @@ pub enum ConfigError {
 impl AgentConfig {
     /// Reads a TOML file. Unknown keys are errors.
     pub fn from_file(path: &Path) -> Result<AgentConfig, ConfigError> {
-        let meta = std::fs::metadata(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        let meta = std::fs::metadata(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
         if meta.len() > MAX_CONFIG_BYTES {
-            return Err(ConfigError::TooBig { path: path.to_owned(), size: meta.len() });
+            return Err(ConfigError::TooBig {
+                path: path.to_owned(),
+                size: meta.len(),
+            });
         }
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-        Self::from_toml(&text)
-            .map_err(|message| ConfigError::Parse { path: path.to_owned(), message })
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|message| ConfigError::Parse {
+            path: path.to_owned(),
+            message,
+        })
     }
 
     /// Parses TOML text.
@@ -199,7 +208,10 @@ impl AgentConfig {
         }
         let range = bot_lang::MIN_INTERVAL..=bot_lang::MAX_INTERVAL;
         if !range.contains(&self.interval) {
-            problems.push(format!("interval: {} is not in 0.1..86400 seconds", self.interval));
+            problems.push(format!(
+                "interval: {} is not in 0.1..86400 seconds",
+                self.interval
+            ));
         }
         if !(0.1..=3600.0).contains(&self.plugin_timeout) {
             problems.push(format!(
@@ -222,10 +234,16 @@ impl AgentConfig {
             }
         }
         if !(1..=3600).contains(&self.keep_alive) {
-            problems.push(format!("keep_alive: {} is not in 1..3600 seconds", self.keep_alive));
+            problems.push(format!(
+                "keep_alive: {} is not in 1..3600 seconds",
+                self.keep_alive
+            ));
         }
         if !(1.0..=3600.0).contains(&self.backoff_max) {
-            problems.push(format!("backoff_max: {} is not in 1..3600 seconds", self.backoff_max));
+            problems.push(format!(
+                "backoff_max: {} is not in 1..3600 seconds",
+                self.backoff_max
+            ));
         }
         if !(1024..=256 * 1024 * 1024).contains(&self.max_packet_size) {
             problems.push(format!(
@@ -235,9 +253,19 @@ impl AgentConfig {
         }
         let l = &self.limits;
         let checks: [(&str, u64, u64, u64); 6] = [
-            ("limits.max_payload", l.max_payload as u64, 1, 16 * 1024 * 1024),
+            (
+                "limits.max_payload",
+                l.max_payload as u64,
+                1,
+                16 * 1024 * 1024,
+            ),
             ("limits.max_stack", l.max_stack as u64, 1, 100_000),
-            ("limits.max_string", l.max_string as u64, 1, 16 * 1024 * 1024),
+            (
+                "limits.max_string",
+                l.max_string as u64,
+                1,
+                16 * 1024 * 1024,
+            ),
             ("limits.max_eval_depth", l.max_eval_depth as u64, 0, 64),
             ("limits.max_stored", l.max_stored as u64, 0, 1_000_000),
             ("limits.max_steps", l.max_steps, 1, 100_000_000),
@@ -255,7 +283,11 @@ impl AgentConfig {
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
-        Ok(ValidConfig { name, brokers, config: self.clone() })
+        Ok(ValidConfig {
+            name,
+            brokers,
+            config: self.clone(),
+        })
     }
 }
 
@@ -287,7 +319,10 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     if name.len() > 128 {
         return Err("is longer than 128 bytes");
     }
-    if name.chars().any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control()) {
+    if name
+        .chars()
+        .any(|c| matches!(c, '/' | '+' | '#') || c.is_whitespace() || c.is_control())
+    {
         return Err("must not contain '/', '+', '#', whitespace or control characters");
     }
     Ok(())
@@ -301,13 +336,33 @@ mod tests {
     fn example_config_matches_the_defaults() {
         let text = include_str!("../../../docs/agent.example.toml");
         let parsed = AgentConfig::from_toml(text).expect("example parses");
-        let defaults = AgentConfig { name: Some("web1".to_owned()), ..AgentConfig::default() };
-        assert_eq!(parsed, defaults, "docs/agent.example.toml drifted from the defaults");
+        let defaults = AgentConfig {
+            name: Some("web1".to_owned()),
+            ..AgentConfig::default()
+        };
+        assert_eq!(
+            parsed, defaults,
+            "docs/agent.example.toml drifted from the defaults"
+        );
         // Every documented field of the struct appears in the example.
         for key in [
-            "name", "brokers", "plugins", "interval", "plugin_timeout", "plugin_output_limit",
-            "auto_raise_interval", "collectors", "keep_alive", "backoff_max", "max_packet_size",
-            "max_payload", "max_stack", "max_string", "max_eval_depth", "max_stored", "max_steps",
+            "name",
+            "brokers",
+            "plugins",
+            "interval",
+            "plugin_timeout",
+            "plugin_output_limit",
+            "auto_raise_interval",
+            "collectors",
+            "keep_alive",
+            "backoff_max",
+            "max_packet_size",
+            "max_payload",
+            "max_stack",
+            "max_string",
+            "max_eval_depth",
+            "max_stored",
+            "max_steps",
         ] {
             assert!(text.contains(&format!("{key} =")), "example lacks {key}");
         }
@@ -337,7 +392,14 @@ mod tests {
             panic!("wrong error kind");
         };
         let all = problems.join("\n");
-        for want in ["name \"a/b\"", "foo", "port \"0\"", "interval: -1", "\"cpu\"", "keep_alive: 0"] {
+        for want in [
+            "name \"a/b\"",
+            "foo",
+            "port \"0\"",
+            "interval: -1",
+            "\"cpu\"",
+            "keep_alive: 0",
+        ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
         }
     }

@@ -69,8 +69,10 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) {
         (&c.limits).into(),
         c.interval,
     );
-    let (state_tx, state_rx) =
-        watch::channel(MeasureState { selected: false, interval: machine.state().interval });
+    let (state_tx, state_rx) = watch::channel(MeasureState {
+        selected: false,
+        interval: machine.state().interval,
+    });
     let (raise_tx, mut raise_rx) = mpsc::channel::<f64>(4);
     let mut classic = classic::Classic::new(machine, session.publisher.clone(), state_tx);
 

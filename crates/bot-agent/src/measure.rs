@@ -39,7 +39,11 @@ impl Measurer {
             topic: format!("{TOPIC_DATA}/{}", config.name),
             collectors: collectors::build(&c.collectors),
             plugins: c.plugins.as_ref().map(|dir| {
-                Plugins::new(dir.clone(), Duration::from_secs_f64(c.plugin_timeout), c.plugin_output_limit)
+                Plugins::new(
+                    dir.clone(),
+                    Duration::from_secs_f64(c.plugin_timeout),
+                    c.plugin_output_limit,
+                )
             }),
             publisher,
             raise,
@@ -63,15 +67,22 @@ impl Measurer {
                 ));
             }
         }
-        self.lines.extend(self.samples.iter().map(|s| s.line(&self.name)));
+        self.lines
+            .extend(self.samples.iter().map(|s| s.line(&self.name)));
         if let Some(p) = self.plugins.as_mut() {
             p.run_round(&self.name, &mut self.lines).await;
         }
         let took = start.elapsed();
-        self.lines
-            .push(Sample::gauge("core.processing_time", Number::Real(took.as_secs_f64())).line(&self.name));
+        self.lines.push(
+            Sample::gauge("core.processing_time", Number::Real(took.as_secs_f64()))
+                .line(&self.name),
+        );
         for line in self.lines.drain(..) {
-            if let Err(e) = self.publisher.publish(self.topic.as_str(), line, Qos::AtMostOnce, false).await {
+            if let Err(e) = self
+                .publisher
+                .publish(self.topic.as_str(), line, Qos::AtMostOnce, false)
+                .await
+            {
                 tracing::debug!(error = %e, "sample not sent");
             }
         }
@@ -80,8 +91,15 @@ impl Measurer {
 
     async fn overrun(&mut self, took: Duration, interval: f64) {
         let line = Sample::gauge("core.overrun", Number::Real(took.as_secs_f64())).line(&self.name);
-        tracing::warn!(took = took.as_secs_f64(), interval, "measuring round overran its interval");
-        let _ = self.publisher.publish(self.topic.as_str(), line, Qos::AtMostOnce, false).await;
+        tracing::warn!(
+            took = took.as_secs_f64(),
+            interval,
+            "measuring round overran its interval"
+        );
+        let _ = self
+            .publisher
+            .publish(self.topic.as_str(), line, Qos::AtMostOnce, false)
+            .await;
         if self.auto_raise {
             let wanted = (took.as_secs_f64() * 1.5).min(bot_lang::MAX_INTERVAL);
             let _ = self.raise.try_send(wanted);

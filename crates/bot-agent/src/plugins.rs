@@ -53,7 +53,12 @@ struct Run {
 impl Plugins {
     /// Plugins of `dir`.
     pub fn new(dir: PathBuf, timeout: Duration, output_limit: usize) -> Plugins {
-        Plugins { dir, timeout, output_limit, warned: HashSet::new() }
+        Plugins {
+            dir,
+            timeout,
+            output_limit,
+            warned: HashSet::new(),
+        }
     }
 
     /// Lists the enabled plugins, sorted by name.
@@ -63,7 +68,11 @@ impl Plugins {
         };
         let mut found: Vec<PathBuf> = entries
             .filter_map(Result::ok)
-            .filter(|e| e.file_name().to_str().is_some_and(|n| n.ends_with(ENABLED_SUFFIX)))
+            .filter(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.ends_with(ENABLED_SUFFIX))
+            })
             .filter(|e| {
                 std::fs::metadata(e.path())
                     .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
@@ -97,7 +106,10 @@ impl Plugins {
             match run.output {
                 Err(why) => {
                     tracing::warn!(plugin = %run.plugin, %why, "plugin failed");
-                    out.push(Sample::gauge(format!("plugin.{}.failed", run.plugin), Number::Int(1)).line(name));
+                    out.push(
+                        Sample::gauge(format!("plugin.{}.failed", run.plugin), Number::Int(1))
+                            .line(name),
+                    );
                 }
                 Ok(text) => {
                     let mut malformed = 0i64;
@@ -118,8 +130,11 @@ impl Plugins {
                     }
                     if malformed > 0 {
                         out.push(
-                            Sample::gauge(format!("plugin.{}.malformed", run.plugin), Number::Int(malformed))
-                                .line(name),
+                            Sample::gauge(
+                                format!("plugin.{}.malformed", run.plugin),
+                                Number::Int(malformed),
+                            )
+                            .line(name),
                         );
                     }
                 }
@@ -130,9 +145,20 @@ impl Plugins {
 
 /// `load_enabled` → `load`.
 fn plugin_name(path: &Path) -> String {
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let file = path
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let stem = file.strip_suffix(ENABLED_SUFFIX).unwrap_or(&file);
-    stem.chars().map(|c| if c.is_ascii_alphanumeric() || c == '_' || c == '-' { c } else { '_' }).collect()
+    stem.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn cut(s: &str) -> String {
@@ -156,7 +182,9 @@ pub fn parse_token(token: &str) -> Result<PluginSample, &'static str> {
         return Err("bad agent name");
     }
     if metric.is_empty()
-        || !metric.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+        || !metric
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
     {
         return Err("metric must be non-empty [A-Za-z0-9._-]");
     }
@@ -165,7 +193,12 @@ pub fn parse_token(token: &str) -> Result<PluginSample, &'static str> {
         Number::Int(i)
     } else {
         match value.parse::<f64>() {
-            Ok(f) if f.is_finite() && !value.chars().any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') => {
+            Ok(f)
+                if f.is_finite()
+                    && !value
+                        .chars()
+                        .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') =>
+            {
                 Number::Real(f)
             }
             _ => return Err("value is not a finite number"),
@@ -173,7 +206,11 @@ pub fn parse_token(token: &str) -> Result<PluginSample, &'static str> {
     };
     Ok(PluginSample {
         name: name.map(str::to_owned),
-        sample: Sample { metric: metric.to_owned(), value, kind },
+        sample: Sample {
+            metric: metric.to_owned(),
+            value,
+            kind,
+        },
     })
 }
 
@@ -195,7 +232,10 @@ async fn run_one(path: &Path, timeout: Duration, limit: usize) -> Result<String,
         let mut kept = Vec::with_capacity(limit.min(4096));
         let mut chunk = [0u8; 4096];
         loop {
-            let n = stdout.read(&mut chunk).await.map_err(|e| format!("reading output: {e}"))?;
+            let n = stdout
+                .read(&mut chunk)
+                .await
+                .map_err(|e| format!("reading output: {e}"))?;
             if n == 0 {
                 break;
             }
@@ -220,7 +260,10 @@ async fn run_one(path: &Path, timeout: Duration, limit: usize) -> Result<String,
                     nix::sys::signal::Signal::SIGKILL,
                 );
             }
-            Err(format!("timed out after {:.1} s; process group killed", timeout.as_secs_f64()))
+            Err(format!(
+                "timed out after {:.1} s; process group killed",
+                timeout.as_secs_f64()
+            ))
         }
     }
 }
@@ -238,8 +281,17 @@ mod tests {
         assert_eq!(t.name, None);
         assert_eq!(t.sample.value, Number::Int(41));
         for bad in [
-            "", "x", "a:b", "m:1:gauge", "m:NaN:GAUGE", "m:inf:GAUGE", "m:1e999:GAUGE", ":1:GAUGE",
-            "a b:1:GAUGE", "n:m:1:GAUGE:extra", "na/me:m:1:GAUGE",
+            "",
+            "x",
+            "a:b",
+            "m:1:gauge",
+            "m:NaN:GAUGE",
+            "m:inf:GAUGE",
+            "m:1e999:GAUGE",
+            ":1:GAUGE",
+            "a b:1:GAUGE",
+            "n:m:1:GAUGE:extra",
+            "na/me:m:1:GAUGE",
         ] {
             assert!(parse_token(bad).is_err(), "{bad:?} accepted");
         }
@@ -262,7 +314,11 @@ mod tests {
     #[tokio::test]
     async fn a_round_runs_enabled_plugins_only_and_reports_problems() {
         let dir = tempdir("round");
-        script(&dir, "temp_enabled", "echo 'temp.cpu:41:GAUGE other:fan:3:GAUGE bogus'");
+        script(
+            &dir,
+            "temp_enabled",
+            "echo 'temp.cpu:41:GAUGE other:fan:3:GAUGE bogus'",
+        );
         script(&dir, "off", "echo 'never:1:GAUGE'");
         script(&dir, "bad_enabled", "exit 3");
         std::fs::write(dir.join("noexec_enabled"), "echo x:1:GAUGE").expect("write");
@@ -287,16 +343,26 @@ mod tests {
         let dir = tempdir("hang");
         let marker = dir.join("child.pid");
         // The plugin starts a grandchild that would outlive a plain kill.
-        script(&dir, "hang_enabled", &format!("sleep 300 & echo $! > {}; wait", marker.display()));
+        script(
+            &dir,
+            "hang_enabled",
+            &format!("sleep 300 & echo $! > {}; wait", marker.display()),
+        );
         let mut p = Plugins::new(dir.clone(), Duration::from_millis(500), 65536);
         let mut out = Vec::new();
         p.run_round("h", &mut out).await;
         assert_eq!(out, ["h:plugin.hang.failed:1:GAUGE"]);
-        let pid: i32 = std::fs::read_to_string(&marker).expect("pid").trim().parse().expect("int");
+        let pid: i32 = std::fs::read_to_string(&marker)
+            .expect("pid")
+            .trim()
+            .parse()
+            .expect("int");
         // Killing is synchronous, but the zombie is reaped by init: poll briefly.
         let gone = (0..100).any(|_| {
             let state = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let alive = state.rsplit_once(')').is_some_and(|(_, r)| !r.trim_start().starts_with('Z'));
+            let alive = state
+                .rsplit_once(')')
+                .is_some_and(|(_, r)| !r.trim_start().starts_with('Z'));
             if alive {
                 std::thread::sleep(Duration::from_millis(20));
             }
@@ -309,7 +375,11 @@ mod tests {
     #[tokio::test]
     async fn output_beyond_the_limit_is_discarded() {
         let dir = tempdir("limit");
-        script(&dir, "big_enabled", "i=0; while [ $i -lt 2000 ]; do echo m$i:1:GAUGE; i=$((i+1)); done");
+        script(
+            &dir,
+            "big_enabled",
+            "i=0; while [ $i -lt 2000 ]; do echo m$i:1:GAUGE; i=$((i+1)); done",
+        );
         let mut p = Plugins::new(dir.clone(), Duration::from_secs(10), 100);
         let mut out = Vec::new();
         p.run_round("h", &mut out).await;

@@ -103,28 +103,42 @@ impl Broker {
             .await;
         rmqtt_retainer::register(&scx, true, false)
             .await
-            .map_err(|e| BrokerError::Plugin { name: "retainer", message: format!("{e:#}") })?;
-        rmqtt_shared_subscription::register(&scx, true, false).await.map_err(|e| {
-            BrokerError::Plugin { name: "shared-subscription", message: format!("{e:#}") }
-        })?;
+            .map_err(|e| BrokerError::Plugin {
+                name: "retainer",
+                message: format!("{e:#}"),
+            })?;
+        rmqtt_shared_subscription::register(&scx, true, false)
+            .await
+            .map_err(|e| BrokerError::Plugin {
+                name: "shared-subscription",
+                message: format!("{e:#}"),
+            })?;
 
         let tcp = listener(&config, "mqtt", config.listen)?;
-        let mqtt_addr = tcp
-            .local_addr()
-            .map_err(|e| BrokerError::Bind { addr: config.listen, kind: "mqtt", source: e.into() })?;
-        let tcp = tcp
-            .tcp()
-            .map_err(|e| BrokerError::Bind { addr: config.listen, kind: "mqtt", source: e.into() })?;
+        let mqtt_addr = tcp.local_addr().map_err(|e| BrokerError::Bind {
+            addr: config.listen,
+            kind: "mqtt",
+            source: e.into(),
+        })?;
+        let tcp = tcp.tcp().map_err(|e| BrokerError::Bind {
+            addr: config.listen,
+            kind: "mqtt",
+            source: e.into(),
+        })?;
         let mut server = MqttServer::new(scx).listener_by_id(tcp, 1);
         let mut ws_addr = None;
         if let Some(addr) = config.ws_listen {
             let ws = listener(&config, "websocket", addr)?;
-            ws_addr = Some(
-                ws.local_addr()
-                    .map_err(|e| BrokerError::Bind { addr, kind: "websocket", source: e.into() })?,
-            );
-            let ws =
-                ws.ws().map_err(|e| BrokerError::Bind { addr, kind: "websocket", source: e.into() })?;
+            ws_addr = Some(ws.local_addr().map_err(|e| BrokerError::Bind {
+                addr,
+                kind: "websocket",
+                source: e.into(),
+            })?);
+            let ws = ws.ws().map_err(|e| BrokerError::Bind {
+                addr,
+                kind: "websocket",
+                source: e.into(),
+            })?;
             server = server.listener_by_id(ws, 2);
         }
         let server = server.build();
@@ -135,7 +149,11 @@ impl Broker {
             }
         });
         tracing::info!(%mqtt_addr, ws_addr = ?ws_addr, "embedded broker listening");
-        Ok(Broker { mqtt_addr, ws_addr, task })
+        Ok(Broker {
+            mqtt_addr,
+            ws_addr,
+            task,
+        })
     }
 
     /// The bound MQTT (TCP) address.
@@ -171,7 +189,11 @@ fn listener(
         .max_inflight(NonZeroU16::new(config.max_inflight.max(1)).unwrap_or(NonZeroU16::MIN))
         .max_connections(config.max_connections)
         .bind()
-        .map_err(|e| BrokerError::Bind { addr, kind, source: e.into() })
+        .map_err(|e| BrokerError::Bind {
+            addr,
+            kind,
+            source: e.into(),
+        })
 }
 
 #[cfg(test)]
@@ -207,21 +229,28 @@ mod tests {
     }
 
     fn ephemeral() -> BrokerConfig {
-        BrokerConfig { listen: "127.0.0.1:0".parse().expect("addr"), ..Default::default() }
+        BrokerConfig {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            ..Default::default()
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn retained_message_reaches_a_late_subscriber() {
         let broker = Broker::start(ephemeral()).await.expect("start");
         let (p, mut pel) = client(broker.mqtt_addr(), "pub");
-        p.publish("t/retained", QoS::AtLeastOnce, true, "kept").await.expect("publish");
+        p.publish("t/retained", QoS::AtLeastOnce, true, "kept")
+            .await
+            .expect("publish");
         loop {
             if let Event::Incoming(Packet::PubAck(_)) = pel.poll().await.expect("poll") {
                 break;
             }
         }
         let (s, mut sel) = client(broker.mqtt_addr(), "sub");
-        s.subscribe("t/#", QoS::AtLeastOnce).await.expect("subscribe");
+        s.subscribe("t/#", QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
         let msg = next_publish(&mut sel).await;
         assert_eq!(msg.topic, "t/retained");
         assert!(msg.retain);
@@ -233,11 +262,18 @@ mod tests {
     async fn last_will_is_published_when_a_client_vanishes() {
         let broker = Broker::start(ephemeral()).await.expect("start");
         let (s, mut sel) = client(broker.mqtt_addr(), "watcher");
-        s.subscribe("will/#", QoS::AtLeastOnce).await.expect("subscribe");
+        s.subscribe("will/#", QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
         until_suback(&mut sel).await;
 
         let mut o = MqttOptions::new("doomed", "127.0.0.1", broker.mqtt_addr().port());
-        o.set_last_will(LastWill::new("will/doomed", "gone", QoS::AtLeastOnce, false));
+        o.set_last_will(LastWill::new(
+            "will/doomed",
+            "gone",
+            QoS::AtLeastOnce,
+            false,
+        ));
         let (_c, mut el) = AsyncClient::new(o, 8);
         loop {
             if let Event::Incoming(Packet::ConnAck(_)) = el.poll().await.expect("poll") {
@@ -257,13 +293,17 @@ mod tests {
         let mut members = Vec::new();
         for i in 0..2 {
             let (c, mut el) = client(broker.mqtt_addr(), &format!("worker{i}"));
-            c.subscribe("$share/pool/jobs", QoS::AtLeastOnce).await.expect("subscribe");
+            c.subscribe("$share/pool/jobs", QoS::AtLeastOnce)
+                .await
+                .expect("subscribe");
             until_suback(&mut el).await;
             members.push((c, el));
         }
         let (p, mut pel) = client(broker.mqtt_addr(), "producer");
         for n in 0..10 {
-            p.publish("jobs", QoS::AtLeastOnce, false, format!("job{n}")).await.expect("publish");
+            p.publish("jobs", QoS::AtLeastOnce, false, format!("job{n}"))
+                .await
+                .expect("publish");
         }
         tokio::spawn(async move { while pel.poll().await.is_ok() {} });
         let mut got = Vec::new();
@@ -300,8 +340,13 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_taken_port_is_a_clear_error() {
         let first = Broker::start(ephemeral()).await.expect("start");
-        let taken = BrokerConfig { listen: first.mqtt_addr(), ..Default::default() };
-        let err = Broker::start(taken).await.expect_err("second bind must fail");
+        let taken = BrokerConfig {
+            listen: first.mqtt_addr(),
+            ..Default::default()
+        };
+        let err = Broker::start(taken)
+            .await
+            .expect_err("second bind must fail");
         let text = err.to_string();
         assert!(text.contains(&first.mqtt_addr().to_string()), "{text}");
         first.shutdown().await;

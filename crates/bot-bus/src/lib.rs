@@ -192,14 +192,28 @@ impl Session {
     /// # Panics
     /// If `options.brokers` is empty (a caller bug: validate configuration first).
     pub fn start(options: Options, shutdown: &CancellationToken) -> Session {
-        assert!(!options.brokers.is_empty(), "bus session needs at least one broker");
+        assert!(
+            !options.brokers.is_empty(),
+            "bus session needs at least one broker"
+        );
         let (events_tx, events) = mpsc::channel(options.queue.max(1));
         let (current_tx, current) = watch::channel(None);
         let stop = shutdown.child_token();
         let dropped = Arc::new(AtomicU64::new(0));
-        let driver = Driver { options, events: events_tx, current: current_tx, dropped: dropped.clone() };
+        let driver = Driver {
+            options,
+            events: events_tx,
+            current: current_tx,
+            dropped: dropped.clone(),
+        };
         let task = tokio::spawn(driver.run(stop.clone()));
-        Session { publisher: Publisher { current }, events, dropped, stop, task }
+        Session {
+            publisher: Publisher { current },
+            events,
+            dropped,
+            stop,
+            task,
+        }
     }
 
     /// Incoming messages dropped so far because the consumer was too slow.
@@ -261,7 +275,11 @@ impl Driver {
                         Duration::ZERO // fail over to the next broker at once
                     } else {
                         index = 0;
-                        let d = backoff(self.options.backoff_initial, self.options.backoff_max, failed_rounds);
+                        let d = backoff(
+                            self.options.backoff_initial,
+                            self.options.backoff_max,
+                            failed_rounds,
+                        );
                         failed_rounds = failed_rounds.saturating_add(1);
                         d
                     }
@@ -278,7 +296,10 @@ impl Driver {
         if self.events.try_send(event).is_err() {
             let total = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
             if total.is_power_of_two() {
-                tracing::warn!(dropped_total = total, "consumer too slow; dropping incoming messages");
+                tracing::warn!(
+                    dropped_total = total,
+                    "consumer too slow; dropping incoming messages"
+                );
             }
         }
     }
@@ -312,7 +333,8 @@ impl Driver {
         net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
 
-        let connecting = tokio::time::timeout(self.options.connect_timeout, until_connack(&mut eventloop));
+        let connecting =
+            tokio::time::timeout(self.options.connect_timeout, until_connack(&mut eventloop));
         let connected = tokio::select! {
             r = connecting => r,
             () = stop.cancelled() => return Ended::Stopped,
@@ -366,7 +388,11 @@ impl Driver {
             match event {
                 Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
                     let topic = p.topic;
-                    self.emit(Event::Message(Message { topic, payload: p.payload, retain: p.retain }));
+                    self.emit(Event::Message(Message {
+                        topic,
+                        payload: p.payload,
+                        retain: p.retain,
+                    }));
                 }
                 Ok(rumqttc::Event::Incoming(Packet::SubAck(ack))) => {
                     let refused = ack
@@ -436,8 +462,14 @@ mod tests {
         let max = Duration::from_secs(5);
         for round in 0..40 {
             let d = backoff(initial, max, round);
-            let cap = initial.saturating_mul(2u32.saturating_pow(round.min(20))).min(max);
-            assert!(d >= cap / 2 && d <= cap, "round {round}: {d:?} not in [{:?}, {cap:?}]", cap / 2);
+            let cap = initial
+                .saturating_mul(2u32.saturating_pow(round.min(20)))
+                .min(max);
+            assert!(
+                d >= cap / 2 && d <= cap,
+                "round {round}: {d:?} not in [{:?}, {cap:?}]",
+                cap / 2
+            );
         }
         assert!(backoff(initial, max, 39) >= Duration::from_millis(2500));
     }

@@ -97,7 +97,9 @@ impl FromStr for BrokerUrl {
             _ => return Err(UrlError::UnknownScheme { url, scheme }),
         };
         // Drop a trailing path ("mqtt://host:1883/" is common in configs).
-        let rest = rest.split_once('/').map_or(rest, |(authority, _)| authority);
+        let rest = rest
+            .split_once('/')
+            .map_or(rest, |(authority, _)| authority);
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
@@ -111,12 +113,20 @@ impl FromStr for BrokerUrl {
         };
         let (host, port_text) = if let Some(v6) = hostport.strip_prefix('[') {
             let Some((host, after)) = v6.split_once(']') else {
-                return Err(UrlError::BadHost { url, reason: "unclosed '[' in IPv6 address" });
+                return Err(UrlError::BadHost {
+                    url,
+                    reason: "unclosed '[' in IPv6 address",
+                });
             };
             match after.strip_prefix(':') {
                 Some(p) => (host, Some(p)),
                 None if after.is_empty() => (host, None),
-                None => return Err(UrlError::BadHost { url, reason: "junk after IPv6 address" }),
+                None => {
+                    return Err(UrlError::BadHost {
+                        url,
+                        reason: "junk after IPv6 address",
+                    });
+                }
             }
         } else {
             match hostport.rsplit_once(':') {
@@ -125,19 +135,36 @@ impl FromStr for BrokerUrl {
             }
         };
         if host.is_empty() {
-            return Err(UrlError::BadHost { url, reason: "no host name" });
+            return Err(UrlError::BadHost {
+                url,
+                reason: "no host name",
+            });
         }
         if host.chars().any(|c| c.is_whitespace() || c.is_control()) {
-            return Err(UrlError::BadHost { url, reason: "host name contains whitespace" });
+            return Err(UrlError::BadHost {
+                url,
+                reason: "host name contains whitespace",
+            });
         }
         let port = match port_text {
             None => default_port,
             Some(p) => match p.parse::<u16>() {
                 Ok(n) if n > 0 => n,
-                _ => return Err(UrlError::BadPort { url, port: p.to_owned() }),
+                _ => {
+                    return Err(UrlError::BadPort {
+                        url,
+                        port: p.to_owned(),
+                    });
+                }
             },
         };
-        Ok(BrokerUrl { scheme: Scheme::Mqtt, host: host.to_owned(), port, username, password })
+        Ok(BrokerUrl {
+            scheme: Scheme::Mqtt,
+            host: host.to_owned(),
+            port,
+            username,
+            password,
+        })
     }
 }
 
@@ -186,8 +213,14 @@ mod tests {
         let cred = ok("mqtt://alice:s3cret@h:7");
         assert_eq!(cred.username.as_deref(), Some("alice"));
         assert_eq!(cred.password.as_deref(), Some("s3cret"));
-        assert!(!cred.to_string().contains("s3cret"), "password never printed");
-        assert!(!format!("{cred:?}").contains("s3cret"), "password never printed");
+        assert!(
+            !cred.to_string().contains("s3cret"),
+            "password never printed"
+        );
+        assert!(
+            !format!("{cred:?}").contains("s3cret"),
+            "password never printed"
+        );
     }
 
     #[test]
@@ -209,6 +242,11 @@ mod tests {
             assert!(err.contains(want), "{input:?} gave {err:?}, want {want:?}");
         }
         let long = "mqtt://".to_owned() + &"h".repeat(5000);
-        assert!(long.parse::<BrokerUrl>().expect_err("long").to_string().contains("limit"));
+        assert!(
+            long.parse::<BrokerUrl>()
+                .expect_err("long")
+                .to_string()
+                .contains("limit")
+        );
     }
 }

@@ -21,8 +21,13 @@ use tokio_util::sync::CancellationToken;
 #[derive(Debug, Clone, Args)]
 pub struct BusArgs {
     /// Broker URL (mqtt://HOST:PORT); repeat to give fallbacks, tried in order.
-    #[arg(long = "broker", short = 'b', env = "BOT_BROKER", value_delimiter = ',',
-          default_value = "mqtt://127.0.0.1:1883")]
+    #[arg(
+        long = "broker",
+        short = 'b',
+        env = "BOT_BROKER",
+        value_delimiter = ',',
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
     pub brokers: Vec<BrokerUrl>,
     /// Seconds to wait for a connection before giving up.
     #[arg(long, default_value_t = 5.0, value_parser = positive_secs)]
@@ -66,7 +71,9 @@ pub async fn connect(
         while let Some(ev) = session.events.recv().await {
             match ev {
                 Event::Subscribed => return true,
-                Event::Disconnected { broker, reason } => last_error = format!("{broker}: {reason}"),
+                Event::Disconnected { broker, reason } => {
+                    last_error = format!("{broker}: {reason}")
+                }
                 _ => {}
             }
         }
@@ -97,7 +104,12 @@ fn fastrand_id() -> u32 {
 }
 
 /// Publishes once on a connected session, mapping the error.
-pub async fn publish_once(session: &Session, topic: &str, payload: Vec<u8>, qos: Qos) -> anyhow::Result<()> {
+pub async fn publish_once(
+    session: &Session,
+    topic: &str,
+    payload: Vec<u8>,
+    qos: Qos,
+) -> anyhow::Result<()> {
     session
         .publisher
         .publish(topic, payload, qos, false)

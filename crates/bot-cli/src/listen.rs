@@ -34,7 +34,9 @@ pub fn filter(s: &str) -> Result<String, String> {
     let levels: Vec<&str> = s.split('/').collect();
     for (i, level) in levels.iter().enumerate() {
         if level.contains('#') && (*level != "#" || i != levels.len() - 1) {
-            return Err(format!("topic filter {s:?}: '#' must be a whole last level"));
+            return Err(format!(
+                "topic filter {s:?}: '#' must be a whole last level"
+            ));
         }
         if level.contains('+') && *level != "+" {
             return Err(format!("topic filter {s:?}: '+' must be a whole level"));
@@ -45,10 +47,16 @@ pub fn filter(s: &str) -> Result<String, String> {
 
 /// Runs `bot listen`.
 pub async fn run(args: ListenArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let subs = args.topics.iter().map(|t| (t.clone(), Qos::AtMostOnce)).collect();
+    let subs = args
+        .topics
+        .iter()
+        .map(|t| (t.clone(), Qos::AtMostOnce))
+        .collect();
     let mut session = crate::connect(&args.bus, "listen", subs, &shutdown).await?;
     eprintln!("listening on {}", args.topics.join(" "));
-    let deadline = args.timeout.map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s));
+    let deadline = args
+        .timeout
+        .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s));
     let mut seen = 0u64;
     let stdout = std::io::stdout();
     loop {
@@ -74,7 +82,9 @@ pub async fn run(args: ListenArgs, shutdown: CancellationToken) -> anyhow::Resul
                     break;
                 }
             }
-            Some(Event::Disconnected { broker, reason }) => eprintln!("disconnected from {broker}: {reason}; reconnecting"),
+            Some(Event::Disconnected { broker, reason }) => {
+                eprintln!("disconnected from {broker}: {reason}; reconnecting")
+            }
             Some(_) => {}
             None => break,
         }

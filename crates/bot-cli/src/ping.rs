@@ -41,8 +41,13 @@ pub fn pong_name(payload: &[u8]) -> Option<&str> {
 
 /// Runs `bot ping`.
 pub async fn run(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let mut session =
-        crate::connect(&args.bus, "ping", vec![("RES".to_owned(), Qos::AtMostOnce)], &shutdown).await?;
+    let mut session = crate::connect(
+        &args.bus,
+        "ping",
+        vec![("RES".to_owned(), Qos::AtMostOnce)],
+        &shutdown,
+    )
+    .await?;
     let sent = Instant::now();
     crate::publish_once(&session, &args.topic, b"PING".to_vec(), Qos::AtMostOnce).await?;
     let deadline = sent + Duration::from_secs_f64(args.wait);
@@ -82,13 +87,19 @@ pub async fn run(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<
         last.as_secs_f64() * 1000.0
     );
     if n == 0 {
-        eprintln!("no agent answered PING on {} within {} s", args.topic, args.wait);
+        eprintln!(
+            "no agent answered PING on {} within {} s",
+            args.topic, args.wait
+        );
         return Ok(ExitCode::from(1));
     }
     if let Some(want) = args.expect
         && n < want
     {
-        eprintln!("only {n} of {want} expected agents answered within {} s", args.wait);
+        eprintln!(
+            "only {n} of {want} expected agents answered within {} s",
+            args.wait
+        );
         return Ok(ExitCode::from(1));
     }
     Ok(ExitCode::SUCCESS)

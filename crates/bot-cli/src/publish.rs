@@ -38,7 +38,9 @@ pub fn publish_topic(s: &str) -> Result<String, String> {
         return Err(format!("topic is {} bytes, limit 65535", s.len()));
     }
     if s.contains(['+', '#', '\0']) {
-        return Err(format!("topic {s:?} contains a wildcard or NUL; publish needs a plain topic"));
+        return Err(format!(
+            "topic {s:?} contains a wildcard or NUL; publish needs a plain topic"
+        ));
     }
     Ok(s.to_owned())
 }

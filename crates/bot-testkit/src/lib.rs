@@ -87,7 +87,9 @@ impl Lines {
                 match r.read_until(b'\n', &mut buf) {
                     Ok(0) | Err(_) => return,
                     Ok(_) => {
-                        let line = String::from_utf8_lossy(&buf).trim_end_matches(['\n', '\r']).to_owned();
+                        let line = String::from_utf8_lossy(&buf)
+                            .trim_end_matches(['\n', '\r'])
+                            .to_owned();
                         if tx.send(line).is_err() {
                             return;
                         }
@@ -95,7 +97,10 @@ impl Lines {
                 }
             }
         });
-        Lines { rx, seen: Vec::new() }
+        Lines {
+            rx,
+            seen: Vec::new(),
+        }
     }
 
     /// The next line, or `None` after `timeout` (or if the pipe closed).
@@ -110,7 +115,12 @@ impl Lines {
     }
 
     /// Waits for a line satisfying `pred`, skipping others.
-    pub fn wait_for(&mut self, what: &str, timeout: Duration, pred: impl Fn(&str) -> bool) -> Result<String> {
+    pub fn wait_for(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        pred: impl Fn(&str) -> bool,
+    ) -> Result<String> {
         let deadline = Instant::now() + timeout;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -119,7 +129,14 @@ impl Lines {
                 Some(_) => {}
                 None => bail!(
                     "timed out after {timeout:?} waiting for {what}; last lines:\n{}",
-                    self.seen.iter().rev().take(15).rev().cloned().collect::<Vec<_>>().join("\n")
+                    self.seen
+                        .iter()
+                        .rev()
+                        .take(15)
+                        .rev()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join("\n")
                 ),
             }
         }
@@ -159,7 +176,13 @@ impl Broker {
                 (spawn_mosquitto(dir.path(), port)?, port)
             }
         };
-        Ok(Broker { kind, port, bot: bot.to_owned(), child, dir })
+        Ok(Broker {
+            kind,
+            port,
+            bot: bot.to_owned(),
+            child,
+            dir,
+        })
     }
 
     /// `mqtt://127.0.0.1:<port>`.
@@ -215,7 +238,9 @@ fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
         .context("cannot run bot up")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = Lines::from_pipe(stdout);
-    let line = match lines.wait_for("bot up's listening line", WAIT, |l| l.starts_with("listening: mqtt://")) {
+    let line = match lines.wait_for("bot up's listening line", WAIT, |l| {
+        l.starts_with("listening: mqtt://")
+    }) {
         Ok(l) => l,
         Err(e) => {
             kill(&mut child);
@@ -226,7 +251,10 @@ fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
             bail!("{e}\nstderr: {err}");
         }
     };
-    let addr: SocketAddr = line.trim_start_matches("listening: mqtt://").parse().context("bad address line")?;
+    let addr: SocketAddr = line
+        .trim_start_matches("listening: mqtt://")
+        .parse()
+        .context("bad address line")?;
     // Keep draining stdout so bot up never blocks on a full pipe.
     std::thread::spawn(move || while lines.next(Duration::from_secs(3600)).is_some() {});
     Ok((child, addr.port()))
@@ -267,7 +295,11 @@ fn spawn_mosquitto(dir: &Path, port: u16) -> Result<Child> {
 }
 
 fn mosquitto_bin() -> &'static str {
-    if Path::new("/usr/sbin/mosquitto").exists() { "/usr/sbin/mosquitto" } else { "mosquitto" }
+    if Path::new("/usr/sbin/mosquitto").exists() {
+        "/usr/sbin/mosquitto"
+    } else {
+        "mosquitto"
+    }
 }
 
 /// A running `bot agent`.
@@ -311,12 +343,22 @@ impl Agent {
             .context("cannot run bot agent")?;
         let stdout = Lines::from_pipe(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
         let log = Lines::from_pipe(child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?);
-        Ok(Agent { name: name.to_owned(), stdout, log, child, _dir: dir })
+        Ok(Agent {
+            name: name.to_owned(),
+            stdout,
+            log,
+            child,
+            _dir: dir,
+        })
     }
 
     /// Waits for the next "ready" log line (after start or a reconnection).
     pub fn wait_ready(&mut self) -> Result<()> {
-        self.log.wait_for("the agent's ready line", WAIT, |l| l.contains("ready: listening on BUS")).map(drop)
+        self.log
+            .wait_for("the agent's ready line", WAIT, |l| {
+                l.contains("ready: listening on BUS")
+            })
+            .map(drop)
     }
 
     /// Is the process still running?
@@ -362,10 +404,25 @@ pub struct Sub {
 impl Sub {
     /// Subscribes to `topics` on `port` and waits for the SUBACK.
     pub fn start(port: u16, topics: &[&str]) -> Result<Sub> {
+        Self::start_with(port, topics, &[])
+    }
+
+    /// Like [`Sub::start`] with extra `mosquitto_sub` arguments (e.g. `-V mqttv5`).
+    pub fn start_with(port: u16, topics: &[&str], extra: &[&str]) -> Result<Sub> {
         // mosquitto_sub's debug lines are block-buffered on a pipe: stdbuf
         // makes them line-buffered so the SUBACK line arrives when it happens.
         let mut cmd = Command::new("stdbuf");
-        cmd.args(["-oL", "mosquitto_sub", "-h", "127.0.0.1", "-p", &port.to_string(), "-v", "-d"]);
+        cmd.args([
+            "-oL",
+            "mosquitto_sub",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-v",
+            "-d",
+        ]);
+        cmd.args(extra);
         for t in topics {
             cmd.args(["-t", t]);
         }
@@ -376,8 +433,13 @@ impl Sub {
             .spawn()
             .context("cannot run mosquitto_sub (scripts/test.sh installs mosquitto-clients)")?;
         let stdout: ChildStdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let mut sub = Sub { lines: Lines::from_pipe(stdout), child };
-        sub.lines.wait_for("mosquitto_sub's SUBACK", WAIT, |l| l.contains("received SUBACK"))?;
+        let mut sub = Sub {
+            lines: Lines::from_pipe(stdout),
+            child,
+        };
+        sub.lines.wait_for("mosquitto_sub's SUBACK", WAIT, |l| {
+            l.contains("received SUBACK")
+        })?;
         Ok(sub)
     }
 
@@ -433,7 +495,10 @@ impl Sub {
             match self.next(left) {
                 Some((t, p)) if pred(&t, &p) => got.push((t, p)),
                 Some(_) => {}
-                None => bail!("got {} of {n} messages within {timeout:?}: {got:?}", got.len()),
+                None => bail!(
+                    "got {} of {n} messages within {timeout:?}: {got:?}",
+                    got.len()
+                ),
             }
         }
         Ok(got)
@@ -456,13 +521,20 @@ pub fn publish(port: u16, topic: &str, payload: &[u8]) -> Result<()> {
     } else {
         cmd.arg("-s");
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::null()).stderr(Stdio::piped()).spawn()?;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(payload)?;
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("mosquitto_pub failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "mosquitto_pub failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }
@@ -470,7 +542,15 @@ pub fn publish(port: u16, topic: &str, payload: &[u8]) -> Result<()> {
 /// `mosquitto_pub -l`: one message per line of `lines`, in one connection (a burst).
 pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
     let mut child = Command::new("mosquitto_pub")
-        .args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic, "-l"])
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            topic,
+            "-l",
+        ])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -482,7 +562,10 @@ pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
     }
     let out = child.wait_with_output()?;
     if !out.status.success() {
-        bail!("mosquitto_pub -l failed: {}", String::from_utf8_lossy(&out.stderr));
+        bail!(
+            "mosquitto_pub -l failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
     Ok(())
 }

@@ -52,7 +52,12 @@ pub(crate) struct AgentArgs {
     #[arg(short = 'c', long, env = "BOT_AGENT_CONFIG")]
     config: Option<PathBuf>,
     /// Broker URL (mqtt://HOST:PORT); repeat for fallbacks, tried in order.
-    #[arg(long = "broker", short = 'b', env = "BOT_BROKER", value_delimiter = ',')]
+    #[arg(
+        long = "broker",
+        short = 'b',
+        env = "BOT_BROKER",
+        value_delimiter = ','
+    )]
     brokers: Vec<String>,
     /// Agent name (default: the host name).
     #[arg(long, env = "BOT_NAME")]
@@ -123,8 +128,13 @@ fn main() -> ExitCode {
 fn init_logging(filter: &str) -> anyhow::Result<()> {
     use tracing_subscriber::EnvFilter;
     // The embedded broker logs a lot at info; keep it at warn unless asked.
-    let spec = if filter.contains("rmqtt") { filter.to_owned() } else { format!("{filter},rmqtt=warn,rmqtt_net=warn") };
-    let filter = EnvFilter::try_new(&spec).with_context(|| format!("invalid log filter {filter:?}"))?;
+    let spec = if filter.contains("rmqtt") {
+        filter.to_owned()
+    } else {
+        format!("{filter},rmqtt=warn,rmqtt_net=warn")
+    };
+    let filter =
+        EnvFilter::try_new(&spec).with_context(|| format!("invalid log filter {filter:?}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -145,7 +155,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let valid = config.validate()?;
             // The agent stays small: one thread.
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
             rt.block_on(async move {
                 let shutdown = signals();
                 bot_agent::run(valid, shutdown).await;
@@ -153,9 +165,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => multi_thread()?.block_on(up::run(args, signals_lazy())),
-        Command::Pub(args) => current_thread()?.block_on(async { bot_cli::publish::run(args, signals()).await }),
-        Command::Listen(args) => current_thread()?.block_on(async { bot_cli::listen::run(args, signals()).await }),
-        Command::Ping(args) => current_thread()?.block_on(async { bot_cli::ping::run(args, signals()).await }),
+        Command::Pub(args) => {
+            current_thread()?.block_on(async { bot_cli::publish::run(args, signals()).await })
+        }
+        Command::Listen(args) => {
+            current_thread()?.block_on(async { bot_cli::listen::run(args, signals()).await })
+        }
+        Command::Ping(args) => {
+            current_thread()?.block_on(async { bot_cli::ping::run(args, signals()).await })
+        }
     }
 }
 
@@ -186,11 +204,15 @@ fn toml_of(c: &AgentConfig) -> String {
 }
 
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_current_thread().enable_all().build()
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
 }
 
 fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 /// A token cancelled on the first SIGINT or SIGTERM; a second signal exits at
@@ -200,8 +222,10 @@ fn signals() -> CancellationToken {
     let t = token.clone();
     tokio::spawn(async move {
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate()))
-        else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             tracing::error!("cannot install signal handlers");
             return;
         };

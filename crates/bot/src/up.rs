@@ -39,7 +39,11 @@ pub(crate) async fn run(
 ) -> anyhow::Result<ExitCode> {
     let shutdown = signals();
     // Check the agent's configuration before binding anything.
-    let agent = if args.no_agent { None } else { Some(args.agent.load()?) };
+    let agent = if args.no_agent {
+        None
+    } else {
+        Some(args.agent.load()?)
+    };
 
     let broker = Broker::start(BrokerConfig {
         listen: args.listen,
@@ -60,7 +64,10 @@ pub(crate) async fn run(
             config.brokers = vec![format!("mqtt://{mqtt}")];
         }
         let valid = config.validate()?;
-        println!("agent: {} (try: bot ping --broker mqtt://{mqtt})", valid.name);
+        println!(
+            "agent: {} (try: bot ping --broker mqtt://{mqtt})",
+            valid.name
+        );
         agent_task = Some(tokio::spawn(bot_agent::run(valid, shutdown.clone())));
     }
     shutdown.cancelled().await;

@@ -11,7 +11,10 @@ pub fn parse_file_nr(text: &str, out: &mut Vec<Sample>) -> std::io::Result<()> {
     let mut f = text.split_ascii_whitespace().map(|x| x.parse::<i64>());
     match (f.next(), f.next(), f.next()) {
         (Some(Ok(allocated)), Some(Ok(free)), Some(Ok(max))) => {
-            out.push(Sample::gauge("files.opened", Number::Int(allocated.saturating_sub(free))));
+            out.push(Sample::gauge(
+                "files.opened",
+                Number::Int(allocated.saturating_sub(free)),
+            ));
             out.push(Sample::gauge("files.max", Number::Int(max)));
             Ok(())
         }

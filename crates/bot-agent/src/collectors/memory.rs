@@ -49,8 +49,11 @@ mod tests {
     #[test]
     fn parses_meminfo() {
         let mut out = Vec::new();
-        parse_meminfo("MemTotal:       2048 kB\nMemFree: 1 kB\nMemAvailable: 1024 kB\nFoo: 3 kB\n", &mut out)
-            .expect("parse");
+        parse_meminfo(
+            "MemTotal:       2048 kB\nMemFree: 1 kB\nMemAvailable: 1024 kB\nFoo: 3 kB\n",
+            &mut out,
+        )
+        .expect("parse");
         assert_eq!(out[0].line("h"), "h:memory.total:2097152:GAUGE");
         assert_eq!(out.len(), 3);
         assert!(parse_meminfo("nothing", &mut out).is_err());

@@ -84,17 +84,30 @@ pub struct Sample {
 impl Sample {
     /// A gauge.
     pub fn gauge(metric: impl Into<String>, value: Number) -> Sample {
-        Sample { metric: metric.into(), value, kind: Kind::Gauge }
+        Sample {
+            metric: metric.into(),
+            value,
+            kind: Kind::Gauge,
+        }
     }
 
     /// A derive (rate-of-counter) sample.
     pub fn derive(metric: impl Into<String>, value: i64) -> Sample {
-        Sample { metric: metric.into(), value: Number::Int(value), kind: Kind::Derive }
+        Sample {
+            metric: metric.into(),
+            value: Number::Int(value),
+            kind: Kind::Derive,
+        }
     }
 
     /// The wire form for agent `name`.
     pub fn line(&self, name: &str) -> String {
-        format!("{name}:{}:{}:{}", self.metric, self.value, self.kind.as_str())
+        format!(
+            "{name}:{}:{}:{}",
+            self.metric,
+            self.value,
+            self.kind.as_str()
+        )
     }
 }
 
@@ -149,26 +162,47 @@ mod tests {
     fn sample_line() {
         let s = Sample::gauge("cpu.load", Number::Real(1.39));
         assert_eq!(s.line("badass"), "badass:cpu.load:1.39:GAUGE");
-        assert_eq!(Sample::derive("stat.intr", 5).line("h"), "h:stat.intr:5:DERIVE");
+        assert_eq!(
+            Sample::derive("stat.intr", 5).line("h"),
+            "h:stat.intr:5:DERIVE"
+        );
     }
 
     #[test]
     fn every_builtin_collects_on_this_machine() {
-        let names: Vec<String> = crate::config::COLLECTORS.iter().map(|s| (*s).to_owned()).collect();
+        let names: Vec<String> = crate::config::COLLECTORS
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect();
         let mut collectors = build(&names);
         assert_eq!(collectors.len(), names.len());
         let mut out = Vec::new();
         for c in collectors.iter_mut() {
             let before = out.len();
-            c.collect(&mut out).unwrap_or_else(|e| panic!("{}: {e}", c.name()));
+            c.collect(&mut out)
+                .unwrap_or_else(|e| panic!("{}: {e}", c.name()));
             assert!(out.len() > before, "{} produced nothing", c.name());
         }
         let metrics: Vec<&str> = out.iter().map(|s| s.metric.as_str()).collect();
         for want in [
-            "cpu.load", "stat.procs_running", "stat.procs_blocked", "stat.intr", "stat.ctxt",
-            "stat.processes", "ps.processes", "ps.uninterruptible", "ps.runnable", "ps.sleeping",
-            "ps.idle", "ps.stopped", "ps.paging", "ps.dead", "ps.zombie", "files.opened",
-            "memory.total", "memory.available",
+            "cpu.load",
+            "stat.procs_running",
+            "stat.procs_blocked",
+            "stat.intr",
+            "stat.ctxt",
+            "stat.processes",
+            "ps.processes",
+            "ps.uninterruptible",
+            "ps.runnable",
+            "ps.sleeping",
+            "ps.idle",
+            "ps.stopped",
+            "ps.paging",
+            "ps.dead",
+            "ps.zombie",
+            "files.opened",
+            "memory.total",
+            "memory.available",
         ] {
             assert!(metrics.contains(&want), "missing {want} in {metrics:?}");
         }

@@ -36,7 +36,9 @@ impl Counts {
     /// the command name, which is in parentheses and may itself contain spaces
     /// and parentheses: take the text after the last ')'.
     pub fn add_stat_line(&mut self, line: &str) {
-        let Some(state) = line.rsplit_once(')').and_then(|(_, rest)| rest.trim_start().chars().next())
+        let Some(state) = line
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.trim_start().chars().next())
         else {
             return;
         };
@@ -87,7 +89,9 @@ impl Collector for Ps {
                 continue;
             }
             // A process may exit between read_dir and open: skip it.
-            let Ok(mut f) = std::fs::File::open(format!("/proc/{name}/stat")) else { continue };
+            let Ok(mut f) = std::fs::File::open(format!("/proc/{name}/stat")) else {
+                continue;
+            };
             self.buf.clear();
             if f.read_to_string(&mut self.buf).is_ok() {
                 counts.add_stat_line(&self.buf);

@@ -28,7 +28,9 @@ pub fn parse_stat(text: &str, out: &mut Vec<Sample>) -> std::io::Result<()> {
         }
     }
     if out.len() == before {
-        return Err(bad_data("/proc/stat: none of intr, ctxt, processes, procs_*"));
+        return Err(bad_data(
+            "/proc/stat: none of intr, ctxt, processes, procs_*",
+        ));
     }
     Ok(())
 }

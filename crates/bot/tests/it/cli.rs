@@ -6,25 +6,37 @@ use bot_testkit::run_bot;
 
 use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 
-both_brokers!(ping_lists_every_agent_with_its_round_trip_time, pub_and_listen_round_trip);
+both_brokers!(
+    ping_lists_every_agent_with_its_round_trip_time,
+    pub_and_listen_round_trip
+);
 
 fn ping_lists_every_agent_with_its_round_trip_time(kind: BrokerKind) -> Result<()> {
     let broker = Broker::start(kind, bot())?;
     let url = broker.url();
-    let _a = Agent::start(bot(), "one", &[url.clone()], "")?;
-    let _b = Agent::start(bot(), "two", &[url.clone()], "")?;
-    let (code, out, err) = run_bot(bot(), &["ping", "--broker", &url, "--expect", "2", "--wait", "20"])?;
+    let _a = Agent::start(bot(), "one", std::slice::from_ref(&url), "")?;
+    let _b = Agent::start(bot(), "two", std::slice::from_ref(&url), "")?;
+    let (code, out, err) = run_bot(
+        bot(),
+        &["ping", "--broker", &url, "--expect", "2", "--wait", "20"],
+    )?;
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
-    let mut names: Vec<&str> = lines[..2].iter().map(|l| l.split_whitespace().next().unwrap_or("")).collect();
+    let mut names: Vec<&str> = lines[..2]
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or(""))
+        .collect();
     names.sort();
     assert_eq!(names, ["one", "two"]);
     assert!(lines[..2].iter().all(|l| l.ends_with(" ms")), "{out}");
     assert!(lines[2].starts_with("2 agents answered"), "{out}");
 
     // Nobody at BUS/ghost: exit code 1 and a clear message.
-    let (code, out, err) = run_bot(bot(), &["ping", "--broker", &url, "-t", "BUS/ghost", "--wait", "0.5"])?;
+    let (code, out, err) = run_bot(
+        bot(),
+        &["ping", "--broker", &url, "-t", "BUS/ghost", "--wait", "0.5"],
+    )?;
     assert_eq!(code, 1, "{out} {err}");
     assert!(out.contains("0 agents answered"), "{out}");
     assert!(err.contains("no agent answered"), "{err}");
@@ -34,7 +46,7 @@ fn ping_lists_every_agent_with_its_round_trip_time(kind: BrokerKind) -> Result<(
 fn pub_and_listen_round_trip(kind: BrokerKind) -> Result<()> {
     let broker = Broker::start(kind, bot())?;
     let url = broker.url();
-    let _calc = Agent::start(bot(), "calc", &[url.clone()], "")?;
+    let _calc = Agent::start(bot(), "calc", std::slice::from_ref(&url), "")?;
     let mut sub = Sub::start(broker.port, &["RES"])?;
     let (code, out, err) = run_bot(bot(), &["pub", "--broker", &url, "6: 7: MUL"])?;
     assert_eq!(code, 0, "{out} {err}");
@@ -47,9 +59,14 @@ fn pub_and_listen_round_trip(kind: BrokerKind) -> Result<()> {
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()?;
-    let stderr = listen.stderr.take().ok_or_else(|| anyhow::anyhow!("no stderr"))?;
+    let stderr = listen
+        .stderr
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stderr"))?;
     let mut lines = bot_testkit::Lines::from_pipe(stderr);
-    lines.wait_for("listen's ready line", WAIT, |l| l.starts_with("listening on"))?;
+    lines.wait_for("listen's ready line", WAIT, |l| {
+        l.starts_with("listening on")
+    })?;
     bot_testkit::publish(broker.port, "BUS/calc", b"1: 2: ADD")?;
     let out = listen.wait_with_output()?;
     assert!(out.status.success());
@@ -62,7 +79,10 @@ fn unreachable_broker_is_a_clear_error() -> Result<()> {
     let url = format!("mqtt://127.0.0.1:{}", bot_testkit::free_port());
     let (code, _out, err) = run_bot(bot(), &["ping", "--broker", &url, "--connect-timeout", "1"])?;
     assert_eq!(code, 1);
-    assert!(err.contains("cannot connect to") && err.contains(&url), "{err}");
+    assert!(
+        err.contains("cannot connect to") && err.contains(&url),
+        "{err}"
+    );
     Ok(())
 }
 
@@ -74,7 +94,10 @@ fn usage_errors_name_the_bad_value() -> Result<()> {
         (&["pub", "-t", "BUS/#", "PING"], "wildcard"),
         (&["pub", "-q", "2", "PING"], "QoS \"2\""),
         (&["listen", "a/#/b"], "'#' must be a whole last level"),
-        (&["agent", "--interval", "0", "--broker", "mqtt://127.0.0.1:1"], "interval: 0"),
+        (
+            &["agent", "--interval", "0", "--broker", "mqtt://127.0.0.1:1"],
+            "interval: 0",
+        ),
     ];
     for (args, want) in cases {
         let (code, out, err) = run_bot(bot(), args)?;
@@ -89,9 +112,15 @@ fn agent_config_file_problems_are_reported_with_file_and_key() -> Result<()> {
     let dir = bot_testkit::TempDir::new("conf");
     let path = dir.path().join("agent.toml");
     std::fs::write(&path, "intervall = 3\n")?;
-    let (code, _, err) = run_bot(bot(), &["agent", "--config", path.to_str().unwrap_or_default()])?;
+    let (code, _, err) = run_bot(
+        bot(),
+        &["agent", "--config", path.to_str().unwrap_or_default()],
+    )?;
     assert_eq!(code, 2);
-    assert!(err.contains("agent.toml") && err.contains("intervall"), "{err}");
+    assert!(
+        err.contains("agent.toml") && err.contains("intervall"),
+        "{err}"
+    );
     let (code, out, err) = run_bot(bot(), &["agent", "--print-config", "--name", "x"])?;
     assert_eq!(code, 0, "{err}");
     let parsed = bot_agent_config(&out);
@@ -124,5 +153,70 @@ fn insta_like_snapshot(what: &str, actual: &str, expected: &str) {
         std::fs::write(path, actual).expect("write snapshot");
         return;
     }
-    assert_eq!(actual, expected, "{what} changed; rerun with BOT_UPDATE_SNAPSHOTS=1 and review the diff");
+    assert_eq!(
+        actual, expected,
+        "{what} changed; rerun with BOT_UPDATE_SNAPSHOTS=1 and review the diff"
+    );
+}
+
+/// `bot up` alone: the embedded broker, a local agent answering PING, MQTT 5
+/// clients welcome, and a clean stop on SIGTERM.
+#[test]
+fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
+    use std::process::{Command, Stdio};
+    let mut up = Command::new(bot())
+        .args([
+            "up",
+            "--listen",
+            "127.0.0.1:0",
+            "--ws-listen",
+            "127.0.0.1:0",
+            "--name",
+            "local",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let mut out =
+        bot_testkit::Lines::from_pipe(up.stdout.take().ok_or_else(|| anyhow::anyhow!("stdout"))?);
+    let mut log =
+        bot_testkit::Lines::from_pipe(up.stderr.take().ok_or_else(|| anyhow::anyhow!("stderr"))?);
+    let mqtt = out.wait_for("the mqtt line", WAIT, |l| {
+        l.starts_with("listening: mqtt://")
+    })?;
+    let ws = out.wait_for("the ws line", WAIT, |l| l.starts_with("listening: ws://"))?;
+    assert!(ws.ends_with("/mqtt"), "{ws}");
+    let port: u16 = mqtt.rsplit(':').next().unwrap_or_default().parse()?;
+    log.wait_for("the local agent's ready line", WAIT, |l| {
+        l.contains("ready: listening on BUS")
+    })?;
+
+    // An MQTT 5 subscriber gets the local agent's PONG.
+    let mut sub = Sub::start_with(port, &["RES"], &["-V", "mqttv5"])?;
+    bot_testkit::publish(port, "BUS", b"PING")?;
+    let (_, pong) = sub.wait_for("PONG from the local agent", WAIT, |t, _| t == "RES")?;
+    assert_eq!(pong, "'local':PONG");
+
+    Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()?;
+    let status = up.wait()?;
+    assert!(status.success(), "bot up exited with {status}");
+    log.wait_for("the agent's stop line", WAIT, |l| {
+        l.contains("agent stopped")
+    })?;
+    Ok(())
+}
+
+#[test]
+fn bot_up_reports_a_taken_port() -> Result<()> {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let addr = taken.local_addr()?.to_string();
+    let (code, _, err) = run_bot(bot(), &["up", "--no-ws", "--listen", &addr])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("cannot start the embedded broker") && err.contains(&addr),
+        "{err}"
+    );
+    Ok(())
 }

@@ -21,7 +21,10 @@ fn broker_restart_under_a_running_agent(kind: BrokerKind) -> Result<()> {
     publish(broker.port, "BUS", b"PING")?;
     let (_, pong) = sub.wait_for("PONG after restart", WAIT, |t, _| t == "RES")?;
     assert_eq!(pong, "'phoenix':PONG");
-    assert!(agent.is_running(), "the agent must not exit on a broker outage");
+    assert!(
+        agent.is_running(),
+        "the agent must not exit on a broker outage"
+    );
     Ok(())
 }
 
@@ -32,7 +35,11 @@ fn fails_over_to_the_next_broker_in_order() -> Result<()> {
     let agent = Agent::start(bot(), "nomad", &[dead.clone(), live.url()], FAST)?;
     // It logged the dead broker, then got ready on the live one.
     assert!(
-        agent.log.seen.iter().any(|l| l.contains("cannot connect") && l.contains(&dead)),
+        agent
+            .log
+            .seen
+            .iter()
+            .any(|l| l.contains("cannot connect") && l.contains(&dead)),
         "no failover logged: {:?}",
         agent.log.seen
     );
@@ -49,7 +56,9 @@ fn waits_for_a_broker_that_is_not_up_yet() -> Result<()> {
     let port = free_port();
     let url = format!("mqtt://127.0.0.1:{port}");
     let mut agent = Agent::spawn(bot(), "early", &[url], FAST)?;
-    agent.log.wait_for("a failed attempt", WAIT, |l| l.contains("cannot connect"))?;
+    agent
+        .log
+        .wait_for("a failed attempt", WAIT, |l| l.contains("cannot connect"))?;
     let broker = Broker::start_at(BrokerKind::Mosquitto, bot(), port)?;
     agent.wait_ready()?;
     let mut sub = Sub::start(broker.port, &["RES"])?;
@@ -65,6 +74,8 @@ fn sigterm_stops_the_agent_cleanly() -> Result<()> {
     let mut agent = Agent::start(bot(), "leaver", &[broker.url()], "")?;
     let status = agent.terminate()?;
     assert!(status.success(), "exit status {status}");
-    agent.log.wait_for("the stop line", WAIT, |l| l.contains("agent stopped"))?;
+    agent
+        .log
+        .wait_for("the stop line", WAIT, |l| l.contains("agent stopped"))?;
     Ok(())
 }
