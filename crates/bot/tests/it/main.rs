@@ -8,6 +8,7 @@
 mod classic;
 mod cli;
 mod resilience;
+mod tidy;
 
 use std::path::Path;
 
