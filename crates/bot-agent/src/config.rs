@@ -54,6 +54,30 @@ pub struct AgentConfig {
     /// close the connection (MQTT 3.1.1 cannot refuse them politely), so keep
     /// it at or above the broker's limit. Default: 4194304 (4 MiB).
     pub max_packet_size: usize,
+    /// Directory for the agent's persistent state (its UUID in `agent-id`).
+    /// Default: `/var/lib/bot` when run as root, else
+    /// `$XDG_STATE_HOME/bot` or `~/.local/state/bot`.
+    pub state_dir: Option<PathBuf>,
+    /// Tags (classes) of this agent, matched by `tag:NAME` in filters.
+    /// Each a valid topic level (no `/ + #`, no whitespace). Default: none.
+    pub tags: Vec<String>,
+    /// Work-queue pools this agent takes jobs from (`bot run --any N --pool P`).
+    /// Default: none.
+    pub pools: Vec<String>,
+    /// Directory of fact executables: each prints a JSON object or
+    /// `key=value` lines, merged into the agent's facts. Default: none.
+    pub facts_dir: Option<PathBuf>,
+    /// Seconds between fact refreshes; the status is republished when facts
+    /// change (10..=86400). Default: 300.
+    pub facts_refresh: u64,
+    /// Seconds between heartbeats on `bot/v1/heartbeat/<id>` (1..=3600). Default: 30.
+    pub heartbeat: u64,
+    /// Requests run at the same time; more wait for a free slot (1..=1024). Default: 16.
+    pub max_concurrent_requests: usize,
+    /// Longest `timeout_s` an `exec` request may ask for, in seconds. Default: 86400.
+    pub exec_max_timeout: f64,
+    /// Static facts, e.g. `role = "web"`, `rack = 4`.
+    pub facts: std::collections::BTreeMap<String, toml::Value>,
     /// Limits of the classic text language.
     pub limits: LimitsConfig,
 }
@@ -93,6 +117,15 @@ impl Default for AgentConfig {
             keep_alive: 30,
             backoff_max: 30.0,
             max_packet_size: 4 * 1024 * 1024,
+            state_dir: None,
+            tags: Vec::new(),
+            pools: Vec::new(),
+            facts_dir: None,
+            facts_refresh: 300,
+            heartbeat: 30,
+            max_concurrent_requests: 16,
+            exec_max_timeout: 86_400.0,
+            facts: std::collections::BTreeMap::new(),
             limits: LimitsConfig::default(),
         }
     }
@@ -280,14 +313,82 @@ impl AgentConfig {
         {
             problems.push(format!("plugins: {} is not a directory", dir.display()));
         }
+        if let Some(dir) = &self.facts_dir
+            && !dir.is_dir()
+        {
+            problems.push(format!("facts_dir: {} is not a directory", dir.display()));
+        }
+        for (key, list) in [("tags", &self.tags), ("pools", &self.pools)] {
+            for t in list {
+                if let Err(why) = check_name(t) {
+                    problems.push(format!("{key}: {t:?} {why}"));
+                }
+            }
+        }
+        if !(10..=86_400).contains(&self.facts_refresh) {
+            problems.push(format!(
+                "facts_refresh: {} is not in 10..86400 seconds",
+                self.facts_refresh
+            ));
+        }
+        if !(1..=3600).contains(&self.heartbeat) {
+            problems.push(format!(
+                "heartbeat: {} is not in 1..3600 seconds",
+                self.heartbeat
+            ));
+        }
+        if !(1..=1024).contains(&self.max_concurrent_requests) {
+            problems.push(format!(
+                "max_concurrent_requests: {} is not in 1..1024",
+                self.max_concurrent_requests
+            ));
+        }
+        if !(1.0..=604_800.0).contains(&self.exec_max_timeout) {
+            problems.push(format!(
+                "exec_max_timeout: {} is not in 1..604800 seconds",
+                self.exec_max_timeout
+            ));
+        }
+        let mut facts = crate::facts::Facts::new();
+        for (k, v) in &self.facts {
+            if crate::facts::RESERVED.contains(&k.as_str()) {
+                problems.push(format!(
+                    "facts.{k}: {k} is set by the agent and cannot be configured"
+                ));
+                continue;
+            }
+            match serde_json::to_value(v) {
+                Ok(j) => {
+                    facts.insert(k.clone(), j);
+                }
+                Err(e) => problems.push(format!("facts.{k}: {e}")),
+            }
+        }
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
+        let state_dir = self.state_dir.clone().unwrap_or_else(default_state_dir);
         Ok(ValidConfig {
             name,
             brokers,
+            state_dir,
+            facts,
             config: self.clone(),
         })
+    }
+}
+
+/// `/var/lib/bot` for root, else `$XDG_STATE_HOME/bot` or `~/.local/state/bot`.
+pub fn default_state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/bot");
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("bot");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state/bot"),
+        None => PathBuf::from(".bot-state"),
     }
 }
 
@@ -298,6 +399,10 @@ pub struct ValidConfig {
     pub name: String,
     /// Parsed broker URLs, in order.
     pub brokers: Vec<BrokerUrl>,
+    /// Where the agent keeps its state.
+    pub state_dir: PathBuf,
+    /// Static facts, as JSON.
+    pub facts: crate::facts::Facts,
     /// The rest, as given.
     pub config: AgentConfig,
 }
@@ -364,7 +469,10 @@ mod tests {
             "max_stored",
             "max_steps",
         ] {
-            assert!(text.contains(&format!("{key} =")), "example lacks {key}");
+            assert!(
+                text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),
+                "example lacks {key}"
+            );
         }
     }
 

@@ -3,28 +3,39 @@
 //! It keeps a bus session (see `bot-bus`: failover between brokers, backoff
 //! with jitter, resubscription), answers the classic text protocol on `BUS`
 //! and `BUS/<name>` with replies on `RES`, and while selected measures every
-//! interval and publishes samples on `DATA/<name>`.
+//! interval and publishes samples on `DATA/<name>`. It also speaks the
+//! structured protocol (`bot/v1/…`): a retained status with its facts and a
+//! retained last will, heartbeats, and requests (ping, facts, status, exec).
 //!
 //! Layout:
 //! - `config.rs` — the TOML configuration, defaults, validation;
 //! - `classic.rs` — runs each `BUS` message through `bot-lang` and applies its effects;
 //! - `measure.rs` — the measuring loop (interval, overrun, auto-raise);
 //! - `collectors/` — built-in /proc collectors, one file each;
-//! - `plugins.rs` — `*_enabled` plugin executables.
+//! - `plugins.rs` — `*_enabled` plugin executables;
+//! - `identity.rs` — the persistent agent UUID;
+//! - `facts.rs` — built-in, configured and scripted facts;
+//! - `structured.rs` — status, heartbeats, requests (validation, TTL, duplicates, filter);
+//! - `actions/` — one file per request action.
 //!
 //! Architecture invariant: this crate never depends on the server, the
 //! database or the web stack; its only network dependency is `bot-bus`.
 
+pub mod actions;
 pub mod collectors;
 pub mod config;
+pub mod facts;
+pub mod identity;
 pub mod plugins;
 
 mod classic;
 mod measure;
+mod structured;
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use bot_bus::{Event, Options, Qos, Session};
+use bot_bus::{Event, Options, Qos, Session, Will};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
@@ -44,11 +55,38 @@ pub(crate) struct MeasureState {
     pub interval: f64,
 }
 
+/// Why the agent could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    /// The persistent identity could not be loaded or created.
+    #[error(transparent)]
+    Identity(#[from] identity::IdentityError),
+}
+
 /// Runs the agent until `shutdown` is cancelled. Never returns early because a
 /// broker is unreachable: it keeps retrying.
-pub async fn run(config: ValidConfig, shutdown: CancellationToken) {
+pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(), AgentError> {
     let name = config.name.clone();
     let c = &config.config;
+    let id = identity::load_or_create(&config.state_dir)?;
+    let started_ms = actions::now_ms();
+    let me = structured::Identity {
+        id: id.clone(),
+        name: name.clone(),
+        tags: c.tags.clone(),
+        pools: c.pools.clone(),
+        started_ms,
+        heartbeat_s: c.heartbeat,
+    };
+    let fact_sources = facts::FactSources {
+        id: id.clone(),
+        name: name.clone(),
+        configured: config.facts.clone(),
+        dir: c.facts_dir.clone(),
+        timeout: Duration::from_secs(10),
+    };
+    let initial_facts = facts::gather(&fact_sources).await;
+
     let mut options = Options::new(client_id(&name), config.brokers.clone());
     options.keep_alive = Duration::from_secs(c.keep_alive);
     options.backoff_max = Duration::from_secs_f64(c.backoff_max);
@@ -56,9 +94,30 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) {
     options.subscriptions = vec![
         (TOPIC_BUS.to_owned(), Qos::AtMostOnce),
         (format!("{TOPIC_BUS}/{name}"), Qos::AtMostOnce),
+        (
+            bot_proto::topics::REQUEST_BROADCAST.to_owned(),
+            Qos::AtLeastOnce,
+        ),
+        (
+            bot_proto::topics::request_agent_topic(&id),
+            Qos::AtLeastOnce,
+        ),
     ];
+    for pool in &c.pools {
+        options
+            .subscriptions
+            .push((bot_proto::topics::pool_share_filter(pool), Qos::AtLeastOnce));
+    }
+    // Going away uncleanly is visible at once: the broker publishes this
+    // retained offline status when the keep-alive expires or the socket dies.
+    options.will = Some(Will {
+        topic: bot_proto::topics::status_topic(&id),
+        payload: me.status(&initial_facts, false).encode(),
+        qos: Qos::AtLeastOnce,
+        retain: true,
+    });
     let mut session = Session::start(options, &shutdown);
-    tracing::info!(%name, brokers = ?config.brokers, "agent starting");
+    tracing::info!(%name, %id, brokers = ?config.brokers, "agent starting");
 
     let machine = bot_lang::Machine::new(
         bot_lang::AgentInfo {
@@ -75,28 +134,93 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) {
     });
     let (raise_tx, mut raise_rx) = mpsc::channel::<f64>(4);
     let mut classic = classic::Classic::new(machine, session.publisher.clone(), state_tx);
+    let (facts_tx, facts_rx) = watch::channel(Arc::new(initial_facts));
+    let exec_limits = actions::exec::Limits {
+        max_timeout: Duration::from_secs_f64(c.exec_max_timeout),
+        ..actions::exec::Limits::default()
+    };
+    let mut requests = structured::Structured::new(
+        me,
+        session.publisher.clone(),
+        facts_rx,
+        state_rx.clone(),
+        exec_limits,
+        c.max_concurrent_requests,
+    );
 
     let measurer = tokio::spawn(measure::run(
         measure::Measurer::new(&config, session.publisher.clone(), raise_tx),
         state_rx,
         shutdown.clone(),
     ));
+    let refresher = tokio::spawn(refresh_facts(
+        fact_sources,
+        facts_tx,
+        Duration::from_secs(c.facts_refresh),
+        shutdown.clone(),
+    ));
+    let mut heartbeat = tokio::time::interval(Duration::from_secs(c.heartbeat));
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = 0u64;
+    let mut facts_changed = requests.facts_watch();
 
     loop {
         tokio::select! {
             event = session.events.recv() => match event {
+                Some(Event::Message(m)) if requests.wants(&m.topic) => requests.handle(&m.topic, &m.payload),
                 Some(Event::Message(m)) => classic.handle(&m.topic, &m.payload).await,
-                Some(Event::Subscribed) => tracing::info!(%name, "ready: listening on BUS and BUS/{name}"),
-                Some(Event::Connected(_) | Event::Disconnected { .. }) => {}
+                Some(Event::Connected(_)) => requests.publish_status(true).await,
+                Some(Event::Subscribed) => tracing::info!(%name, %id, "ready: listening on BUS and BUS/{name}"),
+                Some(Event::Disconnected { .. }) => {}
                 None => break,
             },
             Some(secs) = raise_rx.recv() => classic.raise_interval(secs),
+            _ = heartbeat.tick() => {
+                if session.publisher.is_connected() {
+                    seq += 1;
+                    requests.heartbeat(seq).await;
+                }
+            }
+            Ok(()) = facts_changed.changed() => {
+                tracing::info!("facts changed; republishing status");
+                requests.publish_status(true).await;
+            }
             () = shutdown.cancelled() => break,
         }
     }
+    // A clean DISCONNECT suppresses the last will: say goodbye ourselves.
+    if session.publisher.is_connected() {
+        requests.publish_status(false).await;
+    }
     let _ = measurer.await;
+    let _ = refresher.await;
     session.close().await;
     tracing::info!(%name, "agent stopped");
+    Ok(())
+}
+
+/// Re-gathers facts every `every`; publishes them when they changed.
+async fn refresh_facts(
+    sources: facts::FactSources,
+    tx: watch::Sender<Arc<facts::Facts>>,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = shutdown.cancelled() => return,
+        }
+        let new = facts::gather(&sources).await;
+        tx.send_if_modified(|cur| {
+            if facts::changed(cur, &new) {
+                *cur = Arc::new(new);
+                true
+            } else {
+                false
+            }
+        });
+    }
 }
 
 /// MQTT client ids must be unique on a broker; two agents given the same name

@@ -217,7 +217,11 @@ pub fn parse_token(token: &str) -> Result<PluginSample, &'static str> {
 /// Runs one plugin: its own process group, stdin closed, stdout read up to
 /// `limit` bytes (the rest drained and discarded), stderr discarded, killed
 /// with its whole group when `timeout` expires.
-async fn run_one(path: &Path, timeout: Duration, limit: usize) -> Result<String, String> {
+pub(crate) async fn run_one(
+    path: &Path,
+    timeout: Duration,
+    limit: usize,
+) -> Result<String, String> {
     let mut child = Command::new(path)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

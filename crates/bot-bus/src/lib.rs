@@ -81,6 +81,10 @@ pub struct Options {
     pub connect_timeout: Duration,
     /// Incoming messages buffered for the consumer before new ones are dropped.
     pub queue: usize,
+    /// Start a clean session (true), or resume the broker-side session of this
+    /// client id (false): subscriptions and QoS 1 messages queued while away
+    /// survive. A persistent session needs a stable `client_id`.
+    pub clean_session: bool,
 }
 
 impl Options {
@@ -97,6 +101,7 @@ impl Options {
             backoff_max: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(10),
             queue: 1024,
+            clean_session: true,
         }
     }
 }
@@ -309,7 +314,7 @@ impl Driver {
         let mut m = MqttOptions::new(o.client_id.clone(), broker.host.clone(), broker.port);
         // rumqttc's v4 client rejects a keep-alive under 1 s.
         m.set_keep_alive(o.keep_alive.max(Duration::from_secs(1)));
-        m.set_clean_session(true);
+        m.set_clean_session(o.clean_session);
         m.set_max_packet_size(o.max_packet_size, o.max_packet_size);
         m.set_inflight(100);
         if let Some(user) = &broker.username {

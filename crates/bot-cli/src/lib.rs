@@ -1,14 +1,20 @@
 //! Operator commands of `bot`, one file per subcommand: `pub`, `listen`,
-//! `ping`. Each has a clap `Args` struct (its `--help`) and an async `run`
+//! `ping`, `facts`, `inventory`, `run`, `results`; `fleet.rs` holds what the
+//! structured commands share (discovery, fan-out, summaries). Each has a clap `Args` struct (its `--help`) and an async `run`
 //! that returns what the process should exit with. Commands talk to the bus
 //! through `bot-bus` only.
 //!
 //! Exit codes (documented in the README): 0 success, 1 the operation failed
 //! (no broker reachable, nobody answered), 2 bad usage.
 
+pub mod facts;
+pub mod fleet;
+pub mod inventory;
 pub mod listen;
 pub mod ping;
 pub mod publish;
+pub mod results;
+pub mod run;
 
 use std::time::Duration;
 
@@ -65,6 +71,12 @@ pub async fn connect(
     options.backoff_max = Duration::from_secs(1);
     options.queue = 100_000;
     let mut session = Session::start(options, shutdown);
+    wait_subscribed(&mut session, bus).await?;
+    Ok(session)
+}
+
+/// Waits until `session` is subscribed, or fails after `--connect-timeout`.
+pub async fn wait_subscribed(session: &mut Session, bus: &BusArgs) -> anyhow::Result<()> {
     let deadline = Duration::from_secs_f64(bus.connect_timeout);
     let mut last_error = String::from("no answer");
     let ready = tokio::time::timeout(deadline, async {
@@ -81,10 +93,9 @@ pub async fn connect(
     })
     .await;
     match ready {
-        Ok(true) => Ok(session),
+        Ok(true) => Ok(()),
         _ => {
             let brokers: Vec<String> = bus.brokers.iter().map(ToString::to_string).collect();
-            session.close().await;
             bail!(
                 "cannot connect to {} within {} s (last error: {last_error})",
                 brokers.join(", "),

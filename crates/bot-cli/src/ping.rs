@@ -1,6 +1,9 @@
-//! `bot ping` (classic): publish `PING` on `BUS`, collect the `'<name>':PONG`
-//! replies on `RES` for `--wait` seconds (or until `--expect` agents have
-//! answered), print each agent with its round-trip time, then a count.
+//! `bot ping`: ask every agent matching `-F FILTER` (default: all) to answer,
+//! through the structured protocol, and list who answered with round-trip
+//! times, then who did not (the expected set comes from the agents' retained
+//! status). `--classic` speaks the ancestor's protocol instead: publish `PING`
+//! on `BUS`, collect `'<name>':PONG` replies on `RES` for `--wait` seconds (or
+//! until `--expect` agents have answered).
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -13,19 +16,28 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BusArgs;
 
-/// Ping every agent (or one with -t BUS/<name>) and list who answered.
+/// Ping agents and list who answered and who did not.
 #[derive(Debug, Clone, Args)]
 pub struct PingArgs {
     #[command(flatten)]
     pub bus: BusArgs,
+    /// Only agents matching this filter (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db').
+    #[arg(short = 'F', long, conflicts_with = "classic")]
+    pub filter: Option<String>,
+    /// Use the classic protocol: PING on BUS (or -t), replies on RES.
+    #[arg(long)]
+    pub classic: bool,
+    /// Print the result as JSON (structured ping only).
+    #[arg(long, conflicts_with = "classic")]
+    pub json: bool,
     /// Seconds to collect replies.
     #[arg(short = 'w', long, default_value_t = 2.0, value_parser = crate::positive_secs)]
     pub wait: f64,
     /// Stop as soon as this many agents have answered.
     #[arg(short = 'n', long)]
     pub expect: Option<usize>,
-    /// Topic to send PING on.
-    #[arg(short = 't', long, default_value = "BUS", value_parser = crate::publish::publish_topic)]
+    /// Topic to send the classic PING on.
+    #[arg(short = 't', long, default_value = "BUS", value_parser = crate::publish::publish_topic, requires = "classic")]
     pub topic: String,
     /// Print only the summary line.
     #[arg(short = 'q', long)]
@@ -41,6 +53,94 @@ pub fn pong_name(payload: &[u8]) -> Option<&str> {
 
 /// Runs `bot ping`.
 pub async fn run(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    if args.classic {
+        classic(args, shutdown).await
+    } else {
+        structured(args, shutdown).await
+    }
+}
+
+async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    use crate::fleet::{self, Client};
+    let filter = args
+        .filter
+        .as_deref()
+        .map(fleet::parse_filter)
+        .transpose()?;
+    let mut client = Client::connect(&args.bus, "ping", &shutdown).await?;
+    let agents = client.discover(Duration::from_secs(5)).await?;
+    let expected = fleet::expected(&agents, filter.as_ref());
+    let wait = Duration::from_secs_f64(args.wait);
+    let req = fleet::request(
+        "ping",
+        serde_json::json!({}),
+        args.filter.clone(),
+        &client.reply_topic,
+        wait.max(Duration::from_secs(10)),
+    );
+    let ids = std::collections::HashSet::from([req.id.clone()]);
+    let sent = Instant::now();
+    client
+        .send(bot_proto::topics::REQUEST_BROADCAST, &req)
+        .await?;
+    let want = args.expect.map(|n| n.max(expected.len()));
+    let replies = client
+        .collect(
+            &ids,
+            Some(&expected),
+            want,
+            wait,
+            args.quiet || args.json,
+            &shutdown,
+        )
+        .await;
+    let rtt = |r: &bot_proto::envelope::Reply| r.received_ms.saturating_sub(req.created_ms);
+    let _ = sent;
+    let missing = fleet::no_reply(&expected, &replies);
+    client.session.close().await;
+    if args.json {
+        let v = serde_json::json!({
+            "request_id": req.id,
+            "replies": replies.iter().map(|r| serde_json::json!({"id": r.agent_id, "name": r.agent_name, "status": fleet::status_word(r.status), "rtt_ms": rtt(r)})).collect::<Vec<_>>(),
+            "no_reply": missing.iter().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect::<Vec<_>>(),
+        });
+        println!("{}", fleet::to_json(&v)?);
+    } else {
+        if !args.quiet {
+            for r in &replies {
+                println!(
+                    "{:<32} {:>9} ms",
+                    fleet::label(&r.agent_name, &r.agent_id),
+                    rtt(r)
+                );
+            }
+        }
+        println!(
+            "{} of {} expected agent{} answered",
+            replies.len(),
+            expected.len(),
+            if expected.len() == 1 { "" } else { "s" }
+        );
+    }
+    let all = fleet::report_missing(&missing);
+    if replies.is_empty() && expected.is_empty() {
+        eprintln!(
+            "no known agent matches{}",
+            args.filter
+                .as_deref()
+                .map(|f| format!(" filter {f:?}"))
+                .unwrap_or_default()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    Ok(if all && !replies.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn classic(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
     let mut session = crate::connect(
         &args.bus,
         "ping",

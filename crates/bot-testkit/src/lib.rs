@@ -328,7 +328,16 @@ impl Agent {
     pub fn spawn(bot: &Path, name: &str, brokers: &[String], extra_toml: &str) -> Result<Agent> {
         let dir = TempDir::new("agent");
         let config = dir.path().join("agent.toml");
-        std::fs::write(&config, extra_toml)?;
+        // Each agent gets its own state directory (its id) unless the test sets one.
+        let state = if extra_toml.contains("state_dir") {
+            String::new()
+        } else {
+            format!(
+                "state_dir = {:?}\n",
+                dir.path().join("state").display().to_string()
+            )
+        };
+        std::fs::write(&config, format!("{state}{extra_toml}"))?;
         let mut cmd = Command::new(bot);
         cmd.args(["agent", "--name", name, "--config"]).arg(&config);
         for b in brokers {
@@ -385,6 +394,31 @@ impl Agent {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// The agent's persistent id (it is created before the agent is ready).
+    pub fn id(&self) -> Result<String> {
+        let path = self._dir.path().join("state").join("agent-id");
+        Ok(std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .trim()
+            .to_owned())
+    }
+
+    /// Sends a signal (e.g. "STOP", "CONT", "KILL") to the agent process.
+    pub fn signal(&self, sig: &str) -> Result<()> {
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.child.id().to_string())
+            .status()?
+            .success();
+        anyhow::ensure!(ok, "kill -{sig} failed");
+        Ok(())
+    }
+
+    /// Waits for the process to exit (after a kill).
+    pub fn wait_exit(&mut self) -> Result<std::process::ExitStatus> {
+        Ok(self.child.wait()?)
     }
 }
 

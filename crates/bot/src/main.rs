@@ -41,8 +41,16 @@ enum Command {
     Pub(bot_cli::publish::PubArgs),
     /// Print messages from the bus as `topic payload` lines (default RES/# and DATA/#).
     Listen(bot_cli::listen::ListenArgs),
-    /// Send PING on BUS and list the agents that answer, with round-trip times.
+    /// Ping agents (-F FILTER) and list who answered and who did not.
     Ping(bot_cli::ping::PingArgs),
+    /// Show fact values across the fleet with counts.
+    Facts(bot_cli::facts::FactsArgs),
+    /// Show one agent in full.
+    Inventory(bot_cli::inventory::InventoryArgs),
+    /// Run a command on many agents: exit codes, output, summary.
+    Run(bot_cli::run::RunArgs),
+    /// Print replies sent to a --reply-to topic (asynchronous results).
+    Results(bot_cli::results::ResultsArgs),
 }
 
 /// Agent options; each overrides the same key of the config file.
@@ -68,6 +76,9 @@ pub(crate) struct AgentArgs {
     /// Measuring interval in seconds (0.1..86400).
     #[arg(long)]
     interval: Option<f64>,
+    /// State directory (the agent's persistent id lives there).
+    #[arg(long, env = "BOT_STATE_DIR")]
+    state_dir: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
@@ -91,6 +102,9 @@ impl AgentArgs {
         }
         if let Some(i) = self.interval {
             c.interval = i;
+        }
+        if let Some(d) = &self.state_dir {
+            c.state_dir = Some(d.clone());
         }
         Ok(c)
     }
@@ -160,8 +174,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .build()?;
             rt.block_on(async move {
                 let shutdown = signals();
-                bot_agent::run(valid, shutdown).await;
-            });
+                bot_agent::run(valid, shutdown).await
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Up(args) => multi_thread()?.block_on(up::run(args, signals_lazy())),
@@ -173,6 +187,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Ping(args) => {
             current_thread()?.block_on(async { bot_cli::ping::run(args, signals()).await })
+        }
+        Command::Facts(args) => {
+            current_thread()?.block_on(async { bot_cli::facts::run(args, signals()).await })
+        }
+        Command::Inventory(args) => {
+            current_thread()?.block_on(async { bot_cli::inventory::run(args, signals()).await })
+        }
+        Command::Run(args) => {
+            current_thread()?.block_on(async { bot_cli::run::run(args, signals()).await })
+        }
+        Command::Results(args) => {
+            current_thread()?.block_on(async { bot_cli::results::run(args, signals()).await })
         }
     }
 }

@@ -71,10 +71,12 @@ pub(crate) async fn run(
         agent_task = Some(tokio::spawn(bot_agent::run(valid, shutdown.clone())));
     }
     shutdown.cancelled().await;
-    if let Some(task) = agent_task
-        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
-    {
-        tracing::warn!("local agent did not stop within the grace period");
+    if let Some(task) = agent_task {
+        match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
+            Err(_) => tracing::warn!("local agent did not stop within the grace period"),
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "local agent failed"),
+            Ok(_) => {}
+        }
     }
     broker.shutdown().await;
     Ok(ExitCode::SUCCESS)

@@ -18,7 +18,16 @@ fn ping_lists_every_agent_with_its_round_trip_time(kind: BrokerKind) -> Result<(
     let _b = Agent::start(bot(), "two", std::slice::from_ref(&url), "")?;
     let (code, out, err) = run_bot(
         bot(),
-        &["ping", "--broker", &url, "--expect", "2", "--wait", "20"],
+        &[
+            "ping",
+            "--classic",
+            "--broker",
+            &url,
+            "--expect",
+            "2",
+            "--wait",
+            "20",
+        ],
     )?;
     assert_eq!(code, 0, "stdout: {out}\nstderr: {err}");
     let lines: Vec<&str> = out.lines().collect();
@@ -35,7 +44,16 @@ fn ping_lists_every_agent_with_its_round_trip_time(kind: BrokerKind) -> Result<(
     // Nobody at BUS/ghost: exit code 1 and a clear message.
     let (code, out, err) = run_bot(
         bot(),
-        &["ping", "--broker", &url, "-t", "BUS/ghost", "--wait", "0.5"],
+        &[
+            "ping",
+            "--classic",
+            "--broker",
+            &url,
+            "-t",
+            "BUS/ghost",
+            "--wait",
+            "0.5",
+        ],
     )?;
     assert_eq!(code, 1, "{out} {err}");
     assert!(out.contains("0 agents answered"), "{out}");
@@ -134,7 +152,17 @@ fn bot_agent_config(text: &str) -> bool {
 
 #[test]
 fn help_is_available_for_every_command() -> Result<()> {
-    for cmd in ["up", "agent", "pub", "listen", "ping"] {
+    for cmd in [
+        "up",
+        "agent",
+        "pub",
+        "listen",
+        "ping",
+        "facts",
+        "inventory",
+        "run",
+        "results",
+    ] {
         let (code, out, _) = run_bot(bot(), &[cmd, "--help"])?;
         assert_eq!(code, 0, "{cmd}");
         assert!(out.contains("Usage: bot"), "{cmd}: {out}");
@@ -164,7 +192,9 @@ fn insta_like_snapshot(what: &str, actual: &str, expected: &str) {
 #[test]
 fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     use std::process::{Command, Stdio};
+    let state = bot_testkit::TempDir::new("up-state");
     let mut up = Command::new(bot())
+        .env("BOT_STATE_DIR", state.path())
         .args([
             "up",
             "--listen",

@@ -8,6 +8,7 @@
 mod classic;
 mod cli;
 mod resilience;
+mod structured;
 mod tidy;
 
 use std::path::Path;

@@ -1,0 +1,428 @@
+//! `exec`: run a command on the agent's machine.
+//!
+//! Arguments (exactly one of `command`, `shell`, `script`):
+//! - `command`: `["prog", "arg", …]`, run directly — never through a shell;
+//! - `shell`: a string run with `/bin/sh -c` (the caller asked for a shell);
+//! - `script`: a script body fed on stdin to `interpreter` (default `/bin/sh`);
+//! - `env`: `{"KEY": "value"}` added to the environment; `cwd`: working directory;
+//! - `timeout_s`: seconds before the whole process group is killed (default 60);
+//! - `output_limit`: bytes kept of stdout and of stderr each (the TAIL is kept).
+//!
+//! Data: `exit_code` (null if killed by a signal), `signal`, `timed_out`,
+//! `stdout`, `stderr`, `stdout_bytes`/`stderr_bytes` (total produced),
+//! `truncated`, `duration_ms`. Status: `ok` for exit code 0, `error` for
+//! another exit code or a command that could not start, `timeout` when killed
+//! for running too long.
+
+use std::collections::VecDeque;
+use std::os::unix::process::ExitStatusExt;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use bot_proto::envelope::ReplyStatus;
+use serde_json::{Value, json};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::process::Command;
+
+use super::{Outcome, secs_arg};
+
+/// Bounds on what a request may ask of `exec`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Limits {
+    /// Default timeout.
+    pub default_timeout: Duration,
+    /// Largest timeout a request may ask for.
+    pub max_timeout: Duration,
+    /// Default bytes kept per stream.
+    pub default_output: usize,
+    /// Largest `output_limit` a request may ask for.
+    pub max_output: usize,
+    /// Time between SIGTERM and SIGKILL on timeout.
+    pub kill_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            default_timeout: Duration::from_secs(60),
+            max_timeout: Duration::from_secs(24 * 3600),
+            default_output: 64 * 1024,
+            max_output: 1024 * 1024,
+            kill_grace: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The last `cap` bytes of a stream, and how many there were in all.
+#[derive(Debug)]
+struct Tail {
+    cap: usize,
+    buf: VecDeque<u8>,
+    total: u64,
+}
+
+impl Tail {
+    fn new(cap: usize) -> Tail {
+        Tail {
+            cap,
+            buf: VecDeque::with_capacity(cap.min(8192)),
+            total: 0,
+        }
+    }
+    fn push(&mut self, chunk: &[u8]) {
+        self.total += chunk.len() as u64;
+        let chunk = if chunk.len() > self.cap {
+            &chunk[chunk.len() - self.cap..]
+        } else {
+            chunk
+        };
+        let overflow = (self.buf.len() + chunk.len()).saturating_sub(self.cap);
+        self.buf.drain(..overflow.min(self.buf.len()));
+        self.buf.extend(chunk);
+    }
+    fn text(&self) -> String {
+        let (a, b) = self.buf.as_slices();
+        let mut v = Vec::with_capacity(a.len() + b.len());
+        v.extend_from_slice(a);
+        v.extend_from_slice(b);
+        String::from_utf8_lossy(&v).into_owned()
+    }
+}
+
+async fn drain(mut r: impl AsyncRead + Unpin, cap: usize) -> Tail {
+    let mut tail = Tail::new(cap);
+    let mut chunk = vec![0u8; 8192];
+    while let Ok(n) = r.read(&mut chunk).await {
+        if n == 0 {
+            break;
+        }
+        tail.push(&chunk[..n]);
+    }
+    tail
+}
+
+enum What {
+    Argv(Vec<String>),
+    Script { interpreter: String, body: String },
+}
+
+fn parse(args: &Value, limits: &Limits) -> Result<(What, Duration, usize), String> {
+    let Value::Object(map) = args else {
+        return Err("exec: arguments must be an object".into());
+    };
+    for key in map.keys() {
+        if ![
+            "command",
+            "shell",
+            "script",
+            "interpreter",
+            "env",
+            "cwd",
+            "timeout_s",
+            "output_limit",
+        ]
+        .contains(&key.as_str())
+        {
+            return Err(format!("exec: unknown argument {key:?}"));
+        }
+    }
+    let given: Vec<&str> = ["command", "shell", "script"]
+        .into_iter()
+        .filter(|k| map.contains_key(*k))
+        .collect();
+    if given.len() != 1 {
+        return Err(format!(
+            "exec: give exactly one of command, shell, script (got {})",
+            if given.is_empty() {
+                "none".to_owned()
+            } else {
+                given.join(", ")
+            }
+        ));
+    }
+    let what = match given[0] {
+        "command" => {
+            let Some(Value::Array(parts)) = map.get("command") else {
+                return Err("exec: command must be an array of strings".into());
+            };
+            let argv: Option<Vec<String>> = parts
+                .iter()
+                .map(|p| p.as_str().map(str::to_owned))
+                .collect();
+            match argv {
+                Some(a) if !a.is_empty() && !a[0].is_empty() => What::Argv(a),
+                _ => return Err("exec: command must be a non-empty array of strings".into()),
+            }
+        }
+        "shell" => match map.get("shell") {
+            Some(Value::String(s)) if !s.is_empty() => {
+                What::Argv(vec!["/bin/sh".into(), "-c".into(), s.clone()])
+            }
+            _ => return Err("exec: shell must be a non-empty string".into()),
+        },
+        _ => {
+            let body = match map.get("script") {
+                Some(Value::String(s)) => s.clone(),
+                _ => return Err("exec: script must be a string".into()),
+            };
+            let interpreter = match map.get("interpreter") {
+                None => "/bin/sh".to_owned(),
+                Some(Value::String(s)) if !s.is_empty() => s.clone(),
+                Some(other) => {
+                    return Err(format!("exec: interpreter must be a path, got {other}"));
+                }
+            };
+            What::Script { interpreter, body }
+        }
+    };
+    let timeout = secs_arg(
+        args,
+        "timeout_s",
+        limits.default_timeout,
+        limits.max_timeout,
+    )
+    .map_err(|e| format!("exec: {e}"))?;
+    let output = match map.get("output_limit") {
+        None => limits.default_output,
+        Some(v) => match v.as_u64() {
+            Some(n) if n >= 1 && n as usize <= limits.max_output => n as usize,
+            _ => {
+                return Err(format!(
+                    "exec: output_limit {v} is not in 1..{}",
+                    limits.max_output
+                ));
+            }
+        },
+    };
+    Ok((what, timeout, output))
+}
+
+/// Runs `exec`.
+pub async fn run(args: &Value, limits: &Limits) -> Outcome {
+    let (what, timeout, output) = match parse(args, limits) {
+        Ok(p) => p,
+        Err(e) => return Outcome::error(e),
+    };
+    let (mut cmd, stdin_body) = match what {
+        What::Argv(argv) => {
+            let mut c = Command::new(&argv[0]);
+            c.args(&argv[1..]);
+            (c, None)
+        }
+        What::Script { interpreter, body } => (Command::new(interpreter), Some(body)),
+    };
+    if let Some(Value::Object(env)) = args.get("env") {
+        for (k, v) in env {
+            let Some(v) = v.as_str() else {
+                return Outcome::error(format!("exec: env value of {k:?} must be a string"));
+            };
+            if k.is_empty() || k.contains('=') || k.contains('\0') {
+                return Outcome::error(format!("exec: bad environment variable name {k:?}"));
+            }
+            cmd.env(k, v);
+        }
+    } else if args.get("env").is_some() {
+        return Outcome::error("exec: env must be an object of strings");
+    }
+    if let Some(cwd) = args.get("cwd") {
+        match cwd.as_str() {
+            Some(d) => {
+                cmd.current_dir(d);
+            }
+            None => return Outcome::error("exec: cwd must be a string"),
+        }
+    }
+    cmd.stdin(if stdin_body.is_some() {
+        Stdio::piped()
+    } else {
+        Stdio::null()
+    })
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .process_group(0)
+    .kill_on_drop(true);
+    let started = Instant::now();
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return Outcome {
+                status: ReplyStatus::Error,
+                data: json!({ "exit_code": Value::Null, "started": false }),
+                error: Some(format!("exec: cannot start: {e}")),
+            };
+        }
+    };
+    let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+    if let (Some(body), Some(mut stdin)) = (stdin_body, child.stdin.take()) {
+        tokio::spawn(async move {
+            let _ = stdin.write_all(body.as_bytes()).await;
+        });
+    }
+    let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
+        return Outcome::error("exec: no output pipes");
+    };
+    let readers = tokio::spawn(async move { tokio::join!(drain(out, output), drain(err, output)) });
+    let mut timed_out = false;
+    let status = match tokio::time::timeout(timeout, child.wait()).await {
+        Ok(s) => s,
+        Err(_) => {
+            timed_out = true;
+            signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
+            match tokio::time::timeout(limits.kill_grace, child.wait()).await {
+                Ok(s) => s,
+                Err(_) => {
+                    signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+                    child.wait().await
+                }
+            }
+        }
+    };
+    // Children that kept the pipes open are killed with the group above; if the
+    // command exited on its own but left background children holding the pipes,
+    // stop waiting for them after a short while.
+    let (out, err) = match tokio::time::timeout(Duration::from_secs(2), readers).await {
+        Ok(Ok(pair)) => pair,
+        _ => {
+            signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
+            (Tail::new(0), Tail::new(0))
+        }
+    };
+    let duration_ms = started.elapsed().as_millis() as u64;
+    let (exit_code, signal) = match &status {
+        Ok(s) => (s.code(), s.signal()),
+        Err(_) => (None, None),
+    };
+    let truncated = out.total > out.buf.len() as u64 || err.total > err.buf.len() as u64;
+    let data = json!({
+        "exit_code": exit_code,
+        "signal": signal,
+        "timed_out": timed_out,
+        "stdout": out.text(),
+        "stderr": err.text(),
+        "stdout_bytes": out.total,
+        "stderr_bytes": err.total,
+        "truncated": truncated,
+        "duration_ms": duration_ms,
+    });
+    if timed_out {
+        return Outcome {
+            status: ReplyStatus::Timeout,
+            data,
+            error: Some(format!(
+                "timed out after {:.1} s; process group killed",
+                timeout.as_secs_f64()
+            )),
+        };
+    }
+    match exit_code {
+        Some(0) => Outcome::ok(data),
+        Some(code) => Outcome {
+            status: ReplyStatus::Error,
+            data,
+            error: Some(format!("exited with code {code}")),
+        },
+        None => Outcome {
+            status: ReplyStatus::Error,
+            data,
+            error: Some(format!("killed by signal {}", signal.unwrap_or(0))),
+        },
+    }
+}
+
+fn signal_group(pgid: Option<i32>, sig: nix::sys::signal::Signal) {
+    if let Some(pgid) = pgid {
+        let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pgid), sig);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits() -> Limits {
+        Limits {
+            kill_grace: Duration::from_millis(200),
+            ..Limits::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn argv_is_not_a_shell() {
+        let o = run(&json!({"command": ["echo", "a;b", "$HOME"]}), &limits()).await;
+        assert_eq!(o.status, ReplyStatus::Ok, "{o:?}");
+        assert_eq!(o.data["stdout"], "a;b $HOME\n");
+        assert_eq!(o.data["exit_code"], 0);
+    }
+
+    #[tokio::test]
+    async fn shell_env_cwd_and_exit_codes() {
+        let o = run(&json!({"shell": "echo $GREETING; pwd; echo oops >&2; exit 3", "env": {"GREETING": "hi"}, "cwd": "/tmp"}), &limits()).await;
+        assert_eq!(o.status, ReplyStatus::Error);
+        assert_eq!(o.data["exit_code"], 3);
+        assert_eq!(o.data["stdout"], "hi\n/tmp\n");
+        assert_eq!(o.data["stderr"], "oops\n");
+    }
+
+    #[tokio::test]
+    async fn script_body_goes_to_the_interpreter() {
+        let o = run(&json!({"script": "x=40\necho $((x+2))\n"}), &limits()).await;
+        assert_eq!(o.data["stdout"], "42\n", "{o:?}");
+    }
+
+    #[tokio::test]
+    async fn the_tail_is_kept() {
+        let o = run(
+            &json!({"shell": "seq 1 10000", "output_limit": 12}),
+            &limits(),
+        )
+        .await;
+        assert_eq!(o.data["stdout"], "9998\n9999\n10000\n"[4..].to_string());
+        assert_eq!(o.data["truncated"], true);
+        assert_eq!(o.data["stdout_bytes"], 48894);
+    }
+
+    #[tokio::test]
+    async fn timeout_kills_the_whole_group() {
+        let o = run(
+            &json!({"shell": "sleep 300 & sleep 300", "timeout_s": 0.3}),
+            &limits(),
+        )
+        .await;
+        assert_eq!(o.status, ReplyStatus::Timeout, "{o:?}");
+        assert_eq!(o.data["timed_out"], true);
+        assert!(o.data["duration_ms"].as_u64().unwrap_or(u64::MAX) < 10_000);
+    }
+
+    #[tokio::test]
+    async fn bad_arguments_are_named() {
+        for (args, want) in [
+            (json!({}), "exactly one of"),
+            (json!({"command": ["a"], "shell": "b"}), "command, shell"),
+            (json!({"command": []}), "non-empty"),
+            (json!({"command": "ls"}), "array"),
+            (json!({"shell": "true", "timeout_s": -1}), "timeout_s: -1"),
+            (
+                json!({"shell": "true", "output_limit": 0}),
+                "output_limit 0",
+            ),
+            (
+                json!({"shell": "true", "bogus": 1}),
+                "unknown argument \"bogus\"",
+            ),
+            (
+                json!({"shell": "true", "env": {"A": 1}}),
+                "env value of \"A\"",
+            ),
+        ] {
+            let o = run(&args, &limits()).await;
+            assert_eq!(o.status, ReplyStatus::Error, "{args}");
+            assert!(
+                o.error.as_deref().unwrap_or("").contains(want),
+                "{args}: {:?}",
+                o.error
+            );
+        }
+        let o = run(&json!({"command": ["/nonexistent/prog"]}), &limits()).await;
+        assert!(o.error.unwrap_or_default().contains("cannot start"));
+    }
+}

@@ -1,0 +1,377 @@
+//! The structured protocol on the agent (`bot/v1/…`, see docs/protocol.md):
+//! retained status and last will, heartbeats, and requests.
+//!
+//! A request goes through, in order: size and schema validation (a malformed
+//! request whose id and reply topic can be salvaged gets an `error` reply),
+//! clock and TTL checks (an expired request is ignored with a logged reason),
+//! the duplicate check (a request id is never run twice), the filter (a
+//! broadcast request whose filter does not match this agent is ignored), and
+//! then the action runs in its own task, bounded by a concurrency limit.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use bot_bus::{Publisher, Qos};
+use bot_proto::envelope::{Heartbeat, Reply, ReplyStatus, Request, Status};
+use bot_proto::{filter, topics};
+use serde_json::Value;
+use tokio::sync::{Semaphore, watch};
+
+use crate::MeasureState;
+use crate::actions::{self, Context, now_ms};
+use crate::facts::Facts;
+
+/// Most request ids remembered for duplicate detection.
+const SEEN_CAPACITY: usize = 100_000;
+
+/// Who this agent is, as the structured protocol says it.
+#[derive(Debug, Clone)]
+pub(crate) struct Identity {
+    pub id: String,
+    pub name: String,
+    pub tags: Vec<String>,
+    pub pools: Vec<String>,
+    pub started_ms: u64,
+    pub heartbeat_s: u64,
+}
+
+impl Identity {
+    /// The status message (retained on `bot/v1/status/<id>`).
+    pub fn status(&self, facts: &Facts, online: bool) -> Status {
+        let hostname = facts
+            .get("hostname")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned();
+        let ips = match facts.get("ips") {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect(),
+            _ => Vec::new(),
+        };
+        Status {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            hostname,
+            ips,
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            online,
+            facts: facts.clone(),
+            tags: self.tags.clone(),
+            pools: self.pools.clone(),
+            started_ms: self.started_ms,
+            heartbeat_s: self.heartbeat_s,
+            created_ms: now_ms(),
+        }
+    }
+}
+
+/// Request ids already seen, remembered until their TTL has passed.
+#[derive(Debug, Default)]
+pub(crate) struct Seen {
+    expiry: HashMap<String, u64>,
+    order: VecDeque<(u64, String)>,
+}
+
+impl Seen {
+    /// Records `id` (valid until `until_ms`); false if it was already there.
+    pub fn insert(&mut self, id: &str, until_ms: u64, now_ms: u64) -> bool {
+        while let Some((t, _)) = self.order.front() {
+            if *t >= now_ms && self.order.len() < SEEN_CAPACITY {
+                break;
+            }
+            if let Some((_, old)) = self.order.pop_front() {
+                self.expiry.remove(&old);
+            }
+        }
+        if self.expiry.contains_key(id) {
+            return false;
+        }
+        self.expiry.insert(id.to_owned(), until_ms);
+        // Requests mostly arrive in TTL order; a late short-TTL one is kept a
+        // little longer than needed, never shorter.
+        let until = self
+            .order
+            .back()
+            .map_or(until_ms, |(t, _)| until_ms.max(*t));
+        self.order.push_back((until, id.to_owned()));
+        true
+    }
+
+    #[cfg(test)]
+    pub fn len(&self) -> usize {
+        self.expiry.len()
+    }
+}
+
+/// Facts and tags as seen by a filter.
+struct Me<'a> {
+    facts: &'a Facts,
+    tags: &'a [String],
+    name: &'a str,
+}
+
+impl filter::Target for Me<'_> {
+    fn fact(&self, key: &str) -> Option<&Value> {
+        self.facts.get(key)
+    }
+    fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+    fn name(&self) -> &str {
+        self.name
+    }
+}
+
+pub(crate) struct Structured {
+    me: Identity,
+    publisher: Publisher,
+    facts: watch::Receiver<Arc<Facts>>,
+    measure: watch::Receiver<MeasureState>,
+    exec: actions::exec::Limits,
+    seen: Seen,
+    slots: Arc<Semaphore>,
+    own_topic: String,
+}
+
+impl Structured {
+    pub fn new(
+        me: Identity,
+        publisher: Publisher,
+        facts: watch::Receiver<Arc<Facts>>,
+        measure: watch::Receiver<MeasureState>,
+        exec: actions::exec::Limits,
+        max_concurrent: usize,
+    ) -> Structured {
+        let own_topic = topics::request_agent_topic(&me.id);
+        Structured {
+            me,
+            publisher,
+            facts,
+            measure,
+            exec,
+            seen: Seen::default(),
+            slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            own_topic,
+        }
+    }
+
+    /// A receiver that wakes when the facts change.
+    pub fn facts_watch(&self) -> watch::Receiver<Arc<Facts>> {
+        let mut rx = self.facts.clone();
+        rx.mark_unchanged();
+        rx
+    }
+
+    /// Is this topic a request topic of ours?
+    pub fn wants(&self, topic: &str) -> bool {
+        topic == topics::REQUEST_BROADCAST
+            || topic == self.own_topic
+            || self
+                .me
+                .pools
+                .iter()
+                .any(|p| topic == topics::request_pool_topic(p))
+    }
+
+    /// Publishes the retained status (online or offline).
+    pub async fn publish_status(&self, online: bool) {
+        let facts = self.facts.borrow().clone();
+        let status = self.me.status(&facts, online);
+        let topic = topics::status_topic(&self.me.id);
+        if let Err(e) = self
+            .publisher
+            .publish(topic, status.encode(), Qos::AtLeastOnce, true)
+            .await
+        {
+            tracing::warn!(error = %e, "status not published");
+        }
+    }
+
+    /// Publishes one heartbeat.
+    pub async fn heartbeat(&self, seq: u64) {
+        let hb = Heartbeat {
+            id: self.me.id.clone(),
+            name: self.me.name.clone(),
+            seq,
+            uptime_s: now_ms().saturating_sub(self.me.started_ms) / 1000,
+            created_ms: now_ms(),
+        };
+        let _ = self
+            .publisher
+            .publish(
+                topics::heartbeat_topic(&self.me.id),
+                hb.encode(),
+                Qos::AtMostOnce,
+                false,
+            )
+            .await;
+    }
+
+    /// Handles one request message.
+    pub fn handle(&mut self, topic: &str, payload: &[u8]) {
+        let received_ms = now_ms();
+        let request = match Request::decode(payload) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(%topic, error = %e, bytes = payload.len(), "malformed request");
+                if let Some((id, reply_to)) = Request::salvage(payload) {
+                    let reply = self.reply(
+                        &id,
+                        ReplyStatus::Error,
+                        Value::Null,
+                        Some(format!("malformed request: {e}")),
+                        received_ms,
+                    );
+                    self.send(reply_to, reply);
+                }
+                return;
+            }
+        };
+        if let Err(why) = request.check_clock(received_ms) {
+            tracing::warn!(id = %request.id, sender = %request.sender, %why, "request ignored: bad clock");
+            return;
+        }
+        if request.is_expired(received_ms) {
+            tracing::info!(id = %request.id, sender = %request.sender,
+                age_ms = received_ms.saturating_sub(request.created_ms), ttl_ms = request.ttl_ms,
+                "request ignored: expired");
+            return;
+        }
+        if !self.seen.insert(
+            &request.id,
+            request.created_ms.saturating_add(request.ttl_ms),
+            received_ms,
+        ) {
+            tracing::info!(id = %request.id, "request ignored: duplicate (already run)");
+            return;
+        }
+        let facts = self.facts.borrow().clone();
+        if let Some(text) = &request.filter {
+            let matched = match filter::parse(text) {
+                Ok(f) => f.matches(&Me {
+                    facts: &facts,
+                    tags: &self.me.tags,
+                    name: &self.me.name,
+                }),
+                Err(e) => {
+                    // decode validated the filter; this cannot happen, but answer anyway.
+                    let reply = self.reply(
+                        &request.id,
+                        ReplyStatus::Error,
+                        Value::Null,
+                        Some(format!("bad filter: {e}")),
+                        received_ms,
+                    );
+                    self.send(request.reply_to.clone(), reply);
+                    return;
+                }
+            };
+            if !matched {
+                tracing::debug!(id = %request.id, filter = %text, "request not for us");
+                return;
+            }
+        }
+        let measure = *self.measure.borrow();
+        let ctx = Context {
+            id: self.me.id.clone(),
+            name: self.me.name.clone(),
+            facts: (*facts).clone(),
+            started_ms: self.me.started_ms,
+            selected: measure.selected,
+            interval: measure.interval,
+            exec: self.exec.clone(),
+        };
+        tracing::info!(id = %request.id, sender = %request.sender, action = %request.action, "running request");
+        let slots = self.slots.clone();
+        let publisher = self.publisher.clone();
+        let base = self.reply(&request.id, ReplyStatus::Ok, Value::Null, None, received_ms);
+        tokio::spawn(async move {
+            let _permit = slots.acquire_owned().await;
+            let outcome = actions::run(&request.action, &request.args, &ctx).await;
+            let reply = Reply {
+                status: outcome.status,
+                data: outcome.data,
+                error: outcome.error,
+                duration_ms: now_ms().saturating_sub(received_ms),
+                created_ms: now_ms(),
+                ..base
+            };
+            publish_reply(&publisher, request.reply_to, reply).await;
+        });
+    }
+
+    fn reply(
+        &self,
+        request_id: &str,
+        status: ReplyStatus,
+        data: Value,
+        error: Option<String>,
+        received_ms: u64,
+    ) -> Reply {
+        Reply {
+            request_id: request_id.to_owned(),
+            agent_id: self.me.id.clone(),
+            agent_name: self.me.name.clone(),
+            sender: self.me.id.clone(),
+            created_ms: now_ms(),
+            nonce: format!("{:016x}", fastrand::u64(..)),
+            status,
+            data,
+            error,
+            received_ms,
+            duration_ms: now_ms().saturating_sub(received_ms),
+            sig: None,
+        }
+    }
+
+    fn send(&self, reply_to: String, reply: Reply) {
+        let publisher = self.publisher.clone();
+        tokio::spawn(async move { publish_reply(&publisher, reply_to, reply).await });
+    }
+}
+
+/// Interactive replies (to a `bot/v1/reply/…` topic of a waiting client) go at
+/// QoS 0: the client tracks completion itself and a broker's per-client queue
+/// would drop a big fan-out's QoS 1 replies anyway. Replies to any other
+/// destination (asynchronous consumers) go at QoS 1.
+async fn publish_reply(publisher: &Publisher, reply_to: String, reply: Reply) {
+    let qos = if reply_to.starts_with(&topics::reply_topic("")) {
+        Qos::AtMostOnce
+    } else {
+        Qos::AtLeastOnce
+    };
+    if let Err(e) = publisher
+        .publish(reply_to, reply.encode(), qos, false)
+        .await
+    {
+        tracing::warn!(id = %reply.request_id, error = %e, "reply not sent");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seen_rejects_duplicates_until_expiry() {
+        let mut s = Seen::default();
+        assert!(s.insert("a", 1_000, 0));
+        assert!(!s.insert("a", 1_000, 10));
+        assert!(s.insert("b", 2_000, 10));
+        // After a's expiry it is forgotten (an expired request is refused by TTL anyway).
+        assert!(s.insert("c", 3_000, 1_500));
+        assert_eq!(s.len(), 2);
+        assert!(!s.insert("b", 2_000, 1_600));
+    }
+
+    #[test]
+    fn seen_is_bounded() {
+        let mut s = Seen::default();
+        for i in 0..(SEEN_CAPACITY + 10) {
+            s.insert(&i.to_string(), u64::MAX, 0);
+        }
+        assert!(s.len() <= SEEN_CAPACITY + 1, "{}", s.len());
+    }
+}

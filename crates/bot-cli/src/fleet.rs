@@ -1,0 +1,311 @@
+//! What every structured command shares: discovering the known agents from
+//! their retained status messages, resolving a filter centrally against them
+//! (the expected set), sending a request and collecting replies with a
+//! progress bar, and printing the summary with the explicit "no reply from"
+//! list.
+//!
+//! Discovery: subscribe to `bot/v1/status/+` and to a private sync topic;
+//! once subscribed, publish a marker on the sync topic. Brokers deliver the
+//! retained statuses on subscription, before anything published afterwards on
+//! the same session, so when the marker comes back every retained status has
+//! arrived.
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use bot_bus::{Event, Qos, Session};
+use bot_proto::envelope::{Reply, ReplyStatus, Request, Status};
+use bot_proto::{filter, topics};
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::BusArgs;
+
+/// A connected client session with its private reply topic.
+#[derive(Debug)]
+pub struct Client {
+    /// The bus session.
+    pub session: Session,
+    /// This client's reply topic (`bot/v1/reply/<session>`).
+    pub reply_topic: String,
+    /// Session name (unique per process).
+    pub name: String,
+    sync_topic: String,
+}
+
+/// Identity of the operator sending requests: `$BOT_IDENTITY`, else user@host.
+pub fn sender() -> String {
+    if let Ok(id) = std::env::var("BOT_IDENTITY")
+        && !id.is_empty()
+    {
+        return id.chars().take(256).collect();
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let host = nix::unistd::gethostname()
+        .ok()
+        .and_then(|h| h.into_string().ok())
+        .unwrap_or_default();
+    format!("{user}@{host}")
+}
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Client {
+    /// Connects, subscribed to status messages and this client's reply topic.
+    pub async fn connect(
+        bus: &BusArgs,
+        role: &str,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Client> {
+        let name = format!("{role}-{}", uuid::Uuid::new_v4().simple());
+        let reply_topic = topics::reply_topic(&name);
+        let sync_topic = format!("{}/sync/{name}", topics::PREFIX);
+        let subs = vec![
+            (topics::STATUS_WILDCARD.to_owned(), Qos::AtMostOnce),
+            (reply_topic.clone(), Qos::AtMostOnce),
+            (sync_topic.clone(), Qos::AtMostOnce),
+        ];
+        let session = crate::connect(bus, role, subs, shutdown).await?;
+        Ok(Client {
+            session,
+            reply_topic,
+            name,
+            sync_topic,
+        })
+    }
+
+    /// Every agent with a retained status, keyed by id (online or not).
+    pub async fn discover(
+        &mut self,
+        timeout: Duration,
+    ) -> anyhow::Result<BTreeMap<String, Status>> {
+        let marker = format!("sync-{}", self.name);
+        crate::publish_once(
+            &self.session,
+            &self.sync_topic,
+            marker.clone().into_bytes(),
+            Qos::AtMostOnce,
+        )
+        .await?;
+        let deadline = Instant::now() + timeout;
+        let mut agents = BTreeMap::new();
+        loop {
+            let ev = tokio::select! {
+                ev = self.session.events.recv() => ev,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!("discovery marker did not come back; using the {} statuses seen", agents.len());
+                    return Ok(agents);
+                }
+            };
+            match ev {
+                Some(Event::Message(m)) if m.topic == self.sync_topic => {
+                    if m.payload.as_ref() == marker.as_bytes() {
+                        return Ok(agents);
+                    }
+                }
+                Some(Event::Message(m)) if m.topic.starts_with(&topics::status_topic("")) => {
+                    if m.payload.is_empty() {
+                        continue; // a cleared retained status
+                    }
+                    match Status::decode(&m.payload) {
+                        Ok(s) => {
+                            agents.insert(s.id.clone(), s);
+                        }
+                        Err(e) => {
+                            tracing::warn!(topic = %m.topic, error = %e, "ignoring malformed status")
+                        }
+                    }
+                }
+                Some(_) => {}
+                None => bail!("the bus session ended during discovery"),
+            }
+        }
+    }
+
+    /// Publishes `request` on `topic`.
+    pub async fn send(&self, topic: &str, request: &Request) -> anyhow::Result<()> {
+        crate::publish_once(&self.session, topic, request.encode(), Qos::AtLeastOnce).await
+    }
+
+    /// Collects replies to `request_ids` until every agent of `expected` has
+    /// answered (all of them, when `expected` is `None`: until `timeout`), or
+    /// `timeout` passes. Shows progress on a terminal.
+    pub async fn collect(
+        &mut self,
+        request_ids: &HashSet<String>,
+        expected: Option<&BTreeMap<String, String>>,
+        want: Option<usize>,
+        timeout: Duration,
+        quiet: bool,
+        shutdown: &CancellationToken,
+    ) -> Vec<Reply> {
+        let total = want.or(expected.map(BTreeMap::len));
+        let bar = progress(total, quiet);
+        let deadline = Instant::now() + timeout;
+        let mut replies: Vec<Reply> = Vec::new();
+        let mut pairs: HashSet<(String, String)> = HashSet::new();
+        let mut agents: HashSet<String> = HashSet::new();
+        let done = |agents: &HashSet<String>| match (total, expected) {
+            (_, Some(e)) => {
+                e.keys().all(|id| agents.contains(id)) && total.is_none_or(|n| agents.len() >= n)
+            }
+            (Some(n), None) => agents.len() >= n,
+            (None, None) => false,
+        };
+        while !done(&agents) {
+            let ev = tokio::select! {
+                ev = self.session.events.recv() => ev,
+                () = tokio::time::sleep_until(deadline) => break,
+                () = shutdown.cancelled() => break,
+            };
+            let m = match ev {
+                Some(Event::Message(m)) if m.topic == self.reply_topic => m,
+                Some(_) => continue,
+                None => break,
+            };
+            match Reply::decode(&m.payload) {
+                // One reply per agent and request: a duplicate delivery is ignored.
+                Ok(r) if request_ids.contains(&r.request_id) => {
+                    if pairs.insert((r.agent_id.clone(), r.request_id.clone())) {
+                        agents.insert(r.agent_id.clone());
+                        bar.inc(1);
+                        replies.push(r);
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "ignoring malformed reply"),
+            }
+        }
+        bar.finish_and_clear();
+        replies
+    }
+}
+
+fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
+    if quiet {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = match total {
+        Some(n) => indicatif::ProgressBar::new(n as u64),
+        None => indicatif::ProgressBar::no_length(),
+    };
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{spinner} {pos}/{len} answered {wide_bar} {elapsed}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+/// An agent's status as a filter target.
+#[derive(Debug)]
+pub struct StatusTarget<'a>(pub &'a Status);
+
+impl filter::Target for StatusTarget<'_> {
+    fn fact(&self, key: &str) -> Option<&Value> {
+        self.0.facts.get(key)
+    }
+    fn has_tag(&self, tag: &str) -> bool {
+        self.0.tags.iter().any(|t| t == tag)
+    }
+    fn name(&self) -> &str {
+        &self.0.name
+    }
+}
+
+/// Parses a filter given on the command line (the error points at the column).
+pub fn parse_filter(text: &str) -> anyhow::Result<filter::Filter> {
+    filter::parse(text).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// The online agents matching `filter`: id → name.
+pub fn expected(
+    agents: &BTreeMap<String, Status>,
+    filter: Option<&filter::Filter>,
+) -> BTreeMap<String, String> {
+    agents
+        .values()
+        .filter(|s| s.online)
+        .filter(|s| filter.is_none_or(|f| f.matches(&StatusTarget(s))))
+        .map(|s| (s.id.clone(), s.name.clone()))
+        .collect()
+}
+
+/// A new request.
+pub fn request(
+    action: &str,
+    args: Value,
+    filter: Option<String>,
+    reply_to: &str,
+    ttl: Duration,
+) -> Request {
+    Request {
+        id: uuid::Uuid::now_v7().simple().to_string(),
+        sender: sender(),
+        created_ms: now_ms(),
+        nonce: format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64),
+        ttl_ms: ttl.as_millis().clamp(1, 86_400_000) as u64,
+        filter,
+        action: action.to_owned(),
+        args,
+        reply_to: reply_to.to_owned(),
+        sig: None,
+    }
+}
+
+/// Agents of `expected` that did not reply.
+pub fn no_reply<'a>(
+    expected: &'a BTreeMap<String, String>,
+    replies: &[Reply],
+) -> Vec<(&'a str, &'a str)> {
+    let got: HashSet<&str> = replies.iter().map(|r| r.agent_id.as_str()).collect();
+    expected
+        .iter()
+        .filter(|(id, _)| !got.contains(id.as_str()))
+        .map(|(id, name)| (id.as_str(), name.as_str()))
+        .collect()
+}
+
+/// `name (id8)` for humans.
+pub fn label(name: &str, id: &str) -> String {
+    format!("{name} ({})", id.get(..8).unwrap_or(id))
+}
+
+/// The reply status word.
+pub fn status_word(s: ReplyStatus) -> &'static str {
+    match s {
+        ReplyStatus::Ok => "ok",
+        ReplyStatus::Error => "error",
+        ReplyStatus::Timeout => "timeout",
+        ReplyStatus::Rejected => "rejected",
+    }
+}
+
+/// Prints the "no reply from" line on stderr (when any) and returns whether all answered.
+pub fn report_missing(missing: &[(&str, &str)]) -> bool {
+    if missing.is_empty() {
+        return true;
+    }
+    let names: Vec<String> = missing.iter().map(|(id, name)| label(name, id)).collect();
+    eprintln!(
+        "no reply from {} agent{}: {}",
+        missing.len(),
+        if missing.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    false
+}
+
+/// Context for the common "cannot parse" case of JSON output.
+pub fn to_json(v: &Value) -> anyhow::Result<String> {
+    serde_json::to_string_pretty(v).context("cannot encode JSON output")
+}

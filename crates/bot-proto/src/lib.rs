@@ -1,0 +1,57 @@
+//! `bot-proto`: the wire types of the `bot` fleet system's structured
+//! protocol — versioned JSON envelopes over MQTT under `bot/v1/…` — and its
+//! filter language.
+//!
+//! The crate is pure: no I/O, no clock, no randomness, no async. Callers
+//! pass ids, nonces and the current time in; every decoder and the filter
+//! parser take untrusted bytes and never panic (property tests and the
+//! `envelope` fuzz target check it).
+//!
+//! # Layout
+//!
+//! - [`topics`]: the topic tree (`bot/v1/status/<id>`, `bot/v1/req/…`,
+//!   `bot/v1/reply/<session>`, …) and the checks on topic levels, publish
+//!   topics and reply destinations.
+//! - [`envelope`]: [`Request`], [`Reply`], [`Status`], [`Heartbeat`] —
+//!   `decode` (with every limit checked), `encode`, `validate`, the
+//!   canonical signing bytes, expiry and clock checks, and
+//!   [`Request::salvage`] for answering a request that failed validation.
+//!   [`DecodeError`] says which field is wrong and why.
+//! - [`filter`]: the filter language (`os=linux and tag:web and not db*`):
+//!   [`filter::parse`], [`Filter::matches`] against any [`filter::Target`]
+//!   (an agent, or a [`Status`] on the server), and a canonical `Display`.
+//!
+//! JSON Schemas for the four envelopes live in `docs/schemas/` (draft
+//! 2020-12); the tests check that they accept what `encode` writes and
+//! reject what `decode` rejects.
+//!
+//! ```
+//! use bot_proto::{Request, topics};
+//!
+//! let req = Request {
+//!     id: "r-1".into(),
+//!     sender: "op@admin".into(),
+//!     created_ms: 1_700_000_000_000,
+//!     nonce: "9f86d081884c7d65".into(),
+//!     ttl_ms: 30_000,
+//!     filter: Some("os=linux and web*".into()),
+//!     action: "ping".into(),
+//!     args: serde_json::json!({}),
+//!     reply_to: topics::reply_topic("s-1"),
+//!     sig: None,
+//! };
+//! let bytes = req.encode();
+//! assert_eq!(Request::decode(&bytes), Ok(req.clone()));
+//! assert!(!req.is_expired(1_700_000_030_000));
+//! assert!(req.is_expired(1_700_000_030_001));
+//! ```
+
+pub mod envelope;
+pub mod filter;
+pub mod topics;
+
+pub use envelope::{
+    DecodeError, Facts, Heartbeat, MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES, Reply, ReplyStatus,
+    Request, Status, VERSION,
+};
+pub use filter::{Filter, FilterError, Target};

@@ -1,0 +1,439 @@
+//! The structured protocol end to end: registration and presence, filters,
+//! `bot run` with exit codes, output, timeouts and the no-reply list,
+//! idempotency, TTL, malformed envelopes, work queues and async results.
+//! Several real agent processes with different facts, on both brokers.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use anyhow::{Result, ensure};
+use bot_proto::envelope::{Reply, ReplyStatus, Request, Status};
+use bot_testkit::{publish, run_bot};
+use serde_json::{Value, json};
+
+use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
+
+both_brokers!(
+    filters_select_exactly_the_right_agents,
+    run_reports_exit_codes_output_timeouts_and_no_reply,
+    requests_run_once_expire_and_malformed_ones_get_errors,
+    presence_is_retained_and_offline_is_seen_at_once,
+    work_queue_and_async_results,
+);
+
+fn fleet(broker: &Broker) -> Result<Vec<Agent>> {
+    let url = [broker.url()];
+    Ok(vec![
+        Agent::start(
+            bot(),
+            "web1",
+            &url,
+            "tags = [\"web\"]\n[facts]\nrole = \"web\"\nrack = 1\n",
+        )?,
+        Agent::start(
+            bot(),
+            "db1",
+            &url,
+            "tags = [\"db\"]\n[facts]\nrole = \"db\"\nrack = 2\n",
+        )?,
+        Agent::start(bot(), "web2", &url, "[facts]\nrole = \"web\"\nrack = 3\n")?,
+    ])
+}
+
+fn json_of(out: &str) -> Result<Value> {
+    serde_json::from_str(out).map_err(|e| anyhow::anyhow!("not JSON ({e}): {out}"))
+}
+
+fn names(v: &Value, key: &str) -> BTreeSet<String> {
+    v[key]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn set(names: &[&str]) -> BTreeSet<String> {
+    names.iter().map(|s| (*s).to_owned()).collect()
+}
+
+fn filters_select_exactly_the_right_agents(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let _agents = fleet(&broker)?;
+    let url = broker.url();
+    let cases: [(&str, &[&str]); 11] = [
+        ("*", &["web1", "db1", "web2"]),
+        ("role=web", &["web1", "web2"]),
+        ("role!=web", &["db1"]),
+        ("rack>=2", &["db1", "web2"]),
+        ("rack<2", &["web1"]),
+        ("tag:db", &["db1"]),
+        ("not role=web", &["db1"]),
+        ("(role=web and rack<3) or tag:db", &["web1", "db1"]),
+        ("web*", &["web1", "web2"]),
+        ("name=~^db", &["db1"]),
+        (
+            "os=linux and cpus>=1 and memory>0",
+            &["web1", "db1", "web2"],
+        ),
+    ];
+    for (filter, want) in cases {
+        let (code, out, err) = run_bot(
+            bot(),
+            &["ping", "-b", &url, "-F", filter, "--json", "--wait", "20"],
+        )?;
+        assert_eq!(code, 0, "{filter}: {out} {err}");
+        let v = json_of(&out)?;
+        assert_eq!(names(&v, "replies"), set(want), "filter {filter}");
+        assert_eq!(names(&v, "no_reply"), set(&[]), "filter {filter}");
+    }
+    // A filter matching nobody is an error, and so is a bad filter (pointing at the column).
+    let (code, _, err) = run_bot(bot(), &["ping", "-b", &url, "-F", "role=mainframe"])?;
+    assert_eq!(code, 1, "{err}");
+    let (code, _, err) = run_bot(bot(), &["ping", "-b", &url, "-F", "role==web"])?;
+    assert_eq!(code, 1);
+    assert!(err.contains("column"), "{err}");
+    // Facts table with counts.
+    let (code, out, err) = run_bot(bot(), &["facts", "-b", &url, "role"])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        out.contains("role:")
+            && out
+                .lines()
+                .any(|l| l.trim_start().starts_with("web") && l.trim_end().ends_with('2')),
+        "{out}"
+    );
+    Ok(())
+}
+
+fn run_reports_exit_codes_output_timeouts_and_no_reply(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let agents = fleet(&broker)?;
+    let url = broker.url();
+
+    // Output and exit codes, per node; the summary; exit code 1 on failure.
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "run",
+            "-b",
+            &url,
+            "-F",
+            "role=web",
+            "--shell",
+            "--",
+            "echo out-$((40+2)); echo oops >&2; exit 3",
+        ],
+    )?;
+    assert_eq!(code, 1, "{out} {err}");
+    assert_eq!(out.matches("out-42").count(), 2, "{out}");
+    assert!(out.contains("stderr: oops"), "{out}");
+    assert!(
+        out.contains("summary: 0 ok, 2 failed, 0 no reply (of 2 expected)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("web1 [exit 3]") && out.contains("web2 [exit 3]"),
+        "{out}"
+    );
+
+    // --json shape.
+    let (code, out, _) = run_bot(bot(), &["run", "-b", &url, "--json", "--", "echo", "a;b"])?;
+    assert_eq!(code, 0, "{out}");
+    let v = json_of(&out)?;
+    assert_eq!(v["summary"], json!({"ok": 3, "failed": 0, "no_reply": 0}));
+    for r in v["replies"].as_array().into_iter().flatten() {
+        assert_eq!(r["stdout"], "a;b\n", "argv is not a shell");
+        assert_eq!(r["exit_code"], 0);
+        for key in [
+            "id",
+            "name",
+            "status",
+            "exit_code",
+            "stdout",
+            "stderr",
+            "error",
+            "duration_ms",
+        ] {
+            assert!(r.get(key).is_some(), "reply lacks {key}: {r}");
+        }
+    }
+
+    // Timeouts.
+    let (code, out, _) = run_bot(
+        bot(),
+        &[
+            "run",
+            "-b",
+            &url,
+            "-F",
+            "db1",
+            "--timeout",
+            "0.5",
+            "--json",
+            "--",
+            "sleep",
+            "30",
+        ],
+    )?;
+    assert_eq!(code, 1);
+    let v = json_of(&out)?;
+    assert_eq!(v["replies"][0]["status"], "timeout", "{v}");
+
+    // A frozen agent (still connected, so still "online") is listed as not replying.
+    agents[1].signal("STOP")?;
+    let (code, out, err) = run_bot(bot(), &["run", "-b", &url, "--timeout", "1", "--", "true"])?;
+    agents[1].signal("CONT")?;
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("summary: 2 ok, 0 failed, 1 no reply (of 3 expected)"),
+        "{out}"
+    );
+    assert!(err.contains("no reply from 1 agent: db1 ("), "{err}");
+
+    // --batch: all run, a few at a time.
+    let (code, out, _) = run_bot(
+        bot(),
+        &["run", "-b", &url, "--batch", "1", "--json", "--", "true"],
+    )?;
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(json_of(&out)?["summary"]["ok"], 3);
+    Ok(())
+}
+
+fn request(action: &str, args: Value, reply_to: &str) -> Request {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    Request {
+        id: format!("test{}", now % 1_000_000_000),
+        sender: "tester@test".into(),
+        created_ms: now,
+        nonce: "0123456789abcdef".into(),
+        ttl_ms: 60_000,
+        filter: None,
+        action: action.into(),
+        args,
+        reply_to: reply_to.into(),
+        sig: None,
+    }
+}
+
+fn next_reply(sub: &mut Sub, timeout: Duration) -> Option<Reply> {
+    let (_, payload) = sub.next(timeout)?;
+    Reply::decode(payload.as_bytes()).ok()
+}
+
+fn requests_run_once_expire_and_malformed_ones_get_errors(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let mut agent = Agent::start(bot(), "solo", &[broker.url()], "")?;
+    let id = agent.id()?;
+    let topic = bot_proto::topics::request_agent_topic(&id);
+    let mut sub = Sub::start(broker.port, &["test/replies"])?;
+    let dir = bot_testkit::TempDir::new("once");
+    let marker = dir.path().join("ran");
+
+    // The same request delivered twice runs once.
+    let req = request(
+        "exec",
+        json!({"shell": format!("echo x >> {}", marker.display())}),
+        "test/replies",
+    );
+    publish(broker.port, &topic, &req.encode())?;
+    publish(broker.port, &topic, &req.encode())?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no reply"))?;
+    assert_eq!(
+        (r.request_id.as_str(), r.status),
+        (req.id.as_str(), ReplyStatus::Ok)
+    );
+    agent
+        .log
+        .wait_for("the duplicate log line", WAIT, |l| l.contains("duplicate"))?;
+    assert!(
+        next_reply(&mut sub, Duration::from_millis(500)).is_none(),
+        "a second reply came"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&marker)?,
+        "x\n",
+        "ran more than once"
+    );
+
+    // An expired request is not run.
+    let mut old = request(
+        "exec",
+        json!({"shell": format!("echo late >> {}", marker.display())}),
+        "test/replies",
+    );
+    old.id = "expired1".into();
+    old.created_ms -= 120_000;
+    old.ttl_ms = 1_000;
+    publish(broker.port, &topic, &old.encode())?;
+    agent.log.wait_for("the expiry log line", WAIT, |l| {
+        l.contains("expired") && l.contains("expired1")
+    })?;
+    assert_eq!(
+        std::fs::read_to_string(&marker)?,
+        "x\n",
+        "an expired request ran"
+    );
+
+    // Malformed and oversized envelopes get error replies naming the problem.
+    publish(
+        broker.port,
+        &topic,
+        br#"{"v":1,"kind":"request","id":"bad1","reply_to":"test/replies","action":5}"#,
+    )?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no error reply"))?;
+    assert_eq!(
+        (r.request_id.as_str(), r.status),
+        ("bad1", ReplyStatus::Error)
+    );
+    assert!(
+        r.error.as_deref().unwrap_or("").contains("malformed"),
+        "{r:?}"
+    );
+    let big = format!(
+        r#"{{"v":1,"kind":"request","id":"big1","reply_to":"test/replies","pad":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    publish(broker.port, &topic, big.as_bytes())?;
+    let r = next_reply(&mut sub, WAIT)
+        .ok_or_else(|| anyhow::anyhow!("no error reply for the big one"))?;
+    assert_eq!(r.request_id, "big1");
+    assert!(r.error.as_deref().unwrap_or("").contains("262144"), "{r:?}");
+    publish(broker.port, &topic, &[0xff, 0x00, 0x12])?;
+    // Still alive and answering.
+    let ping = request("ping", json!({}), "test/replies");
+    publish(broker.port, &topic, &ping.encode())?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no ping reply"))?;
+    assert_eq!(
+        (r.request_id, r.status, r.data),
+        (ping.id, ReplyStatus::Ok, json!({"pong": true}))
+    );
+    assert!(agent.is_running());
+    Ok(())
+}
+
+fn presence_is_retained_and_offline_is_seen_at_once(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let mut agent = Agent::start(
+        bot(),
+        "mortal",
+        &[broker.url()],
+        "keep_alive = 2\ntags = [\"t1\"]\n[facts]\nrole = \"cache\"\n",
+    )?;
+    let id = agent.id()?;
+    let status_topic = bot_proto::topics::status_topic(&id);
+    // A late subscriber gets the retained status with the facts.
+    let mut sub = Sub::start(broker.port, &[&status_topic])?;
+    let (_, payload) = sub
+        .next(WAIT)
+        .ok_or_else(|| anyhow::anyhow!("no retained status"))?;
+    let s = Status::decode(payload.as_bytes())?;
+    ensure!(s.online && s.name == "mortal" && s.id == id, "{s:?}");
+    assert_eq!(s.facts["role"], "cache");
+    assert_eq!(s.tags, ["t1"]);
+    assert!(
+        s.facts.contains_key("kernel")
+            && s.facts.contains_key("cpus")
+            && s.facts.contains_key("ips")
+    );
+    // Killed without a goodbye: the broker publishes the retained last will.
+    agent.signal("KILL")?;
+    agent.wait_exit()?;
+    let (_, payload) = sub
+        .next(WAIT)
+        .ok_or_else(|| anyhow::anyhow!("no offline status"))?;
+    let s = Status::decode(payload.as_bytes())?;
+    ensure!(!s.online && s.id == id, "{s:?}");
+    // `bot inventory` shows it offline.
+    let (code, out, err) = run_bot(bot(), &["inventory", "-b", &broker.url(), "mortal"])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("state:     offline"), "{out}");
+    Ok(())
+}
+
+fn work_queue_and_async_results(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let url = broker.url();
+    let _workers: Vec<Agent> = (0..3)
+        .map(|i| {
+            Agent::start(
+                bot(),
+                &format!("worker{i}"),
+                std::slice::from_ref(&url),
+                "pools = [\"builders\"]\n",
+            )
+        })
+        .collect::<Result<_>>()?;
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "run", "-b", &url, "--any", "2", "--pool", "builders", "--json", "--", "echo", "job",
+        ],
+    )?;
+    assert_eq!(code, 0, "{out} {err}");
+    let v = json_of(&out)?;
+    assert_eq!(v["summary"]["ok"], 2, "{v}");
+
+    // Fire and forget: replies go to a topic that `bot results` consumes later,
+    // from a persistent session that queued them meanwhile.
+    let (code, _, err) = run_bot(
+        bot(),
+        &[
+            "results",
+            "-b",
+            &url,
+            "--session",
+            "later",
+            "--topic",
+            "app/results",
+            "-W",
+            "0.2",
+        ],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "run",
+            "-b",
+            &url,
+            "-F",
+            "worker1",
+            "--reply-to",
+            "app/results",
+            "--",
+            "echo",
+            "async",
+        ],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let request_id = out.trim().to_owned();
+    assert_eq!(request_id.len(), 32, "{out}");
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "results",
+            "-b",
+            &url,
+            "--session",
+            "later",
+            "--topic",
+            "app/results",
+            "-C",
+            "1",
+            "-W",
+            "20",
+            "--json",
+        ],
+    )?;
+    assert_eq!(code, 0, "{err}");
+    let v = json_of(out.trim())?;
+    assert_eq!(v["request_id"], request_id.as_str());
+    assert_eq!(v["name"], "worker1");
+    assert_eq!(v["data"]["stdout"], "async\n");
+    Ok(())
+}
