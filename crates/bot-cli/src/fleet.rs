@@ -42,7 +42,12 @@ pub fn sender() -> String {
     {
         return id.chars().take(256).collect();
     }
-    let user = std::env::var("USER").unwrap_or_else(|_| "unknown".into());
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()));
     let host = nix::unistd::gethostname()
         .ok()
         .and_then(|h| h.into_string().ok())
