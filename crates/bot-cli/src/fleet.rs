@@ -46,7 +46,12 @@ pub fn sender() -> String {
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
         .filter(|u| !u.is_empty())
-        .or_else(|| nix::unistd::User::from_uid(nix::unistd::getuid()).ok().flatten().map(|u| u.name))
+        .or_else(|| {
+            nix::unistd::User::from_uid(nix::unistd::getuid())
+                .ok()
+                .flatten()
+                .map(|u| u.name)
+        })
         .unwrap_or_else(|| format!("uid{}", nix::unistd::getuid()));
     let host = nix::unistd::gethostname()
         .ok()
@@ -313,4 +318,49 @@ pub fn report_missing(missing: &[(&str, &str)]) -> bool {
 /// Context for the common "cannot parse" case of JSON output.
 pub fn to_json(v: &Value) -> anyhow::Result<String> {
     serde_json::to_string_pretty(v).context("cannot encode JSON output")
+}
+
+/// Prints one reply for humans: a header with the node, status, exit code and
+/// time, then stdout as it is, stderr lines prefixed, and the error if any.
+pub fn print_reply(r: &Reply, with_request: bool) {
+    let exit = r
+        .data
+        .get("exit_code")
+        .and_then(Value::as_i64)
+        .map_or("-".to_owned(), |c| c.to_string());
+    let request = if with_request {
+        format!(" request {}", r.request_id)
+    } else {
+        String::new()
+    };
+    println!(
+        "── {}{request}: {} (exit {exit}, {} ms)",
+        label(&r.agent_name, &r.agent_id),
+        status_word(r.status),
+        r.duration_ms
+    );
+    if let Some(out) = r
+        .data
+        .get("stdout")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        print!("{out}");
+        if !out.ends_with('\n') {
+            println!();
+        }
+    }
+    if let Some(err) = r
+        .data
+        .get("stderr")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+    {
+        for line in err.lines() {
+            println!("stderr: {line}");
+        }
+    }
+    if let Some(e) = &r.error {
+        println!("error: {e}");
+    }
 }

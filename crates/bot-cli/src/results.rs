@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use bot_bus::{Event, Options, Qos, Session};
 use bot_proto::envelope::Reply;
 use clap::Args;
-use serde_json::{Value, json};
+use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
 use crate::BusArgs;
@@ -116,28 +116,7 @@ pub async fn run(args: ResultsArgs, shutdown: CancellationToken) -> anyhow::Resu
                     let v = json!({"request_id": r.request_id, "id": r.agent_id, "name": r.agent_name, "status": fleet::status_word(r.status), "data": r.data, "error": r.error, "duration_ms": r.duration_ms});
                     println!("{v}");
                 } else {
-                    let exit = r
-                        .data
-                        .get("exit_code")
-                        .and_then(Value::as_i64)
-                        .map_or("-".to_owned(), |c| c.to_string());
-                    println!(
-                        "── {} request {}: {} (exit {exit})",
-                        fleet::label(&r.agent_name, &r.agent_id),
-                        r.request_id,
-                        fleet::status_word(r.status)
-                    );
-                    if let Some(out) = r
-                        .data
-                        .get("stdout")
-                        .and_then(Value::as_str)
-                        .filter(|s| !s.is_empty())
-                    {
-                        print!("{out}");
-                    }
-                    if let Some(e) = &r.error {
-                        println!("error: {e}");
-                    }
+                    fleet::print_reply(&r, true);
                 }
             }
             Err(e) => eprintln!("ignoring a message that is not a reply on {}: {e}", m.topic),

@@ -212,41 +212,7 @@ fn report(
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for r in replies {
-            let exit = r
-                .data
-                .get("exit_code")
-                .and_then(Value::as_i64)
-                .map_or("-".to_owned(), |c| c.to_string());
-            println!(
-                "── {}: {} (exit {exit}, {} ms)",
-                fleet::label(&r.agent_name, &r.agent_id),
-                fleet::status_word(r.status),
-                r.duration_ms
-            );
-            if let Some(out) = r
-                .data
-                .get("stdout")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                print!("{out}");
-                if !out.ends_with('\n') {
-                    println!();
-                }
-            }
-            if let Some(err) = r
-                .data
-                .get("stderr")
-                .and_then(Value::as_str)
-                .filter(|s| !s.is_empty())
-            {
-                for line in err.lines() {
-                    println!("stderr: {line}");
-                }
-            }
-            if let Some(e) = &r.error {
-                println!("error: {e}");
-            }
+            fleet::print_reply(r, false);
         }
         println!(
             "summary: {ok} ok, {} failed, {} no reply (of {} expected)",
