@@ -234,6 +234,21 @@ impl Session {
     }
 }
 
+/// Longest wait for a clean DISCONNECT (and what was queued before it) when stopping.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// After DISCONNECT, how long the line must be quiet before the socket is closed.
+const DRAIN_QUIET: Duration = Duration::from_millis(30);
+
+/// Aborts a helper task when the connection it belongs to ends.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// How one connection ended.
 enum Ended {
     /// Could not connect (refused, timeout, network error).
@@ -258,8 +273,15 @@ impl Driver {
         let mut failed_rounds = 0u32;
         loop {
             let broker = self.options.brokers[index].clone();
-            // `connection` watches `stop` itself, so that it can say goodbye.
-            let ended = self.connection(&broker, &stop).await;
+            // `connection` says goodbye itself when `stop` fires (see there);
+            // this only bounds how long that may take.
+            let ended = tokio::select! {
+                ended = self.connection(&broker, &stop) => ended,
+                () = async {
+                    stop.cancelled().await;
+                    tokio::time::sleep(STOP_GRACE).await;
+                } => Ended::Stopped,
+            };
             self.current.send_replace(None);
             let delay = match ended {
                 Ended::Stopped => return,
@@ -373,23 +395,45 @@ impl Driver {
             self.emit(Event::Subscribed);
         }
 
+        // Stopping goes through the request channel, behind anything already
+        // queued: rumqttc's `poll` is not cancel-safe (a request taken from
+        // the channel but not yet written would be lost if the future were
+        // dropped), so it is never raced against `stop` here.
+        let goodbye = {
+            let client = client.clone();
+            let stop = stop.clone();
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                let _ = client.disconnect().await;
+            })
+        };
+        let _abort_goodbye = AbortOnDrop(goodbye);
+
         loop {
-            let event = tokio::select! {
-                event = eventloop.poll() => event,
-                () = stop.cancelled() => {
-                    let _ = client.try_disconnect();
-                    // Let the DISCONNECT (and anything queued before it) go out.
-                    let flush = async {
-                        while let Ok(ev) = eventloop.poll().await {
-                            if matches!(ev, rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect)) {
-                                break;
-                            }
-                        }
-                    };
-                    let _ = tokio::time::timeout(Duration::from_secs(2), flush).await;
-                    return Ended::Stopped;
-                }
-            };
+            let event = eventloop.poll().await;
+            if stop.is_cancelled()
+                && matches!(
+                    event,
+                    Ok(rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect))
+                )
+            {
+                // Read what is still arriving before closing: closing a socket
+                // with unread incoming data sends a TCP reset, which can make
+                // the broker drop what we sent just before (seen with
+                // mosquitto: the last PUBLISH lost). Some brokers close the
+                // connection after DISCONNECT (poll fails), others do not:
+                // stop once the line has been quiet for a moment.
+                let drain = async {
+                    while let Ok(Ok(_)) = tokio::time::timeout(DRAIN_QUIET, eventloop.poll()).await
+                    {
+                    }
+                };
+                let _ = tokio::time::timeout(STOP_GRACE / 2, drain).await;
+                return Ended::Stopped;
+            }
+            if stop.is_cancelled() && event.is_err() {
+                return Ended::Stopped;
+            }
             match event {
                 Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
                     let topic = p.topic;
