@@ -94,8 +94,9 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
             &shutdown,
         )
         .await;
+    // When everyone answered, collect returned at the last reply.
+    let last = sent.elapsed();
     let rtt = |r: &bot_proto::envelope::Reply| r.received_ms.saturating_sub(req.created_ms);
-    let _ = sent;
     let missing = fleet::no_reply(&expected, &replies);
     client.session.close().await;
     if args.json {
@@ -115,11 +116,18 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
                 );
             }
         }
+        // Time to the last reply as seen by this client (not the agents' clocks).
         println!(
-            "{} of {} expected agent{} answered",
+            "{} of {} expected agent{} answered; {} {:.2} ms",
             replies.len(),
             expected.len(),
-            if expected.len() == 1 { "" } else { "s" }
+            if expected.len() == 1 { "" } else { "s" },
+            if replies.len() >= expected.len() {
+                "last reply after"
+            } else {
+                "gave up after"
+            },
+            last.as_secs_f64() * 1000.0
         );
     }
     let all = fleet::report_missing(&missing);
