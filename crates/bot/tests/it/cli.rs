@@ -170,20 +170,23 @@ fn help_is_available_for_every_command() -> Result<()> {
     }
     let (code, out, _) = run_bot(bot(), &["--help"])?;
     assert_eq!(code, 0);
-    insta_like_snapshot("bot --help", &out, include_str!("snapshots/help.txt"));
+    snapshot("help.txt", &out, include_str!("snapshots/help.txt"));
+    let (code, out, _) = run_bot(bot(), &["run", "--help"])?;
+    assert_eq!(code, 0);
+    snapshot("run-help.txt", &out, include_str!("snapshots/run-help.txt"));
     Ok(())
 }
 
 /// Compares with a checked-in snapshot; set BOT_UPDATE_SNAPSHOTS=1 to rewrite it.
-fn insta_like_snapshot(what: &str, actual: &str, expected: &str) {
+fn snapshot(file: &str, actual: &str, expected: &str) {
     if std::env::var_os("BOT_UPDATE_SNAPSHOTS").is_some() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/snapshots/help.txt");
+        let path = format!("{}/tests/it/snapshots/{file}", env!("CARGO_MANIFEST_DIR"));
         std::fs::write(path, actual).expect("write snapshot");
         return;
     }
     assert_eq!(
         actual, expected,
-        "{what} changed; rerun with BOT_UPDATE_SNAPSHOTS=1 and review the diff"
+        "snapshot {file} changed; rerun with BOT_UPDATE_SNAPSHOTS=1 and review the diff"
     );
 }
 
