@@ -321,6 +321,38 @@ mod tests {
         assert_eq!(f["role"], "web");
     }
 
+    #[tokio::test]
+    async fn fact_scripts_are_run_and_merged_in_name_order() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("bot-facts-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        for (name, body) in [
+            ("10-json", "echo '{\"role\": \"web\", \"rack\": 4}'"),
+            ("20-kv", "echo rack=7; echo zone=eu-1"),
+            ("30-broken", "echo not a fact"),
+            ("40-failing", "exit 2"),
+        ] {
+            let p = dir.join(name);
+            std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        }
+        std::fs::write(dir.join("50-not-executable"), "echo ignored=1").expect("write");
+        let src = FactSources {
+            id: "i".into(),
+            name: "n".into(),
+            configured: Facts::new(),
+            dir: Some(dir.clone()),
+            timeout: Duration::from_secs(5),
+        };
+        let f = gather(&src).await;
+        assert_eq!(f["role"], "web");
+        assert_eq!(f["rack"], 7, "later scripts override earlier ones");
+        assert_eq!(f["zone"], "eu-1");
+        assert!(!f.contains_key("ignored"));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     #[test]
     fn uptime_alone_is_not_a_change() {
         let mut a = Facts::new();
