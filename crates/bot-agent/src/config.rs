@@ -441,8 +441,13 @@ mod tests {
     fn example_config_matches_the_defaults() {
         let text = include_str!("../../../docs/agent.example.toml");
         let parsed = AgentConfig::from_toml(text).expect("example parses");
+        // The example also shows a tag and a static fact (defaults: none).
+        let mut facts = std::collections::BTreeMap::new();
+        facts.insert("role".to_owned(), toml::Value::String("web".to_owned()));
         let defaults = AgentConfig {
             name: Some("web1".to_owned()),
+            tags: vec!["web".to_owned()],
+            facts,
             ..AgentConfig::default()
         };
         assert_eq!(

@@ -48,12 +48,7 @@ pub async fn run(args: FactsArgs, shutdown: CancellationToken) -> anyhow::Result
     client.session.close().await;
     let matched: Vec<_> = agents
         .values()
-        .filter(|s| {
-            s.online
-                && filter
-                    .as_ref()
-                    .is_none_or(|f| f.matches(&fleet::StatusTarget(s)))
-        })
+        .filter(|s| s.online && filter.as_ref().is_none_or(|f| f.matches(*s)))
         .collect();
     if matched.is_empty() {
         eprintln!("no online agent matches");

@@ -216,22 +216,6 @@ fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
-/// An agent's status as a filter target.
-#[derive(Debug)]
-pub struct StatusTarget<'a>(pub &'a Status);
-
-impl filter::Target for StatusTarget<'_> {
-    fn fact(&self, key: &str) -> Option<&Value> {
-        self.0.facts.get(key)
-    }
-    fn has_tag(&self, tag: &str) -> bool {
-        self.0.tags.iter().any(|t| t == tag)
-    }
-    fn name(&self) -> &str {
-        &self.0.name
-    }
-}
-
 /// Parses a filter given on the command line (the error points at the column).
 pub fn parse_filter(text: &str) -> anyhow::Result<filter::Filter> {
     filter::parse(text).map_err(|e| anyhow::anyhow!("{e}"))
@@ -245,7 +229,7 @@ pub fn expected(
     agents
         .values()
         .filter(|s| s.online)
-        .filter(|s| filter.is_none_or(|f| f.matches(&StatusTarget(s))))
+        .filter(|s| filter.is_none_or(|f| f.matches(*s)))
         .map(|s| (s.id.clone(), s.name.clone()))
         .collect()
 }

@@ -54,9 +54,9 @@ impl DecodeError {
 
     /// A [`DecodeError::Version`] holding at most a cut copy of `v`.
     pub(crate) fn version(v: Value) -> DecodeError {
-        let shown = show_value(&v);
-        if shown.chars().count() > MAX_SHOWN_CHARS {
-            DecodeError::Version(Value::String(shown))
+        let full = v.to_string();
+        if full.chars().count() > MAX_SHOWN_CHARS || full.chars().any(char::is_control) {
+            DecodeError::Version(Value::String(show_value(&v)))
         } else {
             DecodeError::Version(v)
         }

@@ -136,22 +136,38 @@ pub type Facts = std::collections::BTreeMap<String, serde_json::Value>;
 /// Offending values quoted in an error are cut to this many characters.
 pub const MAX_SHOWN_CHARS: usize = 60;
 
-/// `s` cut to [`MAX_SHOWN_CHARS`] characters (`…` appended when cut).
-pub(crate) fn cut(s: &str) -> String {
-    match s.char_indices().nth(MAX_SHOWN_CHARS) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_owned(),
+/// `s` for an error message: control characters escaped (`\n`,
+/// `\u{1b}`), and `"` and `\` too when `quotes`; cut to
+/// [`MAX_SHOWN_CHARS`] characters as shown, `…` appended when cut.
+pub(crate) fn cut(s: &str, quotes: bool) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in s.chars() {
+        let escape = c.is_control() || (quotes && matches!(c, '"' | '\\'));
+        let piece: String = if escape {
+            c.escape_debug().collect()
+        } else {
+            c.to_string()
+        };
+        let n = piece.chars().count();
+        if shown + n > MAX_SHOWN_CHARS {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&piece);
+        shown += n;
     }
+    out
 }
 
-/// `s` cut and quoted for an error message, control characters escaped.
+/// `s` quoted, escaped and cut for an error message.
 pub(crate) fn show(s: &str) -> String {
-    format!("{:?}", cut(s))
+    format!("\"{}\"", cut(s, true))
 }
 
-/// A JSON value in compact form, cut, for an error message.
+/// A JSON value in compact form, escaped and cut, for an error message.
 pub(crate) fn show_value(v: &serde_json::Value) -> String {
-    cut(&v.to_string())
+    cut(&v.to_string(), false)
 }
 
 /// Compact JSON of `value`. Serializing these types into a `Vec` cannot
@@ -186,12 +202,18 @@ mod tests {
 
     #[test]
     fn cut_and_show() {
-        assert_eq!(cut("abc"), "abc");
+        assert_eq!(cut("abc", true), "abc");
         let long = "é".repeat(61);
-        assert_eq!(cut(&long), format!("{}…", "é".repeat(60)));
-        assert_eq!(cut(&"x".repeat(60)), "x".repeat(60));
+        assert_eq!(cut(&long, true), format!("{}…", "é".repeat(60)));
+        assert_eq!(cut(&"x".repeat(60), true), "x".repeat(60));
         assert_eq!(show("a\nb"), "\"a\\nb\"");
+        assert_eq!(show("say \"hi\" \\"), "\"say \\\"hi\\\" \\\\\"");
         assert_eq!(show_value(&json!({"a": [1, 2]})), "{\"a\":[1,2]}");
+        assert_eq!(show_value(&json!("\u{7f}")), "\"\\u{7f}\"");
+        // Escapes count as shown: never more than 60 characters.
+        let ctl = "\u{7f}".repeat(30);
+        let shown = cut(&ctl, true);
+        assert_eq!(shown, format!("{}…", "\\u{7f}".repeat(10)));
     }
 
     #[test]

@@ -59,9 +59,22 @@ impl FilterError {
         if end < len {
             snippet.push('…');
         }
+        // Messages quote bits of the filter: keep them one printable line.
+        let message = message
+            .into()
+            .chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect();
         FilterError {
             position,
-            message: message.into(),
+            message,
             snippet,
             caret,
         }
@@ -108,6 +121,12 @@ mod tests {
             e.to_string(),
             "filter error at column 4: missing value\n  os=\n     ^"
         );
+    }
+
+    #[test]
+    fn messages_escape_control_characters() {
+        let e = FilterError::new("x", 0, "found `a\u{1b}[31m\nb`");
+        assert_eq!(e.message, "found `a\\u{1b}[31m\\nb`");
     }
 
     #[test]

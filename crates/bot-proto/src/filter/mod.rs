@@ -18,7 +18,7 @@
 //! assert!(!filter::parse("not tag:prod")?.matches(&agent));
 //! assert_eq!(f.to_string(), "web* and os=linux and (cpus>=4 or tag:big) and memory.total>4e9");
 //!
-//! let err = filter::parse("os==linux").unwrap_err();
+//! let err = filter::parse("os==linux").expect_err("`==` is not an operator");
 //! assert_eq!(err.to_string(), "filter error at column 3: unknown operator `==`; use `=`\n  os==linux\n    ^");
 //! # Ok::<(), filter::FilterError>(())
 //! ```
@@ -55,9 +55,16 @@
 //! - `not` followed by an operator (`not=1`) is a fact named `not`, likewise
 //!   `and=1`, `or=1`: keywords are only keywords where a keyword can be.
 //! - A bare VALUE runs to the next whitespace or parenthesis and may not
-//!   start with an operator character (`a= =b` is an error: write `a='=b'`).
-//!   In a quoted VALUE `\\`, `\'` and `\"` are escapes; any other backslash
-//!   is kept as it is, so regexes read naturally: `ver=~"^\d+\.\d+$"`.
+//!   start with an operator character (`a= =b` is an error: write `a='=b'`);
+//!   one starting with a quote is a quoted VALUE. Quotes and backslashes
+//!   inside a bare VALUE are literal: `a=it's`, `ver=~^\d+\.\d+$`.
+//! - In a quoted VALUE `\\`, `\'` and `\"` are escapes; any other backslash
+//!   is kept as it is, so regexes read naturally: `msg=~"^\d+ \w+$"`.
+//!
+//! `Display` prints the canonical text: keywords in lower case, single
+//! spaces, parentheses only where needed, operators without spaces, values
+//! bare when that reads back the same, else quoted with the quote character
+//! they contain least.
 //!
 //! # Meaning
 //!
@@ -92,12 +99,12 @@
 //! # Limits
 //!
 //! Each gives a [`FilterError`] pointing at the offending place:
-//! [`MAX_FILTER_BYTES`] of text, [`MAX_DEPTH`] levels of `(` / `not`,
-//! [`MAX_ATOMS`] atoms, [`MAX_REGEX_BYTES`] per regex, [`MAX_REGEXES`]
-//! regexes per filter, and each compiled regex within
-//! [`REGEX_SIZE_LIMIT`] bytes. Matching is linear in the filter times the
-//! facts it looks at (regexes are linear-time; globs at worst quadratic in a
-//! fact's length).
+//! [`MAX_FILTER_BYTES`] of text (and of canonical text, see [`parse`]),
+//! [`MAX_DEPTH`] levels of `(` / `not`, [`MAX_ATOMS`] atoms,
+//! [`MAX_REGEX_BYTES`] per regex, [`MAX_REGEXES`] regexes per filter, and
+//! each compiled regex within [`REGEX_SIZE_LIMIT`] bytes. Matching never
+//! backtracks exponentially: each atom costs at most the length of the fact's
+//! text times the length of its glob or compiled regex.
 
 mod error;
 mod eval;
@@ -228,11 +235,44 @@ impl PartialEq for Pattern {
 }
 
 /// Parses a filter (see the [module docs](self) for the grammar).
+///
+/// Besides the text itself, its canonical form (`Display`) must fit in
+/// [`MAX_FILTER_BYTES`], so that every `Filter` prints as text that parses
+/// back (it is rarely longer: `(a or b)and c` prints as `(a or b) and c`).
 pub fn parse(text: &str) -> Result<Filter, FilterError> {
-    parser::parse(text).map(|root| Filter { root })
+    let filter = Filter {
+        root: parser::parse(text)?,
+    };
+    let canonical = filter.canonical_len();
+    if canonical > MAX_FILTER_BYTES {
+        return Err(FilterError::new(
+            text,
+            text.chars().count(),
+            format!(
+                "filter is {canonical} bytes when written canonically, longer than {MAX_FILTER_BYTES}"
+            ),
+        ));
+    }
+    Ok(filter)
 }
 
 impl Filter {
+    /// The length in bytes of the canonical text, without building it.
+    fn canonical_len(&self) -> usize {
+        struct Count(usize);
+        impl fmt::Write for Count {
+            fn write_str(&mut self, s: &str) -> fmt::Result {
+                self.0 += s.len();
+                Ok(())
+            }
+        }
+        let mut count = Count(0);
+        match fmt::Write::write_fmt(&mut count, format_args!("{self}")) {
+            Ok(()) => count.0,
+            Err(_) => usize::MAX,
+        }
+    }
+
     /// The filter `*`: every agent.
     pub fn all() -> Filter {
         Filter { root: Node::All }
@@ -300,7 +340,7 @@ impl Node {
             Node::Name(glob) => f.write_str(glob),
             Node::Cmp(c) => {
                 write!(f, "{}{}", c.key, c.op.as_str())?;
-                c.value.fmt_into(f)
+                c.value.fmt_into(f, c.op)
             }
             Node::Not(inner) => {
                 f.write_str("not ")?;
@@ -324,14 +364,14 @@ impl Node {
 }
 
 impl Operand {
-    fn fmt_into(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+    fn fmt_into(&self, f: &mut fmt::Formatter<'_>, op: Op) -> fmt::Result {
         match self {
             // Both came from bare words and print as they were read.
             Operand::Glob(text) | Operand::Number(text, _) => f.write_str(text),
             Operand::Text(text) => {
                 let bare = bare_safe(text)
-                    && !text.contains(['*', '?'])
-                    && parser::parse_number(text).is_none();
+                    && parser::parse_number(text).is_none()
+                    && !(matches!(op, Op::Eq | Op::Ne) && text.contains(['*', '?']));
                 write_value(f, text, bare)
             }
             Operand::Regex(p) => write_value(f, p.0.as_str(), bare_safe(p.0.as_str())),
@@ -339,26 +379,37 @@ impl Operand {
     }
 }
 
-/// Whether `text` reads back as the same bare word (escapes aside).
+/// Whether `text` reads back as the same bare VALUE: not empty, not
+/// starting with a quote or an operator character, no whitespace or
+/// parentheses (quotes and backslashes inside are literal in a bare word).
 fn bare_safe(text: &str) -> bool {
-    !text.is_empty()
-        && !text.starts_with(parser::is_op_char)
+    text.chars()
+        .next()
+        .is_some_and(|c| !parser::is_op_char(c) && !matches!(c, '\'' | '"'))
         && !text
             .chars()
-            .any(|c| c.is_whitespace() || matches!(c, '(' | ')' | '\'' | '"' | '\\'))
+            .any(|c| c.is_whitespace() || matches!(c, '(' | ')'))
 }
 
-/// Writes a value bare, or double-quoted with `\` and `"` escaped.
+/// Writes a value bare, or quoted with the quote character it contains
+/// least (`"` on a tie), escaping that quote and only the backslashes that
+/// would otherwise read as an escape.
 fn write_value(f: &mut fmt::Formatter<'_>, text: &str, bare: bool) -> fmt::Result {
     if bare {
         return f.write_str(text);
     }
-    f.write_str("\"")?;
-    for c in text.chars() {
-        if matches!(c, '\\' | '"') {
+    let doubles = text.matches('"').count();
+    let singles = text.matches('\'').count();
+    let q = if singles < doubles { '\'' } else { '"' };
+    write!(f, "{q}")?;
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escape =
+            c == q || (c == '\\' && chars.peek().is_none_or(|&n| matches!(n, '\\' | '\'' | '"')));
+        if escape {
             f.write_str("\\")?;
         }
         write!(f, "{c}")?;
     }
-    f.write_str("\"")
+    write!(f, "{q}")
 }

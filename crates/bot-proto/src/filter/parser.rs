@@ -94,9 +94,9 @@ impl Parser<'_> {
                 let word: String = self.chars[at..]
                     .iter()
                     .take_while(|&&c| !c.is_whitespace() && !matches!(c, '(' | ')'))
-                    .take(30)
+                    .take(MAX_QUOTED_CHARS + 1)
                     .collect();
-                format!("`{word}`")
+                format!("`{}`", shorten(&word))
             }
         }
     }
@@ -404,9 +404,34 @@ impl Parser<'_> {
                     .split_whitespace()
                     .collect::<Vec<_>>()
                     .join(" ");
-                self.error(at, format!("invalid regex: {msg}"))
+                self.error(at, format!("invalid regex: {}", shorten(&msg)))
             })
     }
+}
+
+/// Longest piece of the filter (or of a regex error) quoted in a message.
+const MAX_QUOTED_CHARS: usize = 40;
+
+/// `s` with control characters escaped, cut to [`MAX_QUOTED_CHARS`]
+/// characters as shown, `…` appended when cut.
+fn shorten(s: &str) -> String {
+    let mut out = String::new();
+    let mut shown = 0;
+    for c in s.chars() {
+        let piece: String = if c.is_control() {
+            c.escape_debug().collect()
+        } else {
+            c.to_string()
+        };
+        let n = piece.chars().count();
+        if shown + n > MAX_QUOTED_CHARS {
+            out.push('…');
+            return out;
+        }
+        out.push_str(&piece);
+        shown += n;
+    }
+    out
 }
 
 /// Builds an `and` / `or` of `parts`, splicing in nested ones of the same
@@ -446,7 +471,10 @@ fn check_key(key: &str) -> Result<(), (usize, String)> {
             };
             return Err((
                 i,
-                format!("`{c}` is not allowed in fact name `{key}`: {rule}"),
+                format!(
+                    "`{c}` is not allowed in fact name `{}`: {rule}",
+                    shorten(key)
+                ),
             ));
         }
     }
@@ -464,6 +492,7 @@ fn unknown_operator(op: &str) -> String {
         "!~" | "!=~" => Some("`not KEY=~REGEX`"),
         _ => None,
     };
+    let op = shorten(op);
     match suggestion {
         Some(s) => format!("unknown operator `{op}`; use {s}"),
         None => format!("unknown operator `{op}`; operators are = != < <= > >= =~"),
