@@ -70,13 +70,31 @@ pub(crate) async fn run(
         );
         agent_task = Some(tokio::spawn(bot_agent::run(valid, shutdown.clone())));
     }
-    shutdown.cancelled().await;
-    if let Some(task) = agent_task {
-        match tokio::time::timeout(SHUTDOWN_GRACE, task).await {
-            Err(_) => tracing::warn!("local agent did not stop within the grace period"),
-            Ok(Ok(Err(e))) => tracing::error!(error = %e, "local agent failed"),
-            Ok(_) => {}
+    // Run until a signal, or until the local agent fails (e.g. its state
+    // directory is not writable): then stop everything and say why.
+    let failed = match agent_task.as_mut() {
+        Some(task) => tokio::select! {
+            () = shutdown.cancelled() => None,
+            ended = task => Some(match ended {
+                Ok(Err(e)) => anyhow::anyhow!("local agent failed: {e}"),
+                Ok(Ok(())) => anyhow::anyhow!("local agent stopped unexpectedly"),
+                Err(e) => anyhow::anyhow!("local agent crashed: {e}"),
+            }),
+        },
+        None => {
+            shutdown.cancelled().await;
+            None
         }
+    };
+    if let Some(e) = failed {
+        shutdown.cancel();
+        broker.shutdown().await;
+        return Err(e);
+    }
+    if let Some(task) = agent_task
+        && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
+    {
+        tracing::warn!("local agent did not stop within the grace period");
     }
     broker.shutdown().await;
     Ok(ExitCode::SUCCESS)

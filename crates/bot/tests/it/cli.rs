@@ -253,3 +253,21 @@ fn bot_up_reports_a_taken_port() -> Result<()> {
     );
     Ok(())
 }
+
+#[test]
+fn bot_up_stops_with_a_clear_error_when_its_agent_cannot_start() -> Result<()> {
+    let dir = bot_testkit::TempDir::new("badstate");
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, "not a directory")?;
+    let out = std::process::Command::new(bot())
+        .args(["up", "--no-ws", "--listen", "127.0.0.1:0"])
+        .env("BOT_STATE_DIR", file.join("state"))
+        .output()?;
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("local agent failed") && err.contains("a-file"),
+        "{err}"
+    );
+    Ok(())
+}
