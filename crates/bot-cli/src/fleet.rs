@@ -8,7 +8,9 @@
 //! once subscribed, publish a marker on the sync topic. Brokers deliver the
 //! retained statuses on subscription, before anything published afterwards on
 //! the same session, so when the marker comes back every retained status has
-//! arrived.
+//! arrived — on mosquitto. Some brokers (rmqtt, the embedded one) send
+//! retained messages asynchronously, so discovery also waits until statuses
+//! have stopped arriving for 250 ms after the marker.
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::Duration;
@@ -22,6 +24,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::BusArgs;
+
+/// After the discovery marker, how long the status stream must be quiet.
+const DISCOVERY_QUIET: Duration = Duration::from_millis(250);
 
 /// A connected client session with its private reply topic.
 #[derive(Debug)]
@@ -107,21 +112,31 @@ impl Client {
         .await?;
         let deadline = Instant::now() + timeout;
         let mut agents = BTreeMap::new();
+        // After the marker, keep reading until statuses stop coming for a
+        // moment: some brokers (rmqtt's retainer) deliver retained messages
+        // asynchronously, so they may trail the marker.
+        let mut quiet_until: Option<Instant> = None;
         loop {
+            let wake = quiet_until.map_or(deadline, |q| q.min(deadline));
             let ev = tokio::select! {
                 ev = self.session.events.recv() => ev,
-                () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!("discovery marker did not come back; using the {} statuses seen", agents.len());
+                () = tokio::time::sleep_until(wake) => {
+                    if quiet_until.is_none() {
+                        tracing::warn!("discovery marker did not come back; using the {} statuses seen", agents.len());
+                    }
                     return Ok(agents);
                 }
             };
             match ev {
                 Some(Event::Message(m)) if m.topic == self.sync_topic => {
                     if m.payload.as_ref() == marker.as_bytes() {
-                        return Ok(agents);
+                        quiet_until = Some(Instant::now() + DISCOVERY_QUIET);
                     }
                 }
                 Some(Event::Message(m)) if m.topic.starts_with(&topics::status_topic("")) => {
+                    if quiet_until.is_some() {
+                        quiet_until = Some(Instant::now() + DISCOVERY_QUIET);
+                    }
                     if m.payload.is_empty() {
                         continue; // a cleared retained status
                     }

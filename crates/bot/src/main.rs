@@ -4,14 +4,19 @@
 //! `bot-agent` (agent), `bot-broker` (embedded broker), `bot-cli` (operator
 //! commands).
 //!
+//! Features: `broker` (default) links the embedded broker for `bot up`.
+//! `cargo build --release -p bot --no-default-features` builds a slim `bot`
+//! for fleet nodes (agent and CLI, no `bot up`): its agent needs about half
+//! the resident memory (docs/benchmarks.md).
+//!
 //! Exit codes: 0 success; 1 the operation failed (nobody answered, cannot
 //! connect, runtime error); 2 bad usage or configuration.
 
+#[cfg(feature = "broker")]
 mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use bot_agent::AgentConfig;
@@ -34,6 +39,7 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run everything on this machine: an embedded MQTT broker and a local agent.
+    #[cfg(feature = "broker")]
     Up(up::UpArgs),
     /// Run the agent: answer the bus, measure while selected.
     Agent(AgentArgs),
@@ -119,7 +125,9 @@ fn main() -> ExitCode {
         }
     };
     let default_log = match cli.command {
-        Command::Up(_) | Command::Agent(_) => "info",
+        #[cfg(feature = "broker")]
+        Command::Up(_) => "info",
+        Command::Agent(_) => "info",
         _ => "warn",
     };
     if let Err(e) = init_logging(cli.log.as_deref().unwrap_or(default_log)) {
@@ -178,6 +186,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
+        #[cfg(feature = "broker")]
         Command::Up(args) => multi_thread()?.block_on(up::run(args, signals_lazy())),
         Command::Pub(args) => {
             current_thread()?.block_on(async { bot_cli::publish::run(args, signals()).await })
@@ -235,6 +244,7 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
+#[cfg(feature = "broker")]
 fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -265,6 +275,7 @@ fn signals() -> CancellationToken {
 }
 
 /// `signals()` for callers that start outside the runtime.
+#[cfg(feature = "broker")]
 fn signals_lazy() -> impl FnOnce() -> CancellationToken {
     signals
 }
@@ -280,4 +291,5 @@ fn raise_fd_limit() {
 }
 
 /// Grace period for a clean shutdown before giving up on stragglers.
-pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+#[cfg(feature = "broker")]
+pub(crate) const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
