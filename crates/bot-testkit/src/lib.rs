@@ -265,7 +265,7 @@ fn spawn_mosquitto(dir: &Path, port: u16) -> Result<Child> {
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n"
         ),
     )?;
     let mut child = Command::new(mosquitto_bin())
