@@ -1,22 +1,38 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too: installs what the
-# tests need and the machine lacks (mosquitto, mosquitto-clients), checks
-# formatting and lints, then runs all tests. Usage: scripts/test.sh
+# tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql),
+# checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 [ -x /usr/sbin/mosquitto ] || command -v mosquitto >/dev/null 2>&1 || missing+=(mosquitto)
 command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
+# The store's tests run initdb/postgres from the newest /usr/lib/postgresql/*/bin.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    # Whether something already serves PostgreSQL's default port (then it is
+    # not ours to stop).
+    pg_port_was_busy=false
+    (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && pg_port_was_busy=true
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    # The package creates and may start a default cluster on 5432: stop it
+    # (the tests run private clusters on free ports).
+    if [[ " ${missing[*]} " == *" postgresql "* ]] && ! $pg_port_was_busy && command -v pg_lsclusters >/dev/null 2>&1; then
+        pg_lsclusters -h 2>/dev/null | while read -r version cluster _port status _rest; do
+            if [ "$status" = online ]; then
+                echo "test.sh: stopping the packaged PostgreSQL cluster $version/$cluster" >&2
+                $sudo pg_ctlcluster "$version" "$cluster" stop || true
+            fi
+        done
+    fi
 fi
-# The tests start their own brokers on free ports; a packaged mosquitto
-# service on 1883 (if the package started one) is not used.
+# The tests start their own brokers and PostgreSQL clusters on free ports; a
+# packaged mosquitto service on 1883 (if the package started one) is not used.
 
 echo "test.sh: cargo fmt --check" >&2
 cargo fmt --all -- --check

@@ -332,15 +332,16 @@ impl Structured {
     }
 }
 
-/// Interactive replies (to a `bot/v1/reply/…` topic of a waiting client) go at
-/// QoS 0: the client tracks completion itself and a broker's per-client queue
-/// would drop a big fan-out's QoS 1 replies anyway. Replies to any other
-/// destination (asynchronous consumers) go at QoS 1.
+/// Interactive replies (to a `bot/v1/reply/<session>` topic of a waiting
+/// client) go at QoS 0: the client tracks completion itself and a broker's
+/// per-client queue would drop a big fan-out's QoS 1 replies anyway. Replies
+/// to any other destination (`…/durable` for the server's task engine,
+/// asynchronous consumers) go at QoS 1.
 async fn publish_reply(publisher: &Publisher, reply_to: String, reply: Reply) {
-    let qos = if reply_to.starts_with(&topics::reply_topic("")) {
-        Qos::AtMostOnce
-    } else {
+    let qos = if topics::reply_wants_qos1(&reply_to) {
         Qos::AtLeastOnce
+    } else {
+        Qos::AtMostOnce
     };
     if let Err(e) = publisher
         .publish(reply_to, reply.encode(), qos, false)

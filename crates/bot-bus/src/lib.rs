@@ -85,6 +85,14 @@ pub struct Options {
     /// client id (false): subscriptions and QoS 1 messages queued while away
     /// survive. A persistent session needs a stable `client_id`.
     pub clean_session: bool,
+    /// Acknowledge QoS 1 messages only when the consumer calls
+    /// [`Ack::ack`] (after it has stored what it received), not on receipt.
+    /// A message not acknowledged before a crash is delivered again on the
+    /// next connection of a persistent session. Implies that no incoming
+    /// message is dropped for a slow consumer: the session waits instead
+    /// (the broker then holds back further messages, up to its in-flight
+    /// window).
+    pub manual_acks: bool,
 }
 
 impl Options {
@@ -102,6 +110,7 @@ impl Options {
             connect_timeout: Duration::from_secs(10),
             queue: 1024,
             clean_session: true,
+            manual_acks: false,
         }
     }
 }
@@ -115,6 +124,29 @@ pub struct Message {
     pub payload: Bytes,
     /// Delivered from the broker's retained store?
     pub retain: bool,
+    /// With [`Options::manual_acks`], the acknowledgement still owed for a
+    /// QoS 1 message; `None` otherwise.
+    pub ack: Option<Ack>,
+}
+
+/// The acknowledgement of one QoS 1 message received with
+/// [`Options::manual_acks`]. Dropping it without [`Ack::ack`] leaves the
+/// message unacknowledged: the broker delivers it again after a reconnect.
+#[derive(Debug, Clone)]
+pub struct Ack {
+    client: AsyncClient,
+    publish: rumqttc::Publish,
+}
+
+impl Ack {
+    /// Acknowledges the message (PUBACK). Fails only if the connection it
+    /// came on is gone (the broker will deliver it again).
+    pub async fn ack(self) -> Result<(), PublishError> {
+        self.client
+            .ack(&self.publish)
+            .await
+            .map_err(|_| PublishError::Closed)
+    }
 }
 
 /// What happened on the session.
@@ -339,6 +371,7 @@ impl Driver {
         m.set_clean_session(o.clean_session);
         m.set_max_packet_size(o.max_packet_size, o.max_packet_size);
         m.set_inflight(100);
+        m.set_manual_acks(o.manual_acks);
         if let Some(user) = &broker.username {
             m.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
         }
@@ -436,12 +469,33 @@ impl Driver {
             }
             match event {
                 Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
-                    let topic = p.topic;
-                    self.emit(Event::Message(Message {
-                        topic,
+                    let ack = (self.options.manual_acks && p.qos != rumqttc::QoS::AtMostOnce)
+                        .then(|| Ack {
+                            client: client.clone(),
+                            publish: rumqttc::Publish {
+                                dup: p.dup,
+                                qos: p.qos,
+                                retain: p.retain,
+                                topic: String::new(),
+                                pkid: p.pkid,
+                                payload: Bytes::new(),
+                            },
+                        });
+                    let message = Event::Message(Message {
+                        topic: p.topic,
                         payload: p.payload,
                         retain: p.retain,
-                    }));
+                        ack,
+                    });
+                    if self.options.manual_acks {
+                        // Never drop: an unacknowledged message would stall
+                        // the broker's in-flight window until a reconnect.
+                        if self.events.send(message).await.is_err() {
+                            return Ended::Stopped;
+                        }
+                    } else {
+                        self.emit(message);
+                    }
                 }
                 Ok(rumqttc::Event::Incoming(Packet::SubAck(ack))) => {
                     let refused = ack

@@ -1,8 +1,9 @@
 //! Operator commands of `bot`, one file per subcommand: `pub`, `listen`,
 //! `ping`, `facts`, `inventory`, `run`, `results`; `fleet.rs` holds what the
-//! structured commands share (discovery, fan-out, summaries). Each has a clap `Args` struct (its `--help`) and an async `run`
-//! that returns what the process should exit with. Commands talk to the bus
-//! through `bot-bus` only.
+//! structured commands share (discovery, fan-out, summaries). Each has a clap
+//! `Args` struct (its `--help`) and an async `run` that returns what the
+//! process should exit with. These commands talk to the bus through `bot-bus`
+//! only; `task/` (`bot task …`) is instead a client of the server's HTTP API.
 //!
 //! Exit codes (documented in the README): 0 success, 1 the operation failed
 //! (no broker reachable, nobody answered), 2 bad usage.
@@ -15,6 +16,7 @@ pub mod ping;
 pub mod publish;
 pub mod results;
 pub mod run;
+pub mod task;
 
 use std::time::Duration;
 

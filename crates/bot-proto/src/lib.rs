@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //!
+//! - [`api`]: the server's records and HTTP API bodies (agents, tasks,
+//!   targets and their states), shared by the store, the server and the CLI.
 //! - [`topics`]: the topic tree (`bot/v1/status/<id>`, `bot/v1/req/…`,
 //!   `bot/v1/reply/<session>`, …) and the checks on topic levels, publish
 //!   topics and reply destinations.
@@ -46,6 +48,7 @@
 //! assert!(req.is_expired(1_700_000_030_001));
 //! ```
 
+pub mod api;
 pub mod envelope;
 pub mod filter;
 pub mod topics;

@@ -64,6 +64,29 @@ pub fn reply_topic(session: &str) -> String {
     format!("{PREFIX}/reply/{session}")
 }
 
+/// Where replies of one session go when they must not be lost: agents
+/// publish to it at QoS 1 (to [`reply_topic`] at QoS 0), so a consumer with
+/// a persistent session gets the replies sent while it was away. The server's
+/// task engine uses it.
+pub fn durable_reply_topic(session: &str) -> String {
+    format!("{PREFIX}/reply/{session}/durable")
+}
+
+/// Whether replies to `reply_to` go at QoS 1: every destination except the
+/// interactive `bot/v1/reply/<session>` topics.
+pub fn reply_wants_qos1(reply_to: &str) -> bool {
+    match reply_to.strip_prefix(&reply_topic("")) {
+        Some(rest) => rest.ends_with("/durable"),
+        None => true,
+    }
+}
+
+/// Task events (`bot/v1/event/task/<task id>`), published by the server at
+/// every transition of a task or a target.
+pub fn task_event_topic(task_id: &str) -> String {
+    format!("{PREFIX}/event/task/{task_id}")
+}
+
 /// Checks one topic level (an agent id or name, a tag, a pool, a session):
 /// 1..=128 bytes, no `/`, `+`, `#`, NUL, whitespace or other control
 /// characters. The error says what is wrong, quoting at most 60 characters.
@@ -155,6 +178,12 @@ mod tests {
         assert_eq!(heartbeat_topic("a1"), "bot/v1/heartbeat/a1");
         assert_eq!(request_agent_topic("a1"), "bot/v1/req/agent/a1");
         assert_eq!(request_pool_topic("build"), "bot/v1/req/pool/build");
+        assert_eq!(durable_reply_topic("s1"), "bot/v1/reply/s1/durable");
+        assert!(!reply_wants_qos1(&reply_topic("s1")));
+        assert!(reply_wants_qos1(&durable_reply_topic("s1")));
+        assert!(reply_wants_qos1("results/ops"));
+        assert!(valid_reply_topic(&durable_reply_topic("s1")).is_ok());
+        assert_eq!(task_event_topic("t1"), "bot/v1/event/task/t1");
         assert_eq!(
             pool_share_filter("build"),
             "$share/build/bot/v1/req/pool/build"

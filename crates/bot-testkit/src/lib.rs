@@ -10,6 +10,7 @@
 //! - [`Agent`]: a `bot agent` process, with its stdout and stderr captured line by line.
 //! - [`Sub`]: a `mosquitto_sub -v` process, ready once its SUBACK was seen.
 //! - [`publish`] and friends: `mosquitto_pub`.
+//! - [`Postgres`]: a private PostgreSQL cluster on a free port (`postgres.rs`).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -19,6 +20,10 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
+
+mod postgres;
+
+pub use postgres::{PG_USER, Postgres};
 
 /// The default deadline for anything a test waits for.
 pub const WAIT: Duration = Duration::from_secs(20);

@@ -4,14 +4,18 @@
 //! `bot-agent` (agent), `bot-broker` (embedded broker), `bot-cli` (operator
 //! commands).
 //!
-//! Features: `broker` (default) links the embedded broker for `bot up`.
-//! `cargo build --release -p bot --no-default-features` builds a slim `bot`
-//! for fleet nodes (agent and CLI, no `bot up`): its agent needs about half
-//! the resident memory (docs/benchmarks.md).
+//! Features: `broker` (default) links the embedded broker for `bot up`;
+//! `server` (default) links the server (registry, task engine, HTTP API,
+//! database) for `bot server` and `bot up`.
+//! `cargo build --profile fleet -p bot --no-default-features` builds a small
+//! `bot` for fleet nodes (agent and CLI): its agent needs about half the
+//! resident memory (docs/benchmarks.md).
 //!
 //! Exit codes: 0 success; 1 the operation failed (nobody answered, cannot
 //! connect, runtime error); 2 bad usage or configuration.
 
+#[cfg(feature = "server")]
+mod server;
 #[cfg(feature = "broker")]
 mod up;
 
@@ -41,6 +45,9 @@ enum Command {
     /// Run everything on this machine: an embedded MQTT broker and a local agent.
     #[cfg(feature = "broker")]
     Up(up::UpArgs),
+    /// Run the server alone against a broker: registry, task engine, HTTP API.
+    #[cfg(feature = "server")]
+    Server(server::ServerArgs),
     /// Run the agent: answer the bus, measure while selected.
     Agent(AgentArgs),
     /// Publish a message (by default a classic program on BUS).
@@ -57,6 +64,8 @@ enum Command {
     Run(bot_cli::run::RunArgs),
     /// Print replies sent to a --reply-to topic (asynchronous results).
     Results(bot_cli::results::ResultsArgs),
+    /// Tasks on the server: submit, list, show, watch, cancel, retry.
+    Task(bot_cli::task::TaskArgs),
 }
 
 /// Agent options; each overrides the same key of the config file.
@@ -188,6 +197,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         #[cfg(feature = "broker")]
         Command::Up(args) => multi_thread()?.block_on(up::run(args, signals_lazy())),
+        #[cfg(feature = "server")]
+        Command::Server(args) => {
+            multi_thread()?.block_on(async { server::run(args, signals()).await })
+        }
         Command::Pub(args) => {
             current_thread()?.block_on(async { bot_cli::publish::run(args, signals()).await })
         }
@@ -208,6 +221,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Results(args) => {
             current_thread()?.block_on(async { bot_cli::results::run(args, signals()).await })
+        }
+        Command::Task(args) => {
+            current_thread()?.block_on(async { bot_cli::task::run(args, signals()).await })
         }
     }
 }
@@ -244,7 +260,7 @@ fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {
         .build()
 }
 
-#[cfg(feature = "broker")]
+#[cfg(any(feature = "broker", feature = "server"))]
 fn multi_thread() -> std::io::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -1,7 +1,9 @@
 //! `bot up`: everything on one machine. Starts the embedded broker, prints
 //! what it bound (one `listening:` line per listener, on stdout, so scripts
-//! and tests can read the ports chosen with port 0), then a local agent
-//! connected to it; stops both cleanly on Ctrl-C / SIGTERM.
+//! and tests can read the ports chosen with port 0), then the server
+//! (registry, task engine, HTTP API on SQLite; prints its address and API
+//! token) and a local agent connected to it; stops all cleanly on Ctrl-C /
+//! SIGTERM.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -25,9 +27,17 @@ pub(crate) struct UpArgs {
     /// Do not open the WebSocket listener.
     #[arg(long)]
     no_ws: bool,
-    /// Do not start the local agent (broker only).
+    /// Do not start the local agent.
     #[arg(long)]
     no_agent: bool,
+    /// Do not start the server (registry, tasks, HTTP API).
+    #[cfg(feature = "server")]
+    #[arg(long)]
+    no_server: bool,
+    /// Server options.
+    #[cfg(feature = "server")]
+    #[command(flatten)]
+    server: crate::server::ServerOpts,
     /// Local agent options (its --broker defaults to the embedded broker).
     #[command(flatten)]
     agent: AgentArgs,
@@ -57,6 +67,27 @@ pub(crate) async fn run(
     if let Some(ws) = broker.ws_addr() {
         println!("listening: ws://{ws}/mqtt");
     }
+
+    #[cfg(feature = "server")]
+    let server = if args.no_server {
+        None
+    } else {
+        let url: bot_bus::BrokerUrl = format!("mqtt://{mqtt}")
+            .parse()
+            .map_err(|e| anyhow::anyhow!("embedded broker address: {e}"))?;
+        let config = args.server.config(vec![url])?;
+        match bot_server::start(config, shutdown.clone()).await {
+            Ok(s) => {
+                crate::server::announce(&s);
+                Some(s)
+            }
+            Err(e) => {
+                shutdown.cancel();
+                broker.shutdown().await;
+                return Err(e.context("cannot start the server"));
+            }
+        }
+    };
 
     let mut agent_task = None;
     if let Some(mut config) = agent {
@@ -88,6 +119,10 @@ pub(crate) async fn run(
     };
     if let Some(e) = failed {
         shutdown.cancel();
+        #[cfg(feature = "server")]
+        if let Some(s) = server {
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, s.wait()).await;
+        }
         broker.shutdown().await;
         return Err(e);
     }
@@ -95,6 +130,14 @@ pub(crate) async fn run(
         && tokio::time::timeout(SHUTDOWN_GRACE, task).await.is_err()
     {
         tracing::warn!("local agent did not stop within the grace period");
+    }
+    #[cfg(feature = "server")]
+    if let Some(s) = server {
+        match tokio::time::timeout(SHUTDOWN_GRACE, s.wait()).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "server stopped with an error"),
+            Err(_) => tracing::warn!("server did not stop within the grace period"),
+            Ok(Ok(())) => {}
+        }
     }
     broker.shutdown().await;
     Ok(ExitCode::SUCCESS)

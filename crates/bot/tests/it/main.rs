@@ -9,6 +9,7 @@ mod classic;
 mod cli;
 mod resilience;
 mod structured;
+mod tasks;
 mod tidy;
 
 use std::path::Path;

@@ -45,21 +45,12 @@ fn every_source_file_starts_with_a_module_comment() {
     );
 }
 
-/// Architecture invariant: the agent never links the broker, the server, the
-/// database or the web stack.
-#[test]
-fn the_agent_does_not_depend_on_heavy_crates() {
+/// The normal dependencies of `package` (with `extra` cargo tree flags), one
+/// `name version` per line.
+fn tree(package: &str, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "-p",
-            "bot-agent",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--offline",
-        ])
+        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--offline"])
+        .args(extra)
         .current_dir(workspace_root())
         .output()
         .expect("cargo tree");
@@ -68,26 +59,49 @@ fn the_agent_does_not_depend_on_heavy_crates() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let tree = String::from_utf8_lossy(&out.stdout);
-    for forbidden in [
-        "bot-broker",
-        "rmqtt",
-        "axum",
-        "hyper",
-        "sqlx",
-        "rusqlite",
-        "tokio-postgres",
-        "tungstenite",
-    ] {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+const HEAVY: [&str; 10] = [
+    "bot-broker",
+    "bot-server",
+    "bot-store",
+    "rmqtt",
+    "axum",
+    "hyper",
+    "sqlx",
+    "rusqlite",
+    "tokio-postgres",
+    "tungstenite",
+];
+
+fn assert_light(what: &str, tree: &str) {
+    for forbidden in HEAVY {
         assert!(
             !tree
                 .lines()
                 .any(|l| l.starts_with(&format!("{forbidden} "))),
-            "bot-agent depends on {forbidden}"
+            "{what} depends on {forbidden}"
         );
     }
     assert!(
         tree.lines().any(|l| l.starts_with("bot-bus ")),
         "tree looks wrong:\n{tree}"
     );
+}
+
+/// Architecture invariant: the agent never links the broker, the server, the
+/// database or the web stack — neither the agent crate nor the fleet build
+/// of `bot` (`--no-default-features`: agent + CLI).
+#[test]
+fn the_agent_does_not_depend_on_heavy_crates() {
+    assert_light("bot-agent", &tree("bot-agent", &[]));
+    assert_light(
+        "bot --no-default-features",
+        &tree("bot", &["--no-default-features"]),
+    );
+    // And the check can fail: the full build does link them.
+    let full = tree("bot", &[]);
+    assert!(full.lines().any(|l| l.starts_with("sqlx ")), "{full}");
+    assert!(full.lines().any(|l| l.starts_with("axum ")), "{full}");
 }

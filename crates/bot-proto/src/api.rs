@@ -1,0 +1,474 @@
+//! The server's records and the JSON of its HTTP API (`/api/…`): agents in
+//! the registry, tasks and their targets, the states they move through, and
+//! the bodies clients send. One set of types serves the store (rows), the
+//! server (API bodies) and the CLI (`bot task …`), so the three cannot drift.
+//!
+//! Times are unix milliseconds. With the `openapi` feature every type also
+//! describes itself for the server's OpenAPI document.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::envelope::{Facts, Status};
+use crate::filter::Target;
+
+/// An agent as the registry knows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Agent {
+    /// The agent's persistent id.
+    pub id: String,
+    /// Its name (what name globs in filters match).
+    pub name: String,
+    /// The host's name.
+    pub hostname: String,
+    /// The host's addresses (no loopback or link-local).
+    pub ips: Vec<String>,
+    /// The agent's version.
+    pub version: String,
+    /// Online: its last status said so and no last will or clean stop since.
+    pub online: bool,
+    /// Facts, as in its last status.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub facts: Facts,
+    /// Tags from its configuration.
+    pub tags: Vec<String>,
+    /// Work-queue pools it serves.
+    pub pools: Vec<String>,
+    /// When the agent process started (from its status).
+    pub started_ms: u64,
+    /// Its heartbeat interval, seconds (0: none).
+    pub heartbeat_s: u64,
+    /// When the registry first saw it.
+    pub first_seen_ms: u64,
+    /// When the registry last heard from it (status or heartbeat).
+    pub last_seen_ms: u64,
+}
+
+impl Agent {
+    /// The record for `status`, seen at `now_ms` for the first time.
+    pub fn from_status(status: &Status, now_ms: u64) -> Agent {
+        Agent {
+            id: status.id.clone(),
+            name: status.name.clone(),
+            hostname: status.hostname.clone(),
+            ips: status.ips.clone(),
+            version: status.version.clone(),
+            online: status.online,
+            facts: status.facts.clone(),
+            tags: status.tags.clone(),
+            pools: status.pools.clone(),
+            started_ms: status.started_ms,
+            heartbeat_s: status.heartbeat_s,
+            first_seen_ms: now_ms,
+            last_seen_ms: now_ms,
+        }
+    }
+}
+
+impl Target for Agent {
+    fn fact(&self, key: &str) -> Option<&Value> {
+        self.facts.get(key)
+    }
+    fn has_tag(&self, tag: &str) -> bool {
+        self.tags.iter().any(|t| t == tag)
+    }
+    fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// Generates an enum of states with its wire names (SCREAMING_CASE),
+/// `as_str`, `Display`, `FromStr` and `ALL`.
+macro_rules! states {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal,)+ }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+        #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+        pub enum $name {
+            $($(#[$vmeta])* $variant,)+
+        }
+
+        impl $name {
+            /// Every state, in declaration order.
+            pub const ALL: &[$name] = &[$($name::$variant,)+];
+
+            /// The wire name.
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text,)+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = String;
+
+            fn from_str(s: &str) -> Result<$name, String> {
+                $name::ALL
+                    .iter()
+                    .copied()
+                    .find(|v| v.as_str().eq_ignore_ascii_case(s))
+                    .ok_or_else(|| {
+                        let names: Vec<&str> = $name::ALL.iter().map(|v| v.as_str()).collect();
+                        format!("{:?} is not one of {}", s, names.join(", "))
+                    })
+            }
+        }
+    };
+}
+
+states! {
+    /// Where a task is: WAITING → RUNNING → SUCCEEDED / FAILED / CANCELLED.
+    TaskState {
+        /// Accepted, not started yet.
+        Waiting = "WAITING",
+        /// Targets are being run.
+        Running = "RUNNING",
+        /// Every target succeeded.
+        Succeeded = "SUCCEEDED",
+        /// A target failed, or a threshold stopped the rollout.
+        Failed = "FAILED",
+        /// Cancelled by an operator: nothing further was started.
+        Cancelled = "CANCELLED",
+    }
+}
+
+impl TaskState {
+    /// No further change will happen.
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Failed | TaskState::Cancelled
+        )
+    }
+}
+
+states! {
+    /// Where one target of a task is: WAITING → RUNNING → SUCCEEDED / FAILED
+    /// / TIMED_OUT / LOST, or WAITING → SKIPPED.
+    TargetState {
+        /// Not started yet.
+        Waiting = "WAITING",
+        /// The request was sent; no result yet.
+        Running = "RUNNING",
+        /// The action succeeded (exit code 0).
+        Succeeded = "SUCCEEDED",
+        /// The action failed (non-zero exit, could not start, rejected).
+        Failed = "FAILED",
+        /// No result within the timeout (the agent killed it, or never answered).
+        TimedOut = "TIMED_OUT",
+        /// Never started: a threshold stopped the task, or it was cancelled.
+        Skipped = "SKIPPED",
+        /// The agent went offline while the target ran (or was offline when due).
+        Lost = "LOST",
+    }
+}
+
+impl TargetState {
+    /// No further change will happen.
+    pub fn is_final(self) -> bool {
+        !matches!(self, TargetState::Waiting | TargetState::Running)
+    }
+
+    /// Counts against `fail_count` / `fail_rate`.
+    pub fn is_failure(self) -> bool {
+        matches!(
+            self,
+            TargetState::Failed | TargetState::TimedOut | TargetState::Lost
+        )
+    }
+}
+
+/// A task: one action run on many targets, with a parallel window and
+/// failure thresholds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Task {
+    /// Task id (a UUID v7 in simple form: sortable by creation).
+    pub id: String,
+    /// Where it is.
+    pub state: TaskState,
+    /// The agent action each target runs (usually `exec`).
+    pub action: String,
+    /// The action's arguments.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub args: Value,
+    /// The filter the targets were resolved from at submit time, if any.
+    pub filter: Option<String>,
+    /// Work-queue pool for a pull-mode task (targets are slots taken by any
+    /// idle agent of the pool), if any.
+    pub pool: Option<String>,
+    /// Time allowed per target, milliseconds.
+    pub timeout_ms: u64,
+    /// Targets running at once (a sliding window).
+    pub parallel: u32,
+    /// Stop after this many failures; -1 = never.
+    pub fail_count: i64,
+    /// Stop when failures / targets exceed this fraction (0..=1; 1 = never).
+    pub fail_rate: f64,
+    /// The task this one retries, if any.
+    pub retry_of: Option<String>,
+    /// Who submitted it (the API token's name).
+    pub created_by: String,
+    /// When it was submitted.
+    pub created_ms: u64,
+    /// When its first target started.
+    pub started_ms: Option<u64>,
+    /// When it reached a final state.
+    pub finished_ms: Option<u64>,
+    /// Why it stopped early (threshold crossed, cancelled), if it did.
+    pub reason: Option<String>,
+}
+
+/// One target of a task: one agent (or, in pull mode, one slot).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TargetRun {
+    /// The task.
+    pub task_id: String,
+    /// Position in the rollout order, from 0.
+    pub seq: u32,
+    /// The agent (empty for a pull-mode slot not yet taken).
+    pub agent_id: String,
+    /// The agent's name when the task was submitted (or when it took the slot).
+    pub agent_name: String,
+    /// Where it is.
+    pub state: TargetState,
+    /// The request sent for it (sent again with the same id after a server
+    /// restart: the agent never runs one id twice).
+    pub request_id: Option<String>,
+    /// The request's creation time (kept so a resent request is identical).
+    pub request_created_ms: Option<u64>,
+    /// Exit code of the command, if it exited.
+    pub exit_code: Option<i64>,
+    /// Signal that killed it, if one did.
+    pub signal: Option<i64>,
+    /// The tail of its standard output.
+    pub stdout: String,
+    /// The tail of its standard error.
+    pub stderr: String,
+    /// What went wrong, in words.
+    pub error: Option<String>,
+    /// The action's result data for actions other than `exec`.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub data: Option<Value>,
+    /// When the request was sent.
+    pub started_ms: Option<u64>,
+    /// When the result was recorded.
+    pub finished_ms: Option<u64>,
+}
+
+/// A task with its targets: `GET /api/tasks/{id}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskDetail {
+    /// The task.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Targets by state.
+    pub counts: TargetCounts,
+    /// Every target, in rollout order.
+    pub targets: Vec<TargetRun>,
+}
+
+/// How many targets are in each state.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TargetCounts {
+    /// All targets.
+    pub total: u32,
+    /// WAITING.
+    pub waiting: u32,
+    /// RUNNING.
+    pub running: u32,
+    /// SUCCEEDED.
+    pub succeeded: u32,
+    /// FAILED.
+    pub failed: u32,
+    /// TIMED_OUT.
+    pub timed_out: u32,
+    /// SKIPPED.
+    pub skipped: u32,
+    /// LOST.
+    pub lost: u32,
+}
+
+impl TargetCounts {
+    /// Counts the states of `targets`.
+    pub fn of<'a>(targets: impl IntoIterator<Item = &'a TargetRun>) -> TargetCounts {
+        let mut c = TargetCounts::default();
+        for t in targets {
+            c.add(t.state);
+        }
+        c
+    }
+
+    /// Adds one target in `state`.
+    pub fn add(&mut self, state: TargetState) {
+        self.total += 1;
+        let slot = match state {
+            TargetState::Waiting => &mut self.waiting,
+            TargetState::Running => &mut self.running,
+            TargetState::Succeeded => &mut self.succeeded,
+            TargetState::Failed => &mut self.failed,
+            TargetState::TimedOut => &mut self.timed_out,
+            TargetState::Skipped => &mut self.skipped,
+            TargetState::Lost => &mut self.lost,
+        };
+        *slot += 1;
+    }
+
+    /// Failures (FAILED, TIMED_OUT, LOST).
+    pub fn failures(&self) -> u32 {
+        self.failed + self.timed_out + self.lost
+    }
+}
+
+/// A task summary in lists: `GET /api/tasks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskSummary {
+    /// The task.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Targets by state.
+    pub counts: TargetCounts,
+}
+
+/// The body of `POST /api/tasks`. Give `targets`, `filter` or `pool`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// The agent action (default `exec`).
+    #[serde(default = "default_action")]
+    pub action: String,
+    /// Its arguments; for `exec`: `command` (argv), `shell` or `script`, and
+    /// optionally `env`, `cwd`, `output_limit` (`timeout_s` is set from
+    /// `timeout_s` below).
+    #[serde(default = "empty_object")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub args: Value,
+    /// Explicit agent ids (or names), in rollout order.
+    #[serde(default)]
+    pub targets: Vec<String>,
+    /// A filter, resolved against the online agents at submit time.
+    #[serde(default)]
+    pub filter: Option<String>,
+    /// Pull mode: a work-queue pool whose idle agents take the targets.
+    #[serde(default)]
+    pub pool: Option<String>,
+    /// Pull mode: how many times to run the action in the pool.
+    #[serde(default)]
+    pub count: Option<u32>,
+    /// Seconds allowed per target (default 60).
+    #[serde(default)]
+    pub timeout_s: Option<f64>,
+    /// Targets running at once (default: all).
+    #[serde(default)]
+    pub parallel: Option<u32>,
+    /// Stop after this many failures; -1 = never (default -1).
+    #[serde(default)]
+    pub fail_count: Option<i64>,
+    /// Stop when failures / targets exceed this fraction (default 1 = never).
+    #[serde(default)]
+    pub fail_rate: Option<f64>,
+}
+
+fn default_action() -> String {
+    "exec".to_owned()
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// The body of `POST /api/tasks/{id}/retry`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct RetryTask {
+    /// Also run the targets that were SKIPPED (default: only FAILED,
+    /// TIMED_OUT and LOST ones).
+    #[serde(default)]
+    pub include_skipped: bool,
+}
+
+/// An error from the API: `{"error": "…"}` with the HTTP status.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct ApiError {
+    /// What was wrong, naming the field and the value.
+    pub error: String,
+}
+
+/// A task event, published on `bot/v1/event/task/<id>` at every transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct TaskEvent {
+    /// The task.
+    pub task_id: String,
+    /// The task's state after the change.
+    pub state: TaskState,
+    /// The target that changed, if the change was a target's.
+    pub target: Option<TargetRun>,
+    /// Targets by state after the change.
+    pub counts: TargetCounts,
+    /// When.
+    pub at_ms: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_round_trip_through_text_and_json() {
+        for s in TaskState::ALL {
+            assert_eq!(s.as_str().parse::<TaskState>(), Ok(*s));
+            assert_eq!(
+                serde_json::to_string(s).unwrap_or_default(),
+                format!("\"{}\"", s.as_str())
+            );
+        }
+        for s in TargetState::ALL {
+            assert_eq!(s.as_str().parse::<TargetState>(), Ok(*s));
+        }
+        assert_eq!("timed_out".parse::<TargetState>(), Ok(TargetState::TimedOut));
+        let e = "DONE".parse::<TaskState>().unwrap_err();
+        assert!(e.contains("\"DONE\"") && e.contains("SUCCEEDED"), "{e}");
+    }
+
+    #[test]
+    fn counts_and_failures() {
+        let mut c = TargetCounts::default();
+        for s in TargetState::ALL {
+            c.add(*s);
+        }
+        assert_eq!(c.total, 7);
+        assert_eq!(c.failures(), 3);
+        assert!(TargetState::Lost.is_failure() && !TargetState::Skipped.is_failure());
+        assert!(TaskState::Cancelled.is_final() && !TaskState::Running.is_final());
+    }
+
+    #[test]
+    fn new_task_defaults_and_unknown_fields() {
+        let t: NewTask = serde_json::from_str(r#"{"targets":["a"]}"#).expect("minimal task");
+        assert_eq!(t.action, "exec");
+        assert!(t.args.is_object());
+        let e = serde_json::from_str::<NewTask>(r#"{"targets":["a"],"paralel":3}"#)
+            .expect_err("typo must be rejected");
+        assert!(e.to_string().contains("paralel"), "{e}");
+    }
+}

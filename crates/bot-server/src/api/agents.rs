@@ -1,0 +1,62 @@
+//! `/api/agents`: the registry, filterable with the filter language.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bot_proto::api::Agent;
+use serde::Deserialize;
+
+use super::{Core, Error, json};
+
+/// `GET /api/agents` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// A filter (`os=linux and tag:web and not db*`); default: every agent.
+    filter: Option<String>,
+    /// Only online (true) or offline (false) agents; default: both.
+    online: Option<bool>,
+}
+
+/// Lists the agents in the registry, ordered by name.
+#[utoipa::path(get, path = "/api/agents", params(ListQuery),
+    responses((status = 200, body = Vec<Agent>), (status = 400, body = bot_proto::api::ApiError)))]
+pub(super) async fn list(
+    State(core): State<Arc<Core>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query.map_err(|e| Error::bad(e.body_text()))?;
+    let filter = match &q.filter {
+        Some(text) => Some(bot_proto::filter::parse(text).map_err(|e| {
+            Error::bad(format!(
+                "filter: {text:?}: error at column {}: {}",
+                e.position + 1,
+                e.message
+            ))
+        })?),
+        None => None,
+    };
+    let mut agents = core.registry.select(filter.as_ref(), false);
+    if let Some(online) = q.online {
+        agents.retain(|a| a.online == online);
+    }
+    Ok(json(StatusCode::OK, agents))
+}
+
+/// One agent by id (or by name, when exactly one agent has it).
+#[utoipa::path(get, path = "/api/agents/{id}", params(("id" = String, Path, description = "Agent id or name")),
+    responses((status = 200, body = Agent), (status = 404, body = bot_proto::api::ApiError)))]
+pub(super) async fn show(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    match core.registry.resolve(&id) {
+        Ok(a) => Ok(json(StatusCode::OK, a)),
+        Err(crate::registry::ResolveError::Unknown(_)) => {
+            Err(Error::not_found(format!("no agent {id:?}")))
+        }
+        Err(e) => Err(Error::conflict(e.to_string())),
+    }
+}

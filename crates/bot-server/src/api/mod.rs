@@ -1,0 +1,331 @@
+//! The HTTP API: JSON under `/api/`, bearer-token auth (all but
+//! `/api/health` and `/api/openapi.json`), errors as `{"error": "…"}`
+//! naming the bad field and value, bodies up to [`MAX_BODY_BYTES`], and the
+//! OpenAPI document generated from the same handlers (utoipa).
+//!
+//! Routes: `GET /api/agents`, `GET /api/agents/{id}`, `POST /api/tasks`,
+//! `GET /api/tasks`, `GET /api/tasks/{id}`, `POST /api/tasks/{id}/cancel`,
+//! `POST /api/tasks/{id}/retry`, `POST /api/publish`, `POST /api/call`.
+
+mod agents;
+mod bus;
+mod tasks;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{DefaultBodyLimit, FromRequest, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use bot_bus::Publisher;
+use bot_proto::Reply;
+use bot_proto::api::ApiError;
+use bot_store::Store;
+use serde::Serialize;
+use tokio::sync::mpsc;
+use utoipa::OpenApi;
+
+use crate::engine::EngineHandle;
+use crate::registry::Registry;
+use crate::{MAX_BODY_BYTES, Token};
+
+pub use bus::{CallReply, CallRequest, CallResult, NoReply, PublishRequest, Published};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) store: Store,
+    pub(crate) registry: Registry,
+    pub(crate) engine: EngineHandle,
+    pub(crate) publisher: Publisher,
+    pub(crate) calls: Calls,
+    pub(crate) sender: String,
+    pub(crate) call_topic: String,
+    pub(crate) tokens: Vec<Token>,
+}
+
+/// `/api/call` requests waiting for replies, by request id.
+#[derive(Debug, Default)]
+pub struct Calls {
+    waiting: Mutex<HashMap<String, mpsc::UnboundedSender<Reply>>>,
+}
+
+impl Calls {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::UnboundedSender<Reply>>> {
+        self.waiting.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn register(&self, id: &str) -> mpsc::UnboundedReceiver<Reply> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.lock().insert(id.to_owned(), tx);
+        rx
+    }
+
+    pub(crate) fn unregister(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    pub(crate) fn deliver(&self, reply: Reply) {
+        if let Some(tx) = self.lock().get(&reply.request_id) {
+            let _ = tx.send(reply);
+        }
+    }
+}
+
+type AppState = Arc<Core>;
+
+/// Who made the request (the token's name), for `created_by`.
+#[derive(Debug, Clone)]
+pub(crate) struct Caller(pub String);
+
+/// An API error: an HTTP status and a message.
+#[derive(Debug)]
+pub struct Error {
+    status: StatusCode,
+    message: String,
+}
+
+impl Error {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Error {
+        Error {
+            status,
+            message: message.into(),
+        }
+    }
+    pub(crate) fn bad(message: impl Into<String>) -> Error {
+        Error::new(StatusCode::BAD_REQUEST, message)
+    }
+    pub(crate) fn not_found(message: impl Into<String>) -> Error {
+        Error::new(StatusCode::NOT_FOUND, message)
+    }
+    pub(crate) fn conflict(message: impl Into<String>) -> Error {
+        Error::new(StatusCode::CONFLICT, message)
+    }
+    pub(crate) fn unavailable(message: impl Into<String>) -> Error {
+        Error::new(StatusCode::SERVICE_UNAVAILABLE, message)
+    }
+}
+
+impl From<bot_store::StoreError> for Error {
+    fn from(e: bot_store::StoreError) -> Error {
+        tracing::error!(error = %e, "store error in an API request");
+        Error::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("database error: {e}"),
+        )
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let mut r = (self.status, axum::Json(ApiError { error: self.message })).into_response();
+        if self.status == StatusCode::UNAUTHORIZED {
+            r.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        r
+    }
+}
+
+/// A JSON body whose rejections are API errors (JSON, with serde's message
+/// naming the field, line and column).
+pub(crate) struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(req, state).await {
+            Ok(axum::Json(v)) => Ok(Body(v)),
+            Err(rejection) => {
+                let status = rejection.status();
+                let message = match status {
+                    StatusCode::PAYLOAD_TOO_LARGE => {
+                        format!("request body larger than {MAX_BODY_BYTES} bytes")
+                    }
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => {
+                        "send the body as JSON with Content-Type: application/json".to_owned()
+                    }
+                    _ => rejection.body_text(),
+                };
+                Err(Error::new(status, message))
+            }
+        }
+    }
+}
+
+impl<S, T> axum::extract::OptionalFromRequest<S> for Body<T>
+where
+    axum::Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    /// No body (no Content-Type): `None`; otherwise the body must parse.
+    async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
+        if req.headers().get(header::CONTENT_TYPE).is_none() {
+            return Ok(None);
+        }
+        <Body<T> as FromRequest<S>>::from_request(req, state)
+            .await
+            .map(Some)
+    }
+}
+
+/// A JSON response with a status.
+pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
+    (status, axum::Json(v)).into_response()
+}
+
+/// The OpenAPI document.
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(
+        title = "bot server API",
+        description = "Registry, tasks and the bus bridge of the bot fleet system. \
+                       Every route but /api/health and /api/openapi.json needs \
+                       `Authorization: Bearer <token>`."
+    ),
+    paths(
+        health,
+        agents::list,
+        agents::show,
+        tasks::submit,
+        tasks::list,
+        tasks::show,
+        tasks::cancel,
+        tasks::retry,
+        bus::publish,
+        bus::call,
+    ),
+    components(schemas(ApiError, Health)),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API router over `core`.
+pub fn router(core: Arc<Core>) -> Router {
+    let protected = Router::new()
+        .route("/api/agents", get(agents::list))
+        .route("/api/agents/{id}", get(agents::show))
+        .route("/api/tasks", post(tasks::submit).get(tasks::list))
+        .route("/api/tasks/{id}", get(tasks::show))
+        .route("/api/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/api/tasks/{id}/retry", post(tasks::retry))
+        .route("/api/publish", post(bus::publish))
+        .route("/api/call", post(bus::call))
+        .route_layer(middleware::from_fn_with_state(core.clone(), auth));
+    Router::new()
+        .route("/api/health", get(health))
+        .route("/api/openapi.json", get(openapi))
+        .merge(protected)
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(core)
+}
+
+/// `GET /api/health`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// Always `ok` when the server answers.
+    pub status: &'static str,
+    /// Connected to a broker right now?
+    pub bus_connected: bool,
+    /// Agents in the registry.
+    pub agents: usize,
+}
+
+/// Liveness and a little state; needs no token.
+#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, body = Health)))]
+async fn health(State(core): State<AppState>) -> Response {
+    json(
+        StatusCode::OK,
+        Health {
+            status: "ok",
+            bus_connected: core.publisher.is_connected(),
+            agents: core.registry.len(),
+        },
+    )
+}
+
+async fn openapi() -> Response {
+    json(StatusCode::OK, ApiDoc::openapi())
+}
+
+async fn not_found(req: Request) -> Error {
+    Error::not_found(format!(
+        "no such endpoint: {} {} (see /api/openapi.json)",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Checks `Authorization: Bearer <token>` against the configured tokens.
+async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Response {
+    let presented = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim);
+    let Some(presented) = presented else {
+        return Error::new(
+            StatusCode::UNAUTHORIZED,
+            "missing token: send Authorization: Bearer <token> (bot up prints one)",
+        )
+        .into_response();
+    };
+    let mut found = None;
+    for t in &core.tokens {
+        if constant_time_eq(t.secret.as_bytes(), presented.as_bytes()) {
+            found = Some(t.name.clone());
+        }
+    }
+    match found {
+        Some(name) => {
+            req.extensions_mut().insert(Caller(name));
+            next.run(req).await
+        }
+        None => Error::new(StatusCode::UNAUTHORIZED, "invalid token").into_response(),
+    }
+}
+
+/// Compares without an early exit on the first differing byte.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn constant_time_eq_compares() {
+        assert!(super::constant_time_eq(b"abc", b"abc"));
+        assert!(!super::constant_time_eq(b"abc", b"abd"));
+        assert!(!super::constant_time_eq(b"abc", b"ab"));
+    }
+}

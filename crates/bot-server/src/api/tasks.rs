@@ -1,0 +1,377 @@
+//! `/api/tasks`: submit (validate, resolve targets, store, hand to the
+//! engine), list, show, cancel, retry.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use axum::Extension;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use bot_proto::api::{
+    NewTask, RetryTask, Task, TaskDetail, TaskState, TaskSummary, TargetCounts, TargetRun,
+    TargetState,
+};
+use bot_proto::{Request, topics};
+use bot_store::TaskQuery;
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::{Body, Caller, Core, Error, json};
+use crate::engine::{Input, REPLY_GRACE_MS};
+use crate::now_ms;
+
+/// Most targets in one task.
+pub const MAX_TARGETS: usize = 100_000;
+/// Longest per-target timeout, seconds (one day).
+pub const MAX_TIMEOUT_S: f64 = 86_400.0;
+/// Default per-target timeout, seconds.
+pub const DEFAULT_TIMEOUT_S: f64 = 60.0;
+
+/// Submits a task. Targets come from `targets` (ids or names), a `filter`
+/// (resolved now against the online agents; the list is stored), or a
+/// `pool` with a `count` (pull mode).
+#[utoipa::path(post, path = "/api/tasks", request_body = NewTask,
+    responses((status = 201, body = TaskDetail), (status = 400, body = bot_proto::api::ApiError),
+              (status = 422, body = bot_proto::api::ApiError)))]
+pub(super) async fn submit(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Body(new): Body<NewTask>,
+) -> Result<Response, Error> {
+    let (task, targets) = build(&core, new, &caller.0, None)?;
+    start(&core, task, targets).await
+}
+
+async fn start(core: &Core, task: Task, targets: Vec<TargetRun>) -> Result<Response, Error> {
+    core.store.insert_task(&task, &targets).await?;
+    let detail = TaskDetail {
+        counts: TargetCounts::of(&targets),
+        task: task.clone(),
+        targets: targets.clone(),
+    };
+    core.engine.send(Input::Submitted(task, targets));
+    Ok(json(StatusCode::CREATED, detail))
+}
+
+/// Validates a submission and makes the task and its WAITING targets.
+pub(crate) fn build(
+    core: &Core,
+    new: NewTask,
+    who: &str,
+    retry_of: Option<String>,
+) -> Result<(Task, Vec<TargetRun>), Error> {
+    let forms = usize::from(!new.targets.is_empty())
+        + usize::from(new.filter.is_some())
+        + usize::from(new.pool.is_some());
+    if forms != 1 {
+        return Err(Error::bad(
+            "give exactly one of targets (agent ids or names), filter, or pool (with count)",
+        ));
+    }
+    let timeout_s = new.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
+    if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= MAX_TIMEOUT_S) {
+        return Err(Error::bad(format!(
+            "timeout_s: {timeout_s} is outside (0, {MAX_TIMEOUT_S}]"
+        )));
+    }
+    let fail_count = new.fail_count.unwrap_or(-1);
+    if fail_count < -1 {
+        return Err(Error::bad(format!(
+            "fail_count: {fail_count} is below -1 (-1 = never stop, 0 = stop at the first failure)"
+        )));
+    }
+    let fail_rate = new.fail_rate.unwrap_or(1.0);
+    if !(fail_rate.is_finite() && (0.0..=1.0).contains(&fail_rate)) {
+        return Err(Error::bad(format!(
+            "fail_rate: {fail_rate} is outside 0..=1 (a fraction of the targets)"
+        )));
+    }
+    let mut args = match new.args {
+        Value::Object(m) => m,
+        other => return Err(Error::bad(format!("args: must be a JSON object, not {other}"))),
+    };
+    if new.action == "exec" {
+        if !["command", "shell", "script"]
+            .iter()
+            .any(|k| args.contains_key(*k))
+        {
+            return Err(Error::bad(
+                "args: exec needs one of command (argv array), shell (string) or script (string)",
+            ));
+        }
+        if args.contains_key("timeout_s") {
+            return Err(Error::bad(
+                "args.timeout_s: set the task's timeout_s instead (it applies to every target)",
+            ));
+        }
+        args.insert("timeout_s".into(), Value::from(timeout_s));
+    }
+    let args = Value::Object(args);
+    let now = now_ms();
+    // The request every target will get, checked once now (action name,
+    // argument size, …), so that bad input fails here and not per target.
+    let probe = Request {
+        id: "probe".into(),
+        sender: core.sender.clone(),
+        created_ms: now,
+        nonce: "0000000000000000".into(),
+        ttl_ms: (timeout_s * 1000.0) as u64 + REPLY_GRACE_MS,
+        filter: None,
+        action: new.action.clone(),
+        args: args.clone(),
+        reply_to: core.call_topic.clone(),
+        sig: None,
+    };
+    probe.validate().map_err(|e| Error::bad(e.to_string()))?;
+
+    let id = uuid::Uuid::now_v7().simple().to_string();
+    let mut filter_text = None;
+    let agents: Vec<(String, String)> = if let Some(text) = &new.filter {
+        let f = bot_proto::filter::parse(text).map_err(|e| {
+            Error::bad(format!(
+                "filter: {text:?}: error at column {}: {}",
+                e.position + 1,
+                e.message
+            ))
+        })?;
+        filter_text = Some(f.to_string());
+        let matched = core.registry.select(Some(&f), true);
+        if matched.is_empty() {
+            return Err(Error::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("filter {text:?} matches no online agent"),
+            ));
+        }
+        matched.into_iter().map(|a| (a.id, a.name)).collect()
+    } else if let Some(pool) = &new.pool {
+        topics::valid_topic_level(pool).map_err(|e| Error::bad(format!("pool: {e}")))?;
+        let count = new
+            .count
+            .ok_or_else(|| Error::bad("count: a pool task needs count (how many runs)"))?;
+        if count == 0 || count as usize > MAX_TARGETS {
+            return Err(Error::bad(format!("count: {count} is outside 1..={MAX_TARGETS}")));
+        }
+        (0..count).map(|_| (String::new(), String::new())).collect()
+    } else {
+        if new.targets.len() > MAX_TARGETS {
+            return Err(Error::bad(format!(
+                "targets: {} targets, more than {MAX_TARGETS}",
+                new.targets.len()
+            )));
+        }
+        let mut seen = HashSet::new();
+        let mut v = Vec::with_capacity(new.targets.len());
+        for t in &new.targets {
+            let a = core
+                .registry
+                .resolve(t)
+                .map_err(|e| Error::new(StatusCode::UNPROCESSABLE_ENTITY, format!("targets: {e}")))?;
+            if !seen.insert(a.id.clone()) {
+                return Err(Error::bad(format!(
+                    "targets: {t:?} is listed twice (agent {})",
+                    a.id
+                )));
+            }
+            v.push((a.id, a.name));
+        }
+        v
+    };
+    if new.count.is_some() && new.pool.is_none() {
+        return Err(Error::bad("count: only for pool tasks"));
+    }
+    let parallel = new.parallel.unwrap_or(agents.len() as u32);
+    if parallel == 0 || parallel as usize > MAX_TARGETS {
+        return Err(Error::bad(format!(
+            "parallel: {parallel} is outside 1..={MAX_TARGETS}"
+        )));
+    }
+    let task = Task {
+        id: id.clone(),
+        state: TaskState::Waiting,
+        action: new.action,
+        args,
+        filter: filter_text,
+        pool: new.pool,
+        timeout_ms: (timeout_s * 1000.0).round() as u64,
+        parallel,
+        fail_count,
+        fail_rate,
+        retry_of,
+        created_by: who.to_owned(),
+        created_ms: now,
+        started_ms: None,
+        finished_ms: None,
+        reason: None,
+    };
+    let targets = agents
+        .into_iter()
+        .enumerate()
+        .map(|(seq, (agent_id, agent_name))| TargetRun {
+            task_id: id.clone(),
+            seq: seq as u32,
+            agent_id,
+            agent_name,
+            state: TargetState::Waiting,
+            request_id: None,
+            request_created_ms: None,
+            exit_code: None,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            data: None,
+            started_ms: None,
+            finished_ms: None,
+        })
+        .collect();
+    Ok((task, targets))
+}
+
+/// `GET /api/tasks` query.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListQuery {
+    /// Only tasks in this state (WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED).
+    state: Option<String>,
+    /// Most tasks returned, newest first (1..=1000, default 100).
+    limit: Option<u32>,
+}
+
+/// Lists tasks, newest first, with target counts.
+#[utoipa::path(get, path = "/api/tasks", params(ListQuery),
+    responses((status = 200, body = Vec<TaskSummary>), (status = 400, body = bot_proto::api::ApiError)))]
+pub(super) async fn list(
+    State(core): State<Arc<Core>>,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Error> {
+    let Query(q) = query.map_err(|e| Error::bad(e.body_text()))?;
+    let state = match &q.state {
+        Some(s) => Some(
+            s.parse::<TaskState>()
+                .map_err(|e| Error::bad(format!("state: {e}")))?,
+        ),
+        None => None,
+    };
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=1000).contains(&limit) {
+        return Err(Error::bad(format!("limit: {limit} is outside 1..=1000")));
+    }
+    let tasks = core
+        .store
+        .tasks(&TaskQuery {
+            state,
+            limit: Some(limit),
+        })
+        .await?;
+    Ok(json(StatusCode::OK, tasks))
+}
+
+pub(crate) async fn detail(core: &Core, id: &str) -> Result<TaskDetail, Error> {
+    let task = core
+        .store
+        .task(id)
+        .await?
+        .ok_or_else(|| Error::not_found(format!("no task {id:?}")))?;
+    let targets = core.store.targets(id).await?;
+    Ok(TaskDetail {
+        counts: TargetCounts::of(&targets),
+        task,
+        targets,
+    })
+}
+
+/// One task with every target's state, exit code, output and times.
+#[utoipa::path(get, path = "/api/tasks/{id}", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = TaskDetail), (status = 404, body = bot_proto::api::ApiError)))]
+pub(super) async fn show(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    Ok(json(StatusCode::OK, detail(&core, &id).await?))
+}
+
+/// Cancels a task: no further target starts (WAITING ones become
+/// SKIPPED); targets already running finish and are recorded.
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", params(("id" = String, Path, description = "Task id")),
+    responses((status = 200, body = TaskDetail), (status = 404, body = bot_proto::api::ApiError),
+              (status = 409, body = bot_proto::api::ApiError)))]
+pub(super) async fn cancel(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let before = detail(&core, &id).await?;
+    if before.task.state.is_final() {
+        return Err(Error::conflict(format!(
+            "task {id} is already {}",
+            before.task.state
+        )));
+    }
+    if !core.engine.cancel(&id, &caller.0).await {
+        let now = detail(&core, &id).await?;
+        return Err(Error::conflict(match now.task.reason {
+            Some(reason) if !now.task.state.is_final() => format!(
+                "task {id} is already stopping ({reason}); {} target(s) still running",
+                now.counts.running
+            ),
+            _ => format!("task {id} cannot be cancelled: it is {}", now.task.state),
+        }));
+    }
+    Ok(json(StatusCode::OK, detail(&core, &id).await?))
+}
+
+/// Runs the failed targets of a task again, as a new task with the same
+/// action and settings (`retry_of` points back).
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", params(("id" = String, Path, description = "Task id")),
+    request_body = RetryTask,
+    responses((status = 201, body = TaskDetail), (status = 404, body = bot_proto::api::ApiError),
+              (status = 409, body = bot_proto::api::ApiError)))]
+pub(super) async fn retry(
+    State(core): State<Arc<Core>>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Option<Body<RetryTask>>,
+) -> Result<Response, Error> {
+    let opts = body.map(|Body(b)| b).unwrap_or_default();
+    let old = detail(&core, &id).await?;
+    if !old.task.state.is_final() {
+        return Err(Error::conflict(format!(
+            "task {id} is still {}: cancel it or wait for it to end",
+            old.task.state
+        )));
+    }
+    let again: Vec<String> = old
+        .targets
+        .iter()
+        .filter(|t| {
+            t.state.is_failure() || (opts.include_skipped && t.state == TargetState::Skipped)
+        })
+        .filter(|t| !t.agent_id.is_empty())
+        .map(|t| t.agent_id.clone())
+        .collect();
+    if again.is_empty() {
+        return Err(Error::conflict(format!(
+            "task {id} has no failed{} targets to retry",
+            if opts.include_skipped { " or skipped" } else { "" }
+        )));
+    }
+    let mut args = old.task.args.clone();
+    if let Some(m) = args.as_object_mut() {
+        m.remove("timeout_s");
+    }
+    let new = NewTask {
+        action: old.task.action.clone(),
+        args,
+        targets: again,
+        filter: None,
+        pool: None,
+        count: None,
+        timeout_s: Some(old.task.timeout_ms as f64 / 1000.0),
+        parallel: Some(old.task.parallel),
+        fail_count: Some(old.task.fail_count),
+        fail_rate: Some(old.task.fail_rate),
+    };
+    let (task, targets) = build(&core, new, &caller.0, Some(id))?;
+    start(&core, task, targets).await
+}

@@ -1,0 +1,333 @@
+//! `bot-server`: the master side of `bot`. It keeps the registry of agents,
+//! runs tasks (parallel windows, failure thresholds, timeouts, restart-safe),
+//! persists to SQLite or PostgreSQL through `bot-store`, and serves the HTTP
+//! API. `bot up` runs it next to the embedded broker; `bot server` runs it
+//! alone against any broker.
+//!
+//! # Layout
+//! - [`registry`]: agents from retained statuses, last wills, heartbeats;
+//! - [`engine`]: the task engine (one actor; `engine::rollout` is its pure
+//!   state machine);
+//! - [`api`]: the axum router, bearer-token auth, OpenAPI document;
+//! - this file: configuration, start-up order, the bus ingest.
+//!
+//! # Bus
+//! One persistent MQTT session (`clean_session = false`, a client id kept in
+//! the store) with manual acknowledgements: task results arrive at QoS 1 on
+//! `bot/v1/reply/<client id>/durable` and are acknowledged only after the
+//! engine has stored them, so results sent while the server is down or
+//! crashing are delivered again, not lost.
+
+pub mod api;
+pub mod engine;
+pub mod registry;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use bot_bus::{BrokerUrl, Event, Options, Qos, Session};
+use bot_proto::{Reply, topics};
+use bot_store::Store;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{Calls, Core};
+use crate::engine::{Engine, EngineHandle, Input};
+use crate::registry::Registry;
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// An API token: who (shown in audit fields such as `created_by`) and the
+/// secret sent as `Authorization: Bearer <secret>`.
+#[derive(Clone)]
+pub struct Token {
+    /// Who holds it.
+    pub name: String,
+    /// The secret.
+    pub secret: String,
+}
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Token")
+            .field("name", &self.name)
+            .field("secret", &"<hidden>")
+            .finish()
+    }
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Brokers, in order of preference.
+    pub brokers: Vec<BrokerUrl>,
+    /// Database URL: `sqlite:PATH` or `postgres://…`.
+    pub db: String,
+    /// HTTP listen address (port 0: any free port).
+    pub listen: SocketAddr,
+    /// API tokens. Empty: one is generated into `token_file` (or read from it).
+    pub tokens: Vec<Token>,
+    /// Where a generated token is kept (mode 0600).
+    pub token_file: PathBuf,
+    /// MQTT client id; default: one generated once and kept in the database.
+    pub client_id: Option<String>,
+}
+
+/// A running server.
+#[derive(Debug)]
+pub struct Server {
+    /// The HTTP address bound.
+    pub addr: SocketAddr,
+    /// The generated token, if the server made or read one from `token_file`.
+    pub generated_token: Option<String>,
+    /// The MQTT client id used.
+    pub client_id: String,
+    router: axum::Router,
+    task: JoinHandle<anyhow::Result<()>>,
+}
+
+impl Server {
+    /// The API router (the same one served on [`Server::addr`]), for
+    /// driving requests without a socket (`tower::ServiceExt::oneshot`).
+    pub fn router(&self) -> axum::Router {
+        self.router.clone()
+    }
+
+    /// Waits until the server has stopped (after the shutdown token fired).
+    pub async fn wait(self) -> anyhow::Result<()> {
+        self.task.await.context("server task panicked")?
+    }
+}
+
+/// Longest HTTP request body accepted.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// Starts the server: opens the store (migrations), loads the registry,
+/// connects to the bus, resumes unfinished tasks, binds the HTTP listener.
+/// Returns once it listens; it stops when `shutdown` fires.
+pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<Server> {
+    anyhow::ensure!(!config.brokers.is_empty(), "the server needs a broker URL");
+    let store = Store::open(&config.db)
+        .await
+        .with_context(|| format!("cannot open the database {}", redact(&config.db)))?;
+    let (tokens, generated_token) = if config.tokens.is_empty() {
+        let secret = load_or_make_token(&config.token_file)?;
+        (
+            vec![Token {
+                name: "admin".into(),
+                secret: secret.clone(),
+            }],
+            Some(secret),
+        )
+    } else {
+        (config.tokens.clone(), None)
+    };
+    let client_id = match &config.client_id {
+        Some(c) => c.clone(),
+        None => match store.setting("mqtt_client_id").await? {
+            Some(c) => c,
+            None => {
+                let c = format!("bot-server-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+                store.set_setting("mqtt_client_id", &c).await?;
+                c
+            }
+        },
+    };
+    topics::valid_topic_level(&client_id)
+        .map_err(|e| anyhow::anyhow!("bad MQTT client id: {e}"))?;
+
+    let (registry, offline_rx) = Registry::new(store.agents().await?);
+    let results_topic = topics::durable_reply_topic(&client_id);
+    let call_topic = topics::reply_topic(&client_id);
+    let mut options = Options::new(client_id.clone(), config.brokers.clone());
+    options.clean_session = false;
+    options.manual_acks = true;
+    options.queue = 16 * 1024;
+    options.subscriptions = vec![
+        (topics::STATUS_WILDCARD.to_owned(), Qos::AtLeastOnce),
+        (topics::HEARTBEAT_WILDCARD.to_owned(), Qos::AtMostOnce),
+        (results_topic.clone(), Qos::AtLeastOnce),
+        (call_topic.clone(), Qos::AtMostOnce),
+    ];
+    let session = Session::start(options, &shutdown);
+    let sender = format!("server:{client_id}");
+    let (engine, engine_handle) = Engine::new(
+        store.clone(),
+        session.publisher.clone(),
+        registry.clone(),
+        results_topic.clone(),
+        sender.clone(),
+        offline_rx,
+    );
+    let core = Arc::new(Core {
+        store: store.clone(),
+        registry: registry.clone(),
+        engine: engine_handle.clone(),
+        publisher: session.publisher.clone(),
+        calls: Calls::default(),
+        sender,
+        call_topic: call_topic.clone(),
+        tokens,
+    });
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let addr = listener.local_addr()?;
+    let router = api::router(core.clone());
+
+    let engine_task = tokio::spawn(engine.run(shutdown.clone()));
+    let keep_task = tokio::spawn(registry.clone().keep(store.clone(), shutdown.clone()));
+    let ingest_task = tokio::spawn(ingest(
+        session,
+        registry,
+        engine_handle,
+        core.clone(),
+        results_topic,
+        call_topic,
+    ));
+    let http_shutdown = shutdown.clone();
+    let served_router = router.clone();
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, served_router)
+            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+            .await;
+        let engine_result = engine_task.await;
+        let _ = keep_task.await;
+        let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
+        store.close().await;
+        served.context("HTTP server failed")?;
+        engine_result.context("task engine panicked")??;
+        Ok(())
+    });
+    tracing::info!(%addr, %client_id, db = %redact(&config.db), "server ready");
+    Ok(Server {
+        addr,
+        generated_token,
+        client_id,
+        router,
+        task,
+    })
+}
+
+/// Routes bus messages: statuses and heartbeats to the registry, task
+/// results to the engine, call replies to their waiting API requests.
+async fn ingest(
+    mut session: Session,
+    registry: Registry,
+    engine: EngineHandle,
+    core: Arc<Core>,
+    results_topic: String,
+    call_topic: String,
+) {
+    let status_prefix = topics::status_topic("");
+    let heartbeat_prefix = topics::heartbeat_topic("");
+    while let Some(event) = session.events.recv().await {
+        let message = match event {
+            Event::Message(m) => m,
+            Event::Connected(b) => {
+                tracing::info!(broker = %b, "server connected to the bus");
+                continue;
+            }
+            Event::Disconnected { broker, reason } => {
+                tracing::warn!(%broker, %reason, "server lost the bus");
+                continue;
+            }
+            Event::Subscribed => continue,
+        };
+        if message.topic == results_topic {
+            match Reply::decode(&message.payload) {
+                Ok(reply) => engine.send(Input::Reply(Box::new(reply), message.ack)),
+                Err(e) => {
+                    tracing::warn!(error = %e, "bad task result ignored");
+                    if let Some(ack) = message.ack {
+                        let _ = ack.ack().await;
+                    }
+                }
+            }
+            continue;
+        }
+        if message.topic == call_topic {
+            if let Ok(reply) = Reply::decode(&message.payload) {
+                core.calls.deliver(reply);
+            }
+        } else if let Some(id) = message.topic.strip_prefix(&status_prefix) {
+            registry.on_status(id, &message.payload);
+        } else if message.topic.starts_with(&heartbeat_prefix) {
+            registry.on_heartbeat(&message.payload);
+        }
+        if let Some(ack) = message.ack {
+            let _ = ack.ack().await;
+        }
+    }
+    session.close().await;
+}
+
+/// Reads the token from `path`, or makes one and writes it there (0600).
+fn load_or_make_token(path: &std::path::Path) -> anyhow::Result<String> {
+    if let Ok(text) = std::fs::read_to_string(path) {
+        let t = text.trim().to_owned();
+        anyhow::ensure!(
+            t.len() >= 16,
+            "the token in {} is shorter than 16 characters",
+            path.display()
+        );
+        return Ok(t);
+    }
+    let token = format!(
+        "{}{}",
+        uuid::Uuid::new_v4().simple(),
+        uuid::Uuid::new_v4().simple()
+    );
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("cannot write the API token to {}", path.display()))?;
+    writeln!(f, "{token}")?;
+    Ok(token)
+}
+
+/// A database URL without its password, for messages.
+pub fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            match creds.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(
+            redact("postgres://bot:secret@db:5432/bot"),
+            "postgres://bot:***@db:5432/bot"
+        );
+        assert_eq!(redact("postgres://bot@db/bot"), "postgres://bot@db/bot");
+        assert_eq!(redact("sqlite:/var/lib/bot/bot.db"), "sqlite:/var/lib/bot/bot.db");
+    }
+}

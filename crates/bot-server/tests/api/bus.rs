@@ -1,0 +1,116 @@
+//! The HTTP → bus bridge: `POST /api/publish` (checked, then seen by a real
+//! `mosquitto_sub`) and `POST /api/call` (checked; agents that never answer
+//! are listed in `no_reply`).
+
+use anyhow::{Context, Result, ensure};
+use axum::http::StatusCode;
+use bot_testkit::Sub;
+use serde_json::json;
+
+use crate::common::{Harness, WAIT};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_checks_then_publishes() -> Result<()> {
+    let h = Harness::start().await?;
+    for (what, body, words) in [
+        (
+            "wildcard #",
+            json!({"topic": "test/#", "payload": "x"}),
+            &["topic", "\"test/#\""][..],
+        ),
+        (
+            "wildcard +",
+            json!({"topic": "test/+/x", "payload": "x"}),
+            &["topic", "\"test/+/x\""][..],
+        ),
+        ("empty topic", json!({"topic": "", "payload": "x"}), &["topic"][..]),
+        (
+            "qos 2",
+            json!({"topic": "test/a", "payload": "x", "qos": 2}),
+            &["qos: 2"][..],
+        ),
+        (
+            "payload too big",
+            json!({"topic": "test/a", "payload": "x".repeat(256 * 1024 + 1)}),
+            &["payload", "262145 bytes"][..],
+        ),
+    ] {
+        h.post("/api/publish", &body)
+            .await?
+            .check_error(StatusCode::BAD_REQUEST, words)
+            .map_err(|e| e.context(what))?;
+    }
+
+    let port = h.broker.port;
+    let mut sub = tokio::task::block_in_place(|| Sub::start(port, &["test/#"]))?;
+    for qos in [0, 1] {
+        let payload = format!("hello at qos {qos}");
+        let ok = h
+            .post(
+                "/api/publish",
+                &json!({"topic": "test/hello", "payload": payload, "qos": qos}),
+            )
+            .await?
+            .expect(StatusCode::OK)?;
+        ensure!(
+            ok == json!({"topic": "test/hello", "bytes": payload.len()}),
+            "{ok}"
+        );
+        let (topic, got) = tokio::task::block_in_place(|| {
+            sub.wait_for("the published message", WAIT, |_, p| p == payload)
+        })?;
+        ensure!(topic == "test/hello", "topic {topic}");
+        ensure!(got == payload, "payload {got}");
+    }
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn call_checks_and_lists_silent_agents() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    for (what, body, words) in [
+        (
+            "timeout_s 0",
+            json!({"action": "ping", "timeout_s": 0}),
+            &["timeout_s: 0"][..],
+        ),
+        (
+            "timeout_s 301",
+            json!({"action": "ping", "timeout_s": 301}),
+            &["timeout_s: 301"][..],
+        ),
+        (
+            "filter syntax",
+            json!({"action": "ping", "filter": "os==linux"}),
+            &["filter", "os==linux", "column 3"][..],
+        ),
+    ] {
+        h.post("/api/call", &body)
+            .await?
+            .check_error(StatusCode::BAD_REQUEST, words)
+            .map_err(|e| e.context(what))?;
+    }
+
+    let answer = h
+        .post(
+            "/api/call",
+            &json!({"action": "ping", "filter": "os=linux", "timeout_s": 0.3}),
+        )
+        .await?
+        .expect(StatusCode::OK)?;
+    ensure!(answer["replies"] == json!([]), "{answer}");
+    ensure!(
+        answer["no_reply"]
+            == json!([{"agent_id": "id-web1", "agent_name": "web1"},
+                      {"agent_id": "id-web2", "agent_name": "web2"}]),
+        "{answer}"
+    );
+    let elapsed = answer["elapsed_ms"].as_u64().context("elapsed_ms")?;
+    ensure!((300..5_000).contains(&elapsed), "elapsed {elapsed} ms");
+    // A misspelt field is a bad request naming it.
+    h.post("/api/call", &json!({"action": "ping", "argz": {}}))
+        .await?
+        .check_error(StatusCode::BAD_REQUEST, &["argz"])?;
+    h.stop().await
+}

@@ -1,0 +1,456 @@
+//! `/api/tasks`: every submit rejection (status and a message naming the
+//! field and value), a valid submit against fake agents, show and list,
+//! cancel (waiting targets skipped, the running one kept until its
+//! timeout), and retry (409 without failures, 201 after a timeout).
+//!
+//! The fake agents never answer unless the test sends a reply for them, so
+//! a RUNNING target ends by its timeout plus the engine's reply grace
+//! (`REPLY_GRACE_MS`, 5 s): the two tests that wait for that run in
+//! parallel with the rest.
+
+use std::fmt::Write as _;
+
+use anyhow::{Context, Result, ensure};
+use axum::http::StatusCode;
+use bot_server::MAX_BODY_BYTES;
+use serde_json::{Value, json};
+
+use crate::common::{Harness, TOKEN_NAME, target_field, target_states};
+
+/// One submission that must be refused.
+struct Bad {
+    what: &'static str,
+    content_type: Option<&'static str>,
+    body: String,
+    status: StatusCode,
+    words: Vec<String>,
+}
+
+fn bad(what: &'static str, body: Value, status: StatusCode, words: &[&str]) -> Bad {
+    Bad {
+        what,
+        content_type: Some("application/json"),
+        body: body.to_string(),
+        status,
+        words: words.iter().map(|w| (*w).to_owned()).collect(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_rejects_bad_tasks_naming_the_field() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    let exec = json!({"command": ["true"]});
+    let syntax = "os==linux";
+    let column = bot_proto::filter::parse(syntax)
+        .err()
+        .context("the filter must be a syntax error")?
+        .position
+        + 1;
+    let column = format!("column {column}");
+    let big = format!(
+        r#"{{"targets":["web1"],"args":{{"shell":"{}"}}}}"#,
+        "x".repeat(MAX_BODY_BYTES + 1)
+    );
+    let cases = vec![
+        Bad {
+            what: "malformed JSON",
+            content_type: Some("application/json"),
+            body: r#"{"targets": ["web1"]"#.into(),
+            status: StatusCode::BAD_REQUEST,
+            words: vec!["JSON".into(), "line 1 column 20".into()],
+        },
+        bad(
+            "wrong type",
+            json!({"targets": "x"}),
+            StatusCode::BAD_REQUEST,
+            &["targets", "invalid type"],
+        ),
+        bad(
+            "unknown field",
+            json!({"targets": ["web1"], "paralel": 2}),
+            StatusCode::BAD_REQUEST,
+            &["paralel"],
+        ),
+        Bad {
+            what: "no Content-Type",
+            content_type: None,
+            body: json!({"targets": ["web1"], "args": exec}).to_string(),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            words: vec!["Content-Type: application/json".into()],
+        },
+        Bad {
+            what: "Content-Type text/plain",
+            content_type: Some("text/plain"),
+            body: json!({"targets": ["web1"], "args": exec}).to_string(),
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            words: vec!["Content-Type: application/json".into()],
+        },
+        Bad {
+            what: "body over 1 MiB",
+            content_type: Some("application/json"),
+            body: big,
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            words: vec![MAX_BODY_BYTES.to_string()],
+        },
+        bad(
+            "no targets, filter or pool",
+            json!({"args": exec}),
+            StatusCode::BAD_REQUEST,
+            &["exactly one of targets", "filter", "pool"],
+        ),
+        bad(
+            "targets and filter",
+            json!({"targets": ["web1"], "filter": "os=linux", "args": exec}),
+            StatusCode::BAD_REQUEST,
+            &["exactly one of targets", "filter", "pool"],
+        ),
+        bad(
+            "filter and pool",
+            json!({"filter": "os=linux", "pool": "build", "count": 1, "args": exec}),
+            StatusCode::BAD_REQUEST,
+            &["exactly one of targets", "filter", "pool"],
+        ),
+        bad(
+            "fail_rate 2",
+            json!({"targets": ["web1"], "args": exec, "fail_rate": 2}),
+            StatusCode::BAD_REQUEST,
+            &["fail_rate: 2"],
+        ),
+        bad(
+            "fail_count -2",
+            json!({"targets": ["web1"], "args": exec, "fail_count": -2}),
+            StatusCode::BAD_REQUEST,
+            &["fail_count: -2"],
+        ),
+        bad(
+            "timeout_s 0",
+            json!({"targets": ["web1"], "args": exec, "timeout_s": 0}),
+            StatusCode::BAD_REQUEST,
+            &["timeout_s: 0"],
+        ),
+        bad(
+            "parallel 0",
+            json!({"targets": ["web1"], "args": exec, "parallel": 0}),
+            StatusCode::BAD_REQUEST,
+            &["parallel: 0"],
+        ),
+        bad(
+            "exec without command, shell or script",
+            json!({"targets": ["web1"], "args": {"cwd": "/"}}),
+            StatusCode::BAD_REQUEST,
+            &["args", "command", "shell", "script"],
+        ),
+        bad(
+            "exec with its own timeout_s",
+            json!({"targets": ["web1"], "args": {"shell": "true", "timeout_s": 3}}),
+            StatusCode::BAD_REQUEST,
+            &["args.timeout_s"],
+        ),
+        bad(
+            "args not an object",
+            json!({"targets": ["web1"], "args": [1]}),
+            StatusCode::BAD_REQUEST,
+            &["args", "[1]"],
+        ),
+        bad(
+            "unknown agent",
+            json!({"targets": ["web1", "nosuch-agent"], "args": exec}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["targets", "\"nosuch-agent\""],
+        ),
+        bad(
+            "agent listed twice",
+            json!({"targets": ["web1", "id-web1"], "args": exec}),
+            StatusCode::BAD_REQUEST,
+            &["targets", "listed twice", "id-web1"],
+        ),
+        bad(
+            "filter syntax error",
+            json!({"filter": syntax, "args": exec}),
+            StatusCode::BAD_REQUEST,
+            &["filter", syntax, &column],
+        ),
+        bad(
+            "filter matching no online agent",
+            json!({"filter": "os=windows", "args": exec}),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &["\"os=windows\"", "no online agent"],
+        ),
+        bad(
+            "count without pool",
+            json!({"targets": ["web1"], "args": exec, "count": 2}),
+            StatusCode::BAD_REQUEST,
+            &["count"],
+        ),
+        bad(
+            "pool without count",
+            json!({"pool": "build", "args": exec}),
+            StatusCode::BAD_REQUEST,
+            &["count"],
+        ),
+    ];
+    // Every case is tried; the failures are reported together.
+    let mut failures = String::new();
+    for case in &cases {
+        let a = h
+            .post_raw("/api/tasks", case.content_type, case.body.clone())
+            .await?;
+        let words: Vec<&str> = case.words.iter().map(String::as_str).collect();
+        if let Err(e) = a.check_error(case.status, &words) {
+            writeln!(failures, "- {}: {e:#}", case.what)?;
+        }
+    }
+    // Nothing was stored.
+    let tasks = h.get("/api/tasks").await?.expect(StatusCode::OK)?;
+    if tasks != json!([]) {
+        writeln!(failures, "- refused tasks were stored: {tasks}")?;
+    }
+    ensure!(failures.is_empty(), "wrong answers:\n{failures}");
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_show_and_list() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    // Names and ids mixed, not in name order: the order given is kept.
+    let detail = h
+        .post(
+            "/api/tasks",
+            &json!({"targets": ["web2", "id-db1", "web1"], "args": {"shell": "uptime"},
+                    "timeout_s": 30, "parallel": 2}),
+        )
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let id = detail["id"].as_str().context("task id")?.to_owned();
+    ensure!(
+        target_field(&detail, "agent_id") == [json!("id-web2"), json!("id-db1"), json!("id-web1")],
+        "targets: {detail}"
+    );
+    ensure!(
+        target_field(&detail, "agent_name") == [json!("web2"), json!("db1"), json!("web1")],
+        "targets: {detail}"
+    );
+    ensure!(
+        target_field(&detail, "seq") == [json!(0), json!(1), json!(2)],
+        "targets: {detail}"
+    );
+    ensure!(
+        target_states(&detail)
+            .iter()
+            .all(|s| s == "WAITING" || s == "RUNNING"),
+        "targets: {detail}"
+    );
+    ensure!(detail["created_by"] == json!(TOKEN_NAME), "{detail}");
+    ensure!(detail["action"] == json!("exec"), "{detail}");
+    ensure!(detail["timeout_ms"] == json!(30_000), "{detail}");
+    ensure!(detail["parallel"] == json!(2), "{detail}");
+    ensure!(detail["counts"]["total"] == json!(3), "{detail}");
+    ensure!(
+        detail["args"] == json!({"shell": "uptime", "timeout_s": 30.0}),
+        "the task's timeout_s is passed to exec: {}",
+        detail["args"]
+    );
+
+    // Show: the same task; the engine starts the first two (parallel 2).
+    let shown = h
+        .wait_task(&id, "two targets RUNNING", |t| {
+            target_states(t) == ["RUNNING", "RUNNING", "WAITING"]
+        })
+        .await?;
+    ensure!(shown["id"] == json!(id), "{shown}");
+    ensure!(shown["state"] == json!("RUNNING"), "{shown}");
+    ensure!(
+        target_field(&shown, "request_id")[..2].iter().all(Value::is_string),
+        "running targets have request ids: {shown}"
+    );
+    h.get("/api/tasks/nosuch-task")
+        .await?
+        .check_error(StatusCode::NOT_FOUND, &["\"nosuch-task\""])?;
+
+    // List.
+    let listed = h.get("/api/tasks").await?.expect(StatusCode::OK)?;
+    ensure!(
+        listed.as_array().is_some_and(|l| l.len() == 1 && l[0]["id"] == json!(id)),
+        "list: {listed}"
+    );
+    let running = h.get("/api/tasks?state=running&limit=1").await?.expect(StatusCode::OK)?;
+    ensure!(running.as_array().map(Vec::len) == Some(1), "running: {running}");
+    let done = h.get("/api/tasks?state=SUCCEEDED").await?.expect(StatusCode::OK)?;
+    ensure!(done == json!([]), "succeeded: {done}");
+    h.get("/api/tasks?state=BOGUS").await?.check_error(
+        StatusCode::BAD_REQUEST,
+        &["state", "\"BOGUS\"", "WAITING, RUNNING, SUCCEEDED, FAILED, CANCELLED"],
+    )?;
+    h.get("/api/tasks?limit=0")
+        .await?
+        .check_error(StatusCode::BAD_REQUEST, &["limit: 0"])?;
+    h.get("/api/tasks?limit=1001")
+        .await?
+        .check_error(StatusCode::BAD_REQUEST, &["limit: 1001"])?;
+    h.get("/api/tasks?limit=many")
+        .await?
+        .check_error(StatusCode::BAD_REQUEST, &["limit"])?;
+    h.get("/api/tasks?sate=RUNNING")
+        .await?
+        .check_error(StatusCode::BAD_REQUEST, &["sate"])?;
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cancel_skips_waiting_targets_and_ends_cancelled() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    let detail = h
+        .post(
+            "/api/tasks",
+            &json!({"targets": ["web1", "web2"], "args": {"shell": "sleep 100"},
+                    "timeout_s": 1, "parallel": 1}),
+        )
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let id = detail["id"].as_str().context("task id")?.to_owned();
+    h.wait_task(&id, "the first target RUNNING", |t| {
+        target_states(t) == ["RUNNING", "WAITING"]
+    })
+    .await?;
+
+    let cancelled = h
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}))
+        .await?
+        .expect(StatusCode::OK)?;
+    ensure!(cancelled["id"] == json!(id), "{cancelled}");
+    ensure!(
+        target_states(&cancelled) == ["RUNNING", "SKIPPED"],
+        "cancel skips the waiting target, the running one runs on: {cancelled}"
+    );
+    ensure!(
+        cancelled["state"] == json!("RUNNING") || cancelled["state"] == json!("CANCELLED"),
+        "{cancelled}"
+    );
+    ensure!(
+        cancelled["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains(TOKEN_NAME)),
+        "the reason names who cancelled: {cancelled}"
+    );
+
+    // The fake agent never answers: the running target times out (1 s + the
+    // reply grace) and the task ends CANCELLED.
+    let done = h
+        .wait_task(&id, "the task to end", |t| t["state"] != json!("RUNNING"))
+        .await?;
+    ensure!(done["state"] == json!("CANCELLED"), "{done}");
+    ensure!(target_states(&done) == ["TIMED_OUT", "SKIPPED"], "{done}");
+    ensure!(done["finished_ms"].is_u64(), "{done}");
+
+    h.post(&format!("/api/tasks/{id}/cancel"), &json!({}))
+        .await?
+        .check_error(StatusCode::CONFLICT, &[&id, "already CANCELLED"])?;
+    h.post("/api/tasks/nosuch-task/cancel", &json!({}))
+        .await?
+        .check_error(StatusCode::NOT_FOUND, &["\"nosuch-task\""])?;
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_needs_a_finished_task_with_failures() -> Result<()> {
+    let h = Harness::start().await?;
+    let fleet = h.add_fleet().await?;
+    let detail = h
+        .post(
+            "/api/tasks",
+            &json!({"targets": ["web1"], "args": {"shell": "true"}, "timeout_s": 30}),
+        )
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let id = detail["id"].as_str().context("task id")?.to_owned();
+    let running = h
+        .wait_task(&id, "the target RUNNING", |t| target_states(t) == ["RUNNING"])
+        .await?;
+
+    h.post_raw(&format!("/api/tasks/{id}/retry"), None, "")
+        .await?
+        .check_error(StatusCode::CONFLICT, &[&id, "still RUNNING"])?;
+    h.post_raw("/api/tasks/nosuch-task/retry", None, "")
+        .await?
+        .check_error(StatusCode::NOT_FOUND, &["\"nosuch-task\""])?;
+
+    // The fake agent answers: the task succeeds.
+    let request_id = running["targets"][0]["request_id"]
+        .as_str()
+        .context("request id")?
+        .to_owned();
+    h.fake_reply(&fleet[0], &request_id)?;
+    let done = h
+        .wait_task(&id, "the task to succeed", |t| t["state"] != json!("RUNNING"))
+        .await?;
+    ensure!(done["state"] == json!("SUCCEEDED"), "{done}");
+    ensure!(done["targets"][0]["stdout"] == json!("done\n"), "{done}");
+    ensure!(done["targets"][0]["exit_code"] == json!(0), "{done}");
+
+    for body in [None, Some(json!({"include_skipped": true}))] {
+        let a = match &body {
+            None => h.post_raw(&format!("/api/tasks/{id}/retry"), None, "").await?,
+            Some(b) => h.post(&format!("/api/tasks/{id}/retry"), b).await?,
+        };
+        a.check_error(StatusCode::CONFLICT, &[&id, "no failed"])
+            .map_err(|e| e.context(format!("retry with body {body:?}")))?;
+    }
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_runs_timed_out_targets_again() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    let detail = h
+        .post(
+            "/api/tasks",
+            &json!({"targets": ["web1"], "args": {"command": ["true"]}, "timeout_s": 0.5,
+                    "fail_count": 3}),
+        )
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let id = detail["id"].as_str().context("task id")?.to_owned();
+    // 0.5 s plus the engine's 5 s reply grace.
+    let done = h
+        .wait_task(&id, "the task to fail", |t| {
+            t["state"] != json!("WAITING") && t["state"] != json!("RUNNING")
+        })
+        .await?;
+    ensure!(done["state"] == json!("FAILED"), "{done}");
+    ensure!(target_states(&done) == ["TIMED_OUT"], "{done}");
+
+    let again = h
+        .post_raw(&format!("/api/tasks/{id}/retry"), None, "")
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let new_id = again["id"].as_str().context("new task id")?;
+    ensure!(new_id != id, "a retry is a new task: {again}");
+    ensure!(again["retry_of"] == json!(id), "{again}");
+    ensure!(again["created_by"] == json!(TOKEN_NAME), "{again}");
+    ensure!(target_field(&again, "agent_id") == [json!("id-web1")], "{again}");
+    ensure!(
+        target_states(&again)
+            .iter()
+            .all(|s| s == "WAITING" || s == "RUNNING"),
+        "{again}"
+    );
+    // Same settings; exec's timeout_s set again from the task's.
+    ensure!(again["timeout_ms"] == json!(500), "{again}");
+    ensure!(again["fail_count"] == json!(3), "{again}");
+    ensure!(
+        again["args"] == json!({"command": ["true"], "timeout_s": 0.5}),
+        "{again}"
+    );
+    // Both are listed, newest first.
+    let listed = h.get("/api/tasks").await?.expect(StatusCode::OK)?;
+    let ids: Vec<&Value> = listed
+        .as_array()
+        .map(|l| l.iter().map(|t| &t["id"]).collect())
+        .unwrap_or_default();
+    ensure!(ids == [&json!(new_id), &json!(id)], "list: {listed}");
+    h.stop().await
+}

@@ -1,0 +1,690 @@
+//! The store against real databases: every case runs twice, on a SQLite file
+//! in a temporary directory and on a private PostgreSQL cluster
+//! (`bot_testkit::Postgres`). Without PostgreSQL installed the `postgres::`
+//! cases fail, saying to run scripts/test.sh.
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use bot_proto::api::{Agent, Task, TargetCounts, TargetRun, TargetState, TaskState};
+use bot_store::{Backend, Change, LATEST_VERSION, Store, StoreError, TaskQuery};
+use bot_testkit::{Postgres, TempDir};
+use serde_json::json;
+use sqlx::AssertSqlSafe;
+
+/// A database for one test, removed afterwards.
+struct TestDb {
+    url: String,
+    backend: Backend,
+    _sqlite: Option<TempDir>,
+    _postgres: Option<Postgres>,
+}
+
+impl TestDb {
+    fn sqlite() -> Result<TestDb> {
+        let dir = TempDir::new("store");
+        Ok(TestDb {
+            url: format!("sqlite:{}/bot.db", dir.path().display()),
+            backend: Backend::Sqlite,
+            _sqlite: Some(dir),
+            _postgres: None,
+        })
+    }
+
+    fn postgres() -> Result<TestDb> {
+        let pg = Postgres::start()?;
+        Ok(TestDb {
+            url: pg.create_database("bot")?,
+            backend: Backend::Postgres,
+            _sqlite: None,
+            _postgres: Some(pg),
+        })
+    }
+
+    async fn open(&self) -> Result<Store> {
+        let store = Store::open(&self.url)
+            .await
+            .with_context(|| format!("opening {}", self.url))?;
+        ensure!(store.backend() == self.backend);
+        Ok(store)
+    }
+
+    /// Runs `sql` behind the store's back (to age or corrupt the database).
+    async fn raw(&self, sql: &str) -> Result<()> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url).await?;
+        sqlx::raw_sql(AssertSqlSafe(sql.to_owned()))
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+        Ok(())
+    }
+
+    /// The first column of the first row of `sql`, as an integer.
+    async fn count(&self, sql: &str) -> Result<i64> {
+        sqlx::any::install_default_drivers();
+        let pool = sqlx::AnyPool::connect(&self.url).await?;
+        let n: i64 = sqlx::query_scalar(AssertSqlSafe(sql.to_owned()))
+            .fetch_one(&pool)
+            .await?;
+        pool.close().await;
+        Ok(n)
+    }
+}
+
+/// Each case as `sqlite::<case>` and `postgres::<case>`.
+macro_rules! both_backends {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() -> anyhow::Result<()> {
+                    super::$case(super::TestDb::sqlite()?).await
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test]
+                async fn $case() -> anyhow::Result<()> {
+                    super::$case(super::TestDb::postgres()?).await
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    migrations_apply_once_and_reopening_changes_nothing,
+    concurrent_opens_migrate_once,
+    a_newer_schema_is_refused,
+    upserts_keep_first_seen_and_update_the_rest,
+    ten_thousand_agents_upsert_in_one_batch,
+    heartbeats_and_last_wills,
+    a_task_with_2500_targets_round_trips_exactly,
+    apply_updates_whole_rows,
+    apply_with_a_missing_row_fails_and_writes_nothing,
+    task_lists_are_newest_first_filtered_limited_and_counted,
+    unfinished_tasks_are_waiting_and_running_oldest_first,
+    settings_are_set_and_replaced,
+    undecodable_rows_are_reported_as_corrupt,
+);
+
+// ---- fixtures
+
+fn agent(id: &str, name: &str, seen_ms: u64) -> Agent {
+    let mut facts = BTreeMap::new();
+    facts.insert("os".to_owned(), json!("linux"));
+    facts.insert("cpus".to_owned(), json!(4));
+    facts.insert("load".to_owned(), json!(0.1));
+    Agent {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        hostname: format!("{name}.example"),
+        ips: vec!["10.0.0.1".to_owned(), "fe80::1".to_owned()],
+        version: "0.1.0".to_owned(),
+        online: true,
+        facts,
+        tags: vec!["web".to_owned()],
+        pools: vec![],
+        started_ms: seen_ms.saturating_sub(10),
+        heartbeat_s: 30,
+        first_seen_ms: seen_ms,
+        last_seen_ms: seen_ms,
+    }
+}
+
+fn task(id: &str, state: TaskState, created_ms: u64) -> Task {
+    Task {
+        id: id.to_owned(),
+        state,
+        action: "exec".to_owned(),
+        args: json!({"command": ["uptime"]}),
+        filter: None,
+        pool: None,
+        timeout_ms: 60_000,
+        parallel: 10,
+        fail_count: -1,
+        fail_rate: 1.0,
+        retry_of: None,
+        created_by: "admin".to_owned(),
+        created_ms,
+        started_ms: None,
+        finished_ms: None,
+        reason: None,
+    }
+}
+
+fn target(task_id: &str, seq: u32, state: TargetState) -> TargetRun {
+    TargetRun {
+        task_id: task_id.to_owned(),
+        seq,
+        agent_id: format!("agent-{seq}"),
+        agent_name: format!("node{seq}"),
+        state,
+        request_id: None,
+        request_created_ms: None,
+        exit_code: None,
+        signal: None,
+        stdout: String::new(),
+        stderr: String::new(),
+        error: None,
+        data: None,
+        started_ms: None,
+        finished_ms: None,
+    }
+}
+
+// ---- cases
+
+async fn migrations_apply_once_and_reopening_changes_nothing(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    store.set_setting("k", "v").await?;
+    store.close().await;
+    let store = db.open().await?;
+    ensure!(store.setting("k").await?.as_deref() == Some("v"));
+    store.close().await;
+    let rows = db
+        .count("SELECT COUNT(*) FROM bot_schema_migrations")
+        .await?;
+    ensure!(rows == LATEST_VERSION, "{rows} migration rows");
+    let max = db
+        .count("SELECT MAX(version) FROM bot_schema_migrations")
+        .await?;
+    ensure!(max == LATEST_VERSION);
+    Ok(())
+}
+
+async fn concurrent_opens_migrate_once(db: TestDb) -> Result<()> {
+    let (a, b, c) = tokio::join!(
+        Store::open(&db.url),
+        Store::open(&db.url),
+        Store::open(&db.url)
+    );
+    let (a, b, c) = (a?, b?, c?);
+    a.upsert_agent(&agent("a1", "one", 1_000)).await?;
+    ensure!(b.agent("a1").await?.is_some() && c.agent("a1").await?.is_some());
+    for s in [a, b, c] {
+        s.close().await;
+    }
+    let rows = db
+        .count("SELECT COUNT(*) FROM bot_schema_migrations")
+        .await?;
+    ensure!(rows == LATEST_VERSION, "{rows} migration rows");
+    Ok(())
+}
+
+async fn a_newer_schema_is_refused(db: TestDb) -> Result<()> {
+    db.open().await?.close().await;
+    db.raw(
+        "INSERT INTO bot_schema_migrations (version, description, applied_ms) \
+         VALUES (7, 'from the future', 0)",
+    )
+    .await?;
+    match Store::open(&db.url).await {
+        Err(e @ StoreError::SchemaTooNew { found: 7, known }) if known == LATEST_VERSION => {
+            let text = e.to_string();
+            ensure!(
+                text == format!(
+                    "database schema version 7 is newer than this bot (knows up to {LATEST_VERSION}): upgrade bot"
+                ),
+                "{text}"
+            );
+        }
+        Err(e) => bail!("wrong error: {e}"),
+        Ok(_) => bail!("a newer schema was opened"),
+    }
+    Ok(())
+}
+
+async fn upserts_keep_first_seen_and_update_the_rest(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    ensure!(store.agent("a1").await?.is_none());
+    let first = agent("a1", "web-1", 1_000);
+    store.upsert_agent(&first).await?;
+    ensure!(store.agent("a1").await?.as_ref() == Some(&first));
+
+    let mut second = agent("a1", "web-1-renamed", 5_000);
+    second.ips = vec![];
+    second.online = false;
+    second.facts.insert("ü-ключ".to_owned(), json!({"nested": [1, 2.5, null, "🚀"]}));
+    second.tags = vec!["db".to_owned(), "eu".to_owned()];
+    second.pools = vec!["build".to_owned()];
+    second.heartbeat_s = 0;
+    store.upsert_agent(&second).await?;
+    let stored = store.agent("a1").await?.context("a1 gone")?;
+    let mut expected = second.clone();
+    expected.first_seen_ms = 1_000;
+    ensure!(stored == expected, "{stored:#?}");
+
+    // By name, then id; a batch with an id twice stores the last record
+    // with the earliest first_seen.
+    store
+        .upsert_agents(&[
+            agent("b2", "alpha", 300),
+            agent("b1", "alpha", 200),
+            agent("c1", "zulu", 900),
+            agent("c1", "mike", 950),
+        ])
+        .await?;
+    let all = store.agents().await?;
+    let order: Vec<(&str, &str)> = all.iter().map(|a| (a.name.as_str(), a.id.as_str())).collect();
+    ensure!(
+        order == [("alpha", "b1"), ("alpha", "b2"), ("mike", "c1"), ("web-1-renamed", "a1")],
+        "{order:?}"
+    );
+    let c1 = store.agent("c1").await?.context("c1")?;
+    ensure!(c1.first_seen_ms == 900 && c1.last_seen_ms == 950 && c1.name == "mike");
+
+    // Nothing is stored that would not read back.
+    let mut huge = agent("h", "huge", 1);
+    huge.last_seen_ms = u64::MAX;
+    match store.upsert_agent(&huge).await {
+        Err(StoreError::Invalid { what }) => ensure!(what.contains("last_seen_ms"), "{what}"),
+        other => bail!("{other:?}"),
+    }
+    ensure!(store.agent("h").await?.is_none());
+    Ok(())
+}
+
+async fn ten_thousand_agents_upsert_in_one_batch(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    let fleet: Vec<Agent> = (0..10_000)
+        .map(|i| agent(&format!("id-{i:05}"), &format!("node-{i:05}"), 1_000 + i))
+        .collect();
+    let t = Instant::now();
+    store.upsert_agents(&fleet).await?;
+    let inserted = t.elapsed();
+    let t = Instant::now();
+    let mut again = fleet.clone();
+    for a in &mut again {
+        a.online = false;
+        a.first_seen_ms = 99_999;
+    }
+    store.upsert_agents(&again).await?;
+    let updated = t.elapsed();
+    eprintln!(
+        "{:?}: 10,000 agents inserted in {inserted:?}, updated in {updated:?}",
+        db.backend
+    );
+    // Generous (debug build, shared machine): catches a row-per-statement regression.
+    ensure!(inserted.as_secs_f64() < 5.0 && updated.as_secs_f64() < 5.0);
+    let all = store.agents().await?;
+    ensure!(all.len() == 10_000);
+    ensure!(all.iter().all(|a| !a.online && a.first_seen_ms < 99_999));
+    ensure!(all[1234] == {
+        let mut a = fleet[1234].clone();
+        a.online = false;
+        a
+    });
+    Ok(())
+}
+
+async fn heartbeats_and_last_wills(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    ensure!(!store.touch_agent("nobody", 1).await?);
+    ensure!(!store.set_agent_online("nobody", false, 1).await?);
+    ensure!(store.agents().await?.is_empty());
+
+    let mut a = agent("a1", "web-1", 1_000);
+    a.online = false;
+    store.upsert_agent(&a).await?;
+    ensure!(store.touch_agent("a1", 2_000).await?);
+    let got = store.agent("a1").await?.context("a1")?;
+    ensure!(got.online && got.last_seen_ms == 2_000);
+    // A late heartbeat never moves last_seen back.
+    ensure!(store.touch_agent("a1", 1_500).await?);
+    ensure!(store.agent("a1").await?.context("a1")?.last_seen_ms == 2_000);
+
+    ensure!(store.set_agent_online("a1", false, 3_000).await?);
+    let got = store.agent("a1").await?.context("a1")?;
+    ensure!(!got.online && got.last_seen_ms == 3_000 && got.first_seen_ms == 1_000);
+    ensure!(store.set_agent_online("a1", true, 2_500).await?);
+    let got = store.agent("a1").await?.context("a1")?;
+    ensure!(got.online && got.last_seen_ms == 3_000);
+    Ok(())
+}
+
+async fn a_task_with_2500_targets_round_trips_exactly(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    // 64 KiB and more: ASCII, and multi-byte characters.
+    let stdout_64k = "0123456789abcdef".repeat(4 * 1024);
+    let big = "ü🚀x\n".repeat(64 * 1024 / 8 + 1);
+    let mut t = task("t-big", TaskState::Running, 1_700_000_000_000);
+    t.args = json!({"shell": "echo 'ünïcödé' \"$X\"", "env": {"X": "1"}, "output_limit": 65536, "f": 0.1});
+    t.filter = Some("os=linux and name~web-* and not tag:dev".to_owned());
+    t.pool = Some("build".to_owned());
+    t.parallel = u32::MAX;
+    t.fail_count = i64::MIN;
+    t.fail_rate = 0.333_333_333_333_333_3;
+    t.retry_of = Some("t-old".to_owned());
+    t.created_by = "ops 👩‍💻".to_owned();
+    t.started_ms = Some(1_700_000_000_001);
+    t.finished_ms = Some(i64::MAX as u64);
+    t.reason = Some(String::new());
+    let states = TargetState::ALL;
+    let targets: Vec<TargetRun> = (0..2_500u32)
+        .map(|seq| {
+            let mut r = target("t-big", seq, states[seq as usize % states.len()]);
+            if seq % 2 == 0 {
+                r.request_id = Some(format!("req-{seq}"));
+                r.request_created_ms = Some(1_700_000_000_000 + u64::from(seq));
+                r.exit_code = Some(i64::from(seq) - 1_250);
+                r.signal = Some(9);
+                r.error = Some(format!("erreur nº{seq} — ✗"));
+                r.data = Some(json!({"seq": seq, "x": [1.5e300, -0.0, "ß"], "none": null}));
+                r.started_ms = Some(0);
+                r.finished_ms = Some(u64::from(seq));
+            }
+            if seq % 500 == 7 {
+                r.stdout = stdout_64k.clone();
+                r.stderr = big.clone();
+            } else {
+                r.stdout = format!("line {seq}\n");
+                r.agent_name = format!("nœud-{seq}-日本");
+            }
+            r
+        })
+        .collect();
+    store.insert_task(&t, &targets).await?;
+    ensure!(store.task("t-big").await?.as_ref() == Some(&t));
+    let back = store.targets("t-big").await?;
+    ensure!(back.len() == targets.len(), "{} targets", back.len());
+    for (a, b) in back.iter().zip(&targets) {
+        ensure!(a == b, "target #{} differs:\n{a:?}\n{b:?}", b.seq);
+    }
+    ensure!(store.task("nope").await?.is_none() && store.targets("nope").await?.is_empty());
+
+    // A task with no targets, and targets of another task, refused whole.
+    store.insert_task(&task("t-empty", TaskState::Waiting, 5), &[]).await?;
+    ensure!(store.targets("t-empty").await?.is_empty());
+    let stray = target("t-big", 0, TargetState::Waiting);
+    match store.insert_task(&task("t-x", TaskState::Waiting, 6), &[stray]).await {
+        Err(StoreError::Invalid { what }) => ensure!(what.contains("t-big"), "{what}"),
+        other => bail!("{other:?}"),
+    }
+    ensure!(store.task("t-x").await?.is_none());
+    // The same id twice: the database refuses, nothing half-written.
+    ensure!(store.insert_task(&task("t-empty", TaskState::Waiting, 7), &[]).await.is_err());
+    ensure!(store.task("t-empty").await?.map(|t| t.created_ms) == Some(5));
+    Ok(())
+}
+
+async fn apply_updates_whole_rows(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    let t = task("t1", TaskState::Waiting, 10);
+    let targets: Vec<TargetRun> = (0..3).map(|s| target("t1", s, TargetState::Waiting)).collect();
+    store.insert_task(&t, &targets).await?;
+
+    let mut t2 = t.clone();
+    t2.state = TaskState::Running;
+    t2.started_ms = Some(20);
+    t2.reason = Some("because".to_owned());
+    let mut r0 = targets[0].clone();
+    r0.state = TargetState::Succeeded;
+    r0.request_id = Some("req-0".to_owned());
+    r0.request_created_ms = Some(15);
+    r0.exit_code = Some(0);
+    r0.stdout = "ok\n".to_owned();
+    r0.data = Some(json!({"a": 1}));
+    r0.started_ms = Some(16);
+    r0.finished_ms = Some(17);
+    let mut r2 = targets[2].clone();
+    r2.state = TargetState::Running;
+    r2.agent_id = "taken-by".to_owned();
+    store
+        .apply(&[
+            Change::Task(t2.clone()),
+            Change::Target(r0.clone()),
+            Change::Target(r2.clone()),
+        ])
+        .await?;
+    // Later changes in a batch win; a field set back to None is cleared.
+    let mut r0b = r0.clone();
+    r0b.data = None;
+    r0b.exit_code = None;
+    let mut t3 = t2.clone();
+    t3.reason = None;
+    store
+        .apply(&[Change::Target(r0.clone()), Change::Target(r0b.clone()), Change::Task(t3.clone())])
+        .await?;
+    store.apply(&[]).await?;
+    ensure!(store.task("t1").await?.as_ref() == Some(&t3));
+    ensure!(store.targets("t1").await? == vec![r0b, targets[1].clone(), r2]);
+    Ok(())
+}
+
+async fn apply_with_a_missing_row_fails_and_writes_nothing(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    let t = task("t1", TaskState::Waiting, 10);
+    let targets: Vec<TargetRun> = (0..2).map(|s| target("t1", s, TargetState::Waiting)).collect();
+    store.insert_task(&t, &targets).await?;
+
+    let mut running = t.clone();
+    running.state = TaskState::Running;
+    let mut r0 = targets[0].clone();
+    r0.state = TargetState::Running;
+    let ghost = target("t1", 99, TargetState::Running);
+    match store
+        .apply(&[
+            Change::Task(running.clone()),
+            Change::Target(r0.clone()),
+            Change::Target(ghost),
+        ])
+        .await
+    {
+        Err(e @ StoreError::Missing { .. }) => {
+            ensure!(e.to_string() == "target #99 of task t1 does not exist", "{e}")
+        }
+        other => bail!("{other:?}"),
+    }
+    ensure!(store.task("t1").await?.as_ref() == Some(&t));
+    ensure!(store.targets("t1").await? == targets);
+
+    match store
+        .apply(&[Change::Target(r0), Change::Task(task("t-ghost", TaskState::Running, 1))])
+        .await
+    {
+        Err(StoreError::Missing { what }) => ensure!(what == "task t-ghost", "{what}"),
+        other => bail!("{other:?}"),
+    }
+    ensure!(store.targets("t1").await? == targets);
+    // The store is still usable after the rollbacks.
+    store.apply(&[Change::Task(running.clone())]).await?;
+    ensure!(store.task("t1").await?.as_ref() == Some(&running));
+    Ok(())
+}
+
+async fn task_lists_are_newest_first_filtered_limited_and_counted(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    use TargetState as S;
+    // (id, state, created_ms, target states)
+    let plan: &[(&str, TaskState, u64, &[TargetState])] = &[
+        ("a", TaskState::Succeeded, 100, &[S::Succeeded, S::Succeeded]),
+        ("b", TaskState::Running, 300, &[S::Running, S::Waiting, S::Waiting, S::Failed]),
+        ("c", TaskState::Failed, 200, &[S::Failed, S::TimedOut, S::Lost, S::Skipped, S::Succeeded]),
+        // Same creation time as b: the greater id first.
+        ("d", TaskState::Running, 300, &[]),
+        ("e", TaskState::Waiting, 50, &[S::Waiting]),
+    ];
+    for (id, state, created, states) in plan {
+        let targets: Vec<TargetRun> = states
+            .iter()
+            .enumerate()
+            .map(|(i, s)| target(id, i as u32, *s))
+            .collect();
+        store.insert_task(&task(id, *state, *created), &targets).await?;
+    }
+    let ids = |list: &[bot_proto::api::TaskSummary]| -> Vec<String> {
+        list.iter().map(|s| s.task.id.clone()).collect()
+    };
+
+    let all = store.tasks(&TaskQuery::default()).await?;
+    ensure!(ids(&all) == ["d", "b", "c", "a", "e"], "{:?}", ids(&all));
+    for s in &all {
+        let (_, _, _, states) = plan.iter().find(|p| p.0 == s.task.id).context("planned")?;
+        let expected = TargetCounts::of(&states.iter().map(|st| target("x", 0, *st)).collect::<Vec<_>>());
+        ensure!(s.counts == expected, "{}: {:?} != {expected:?}", s.task.id, s.counts);
+        ensure!(store.task(&s.task.id).await?.as_ref() == Some(&s.task));
+    }
+    let b = &all[1];
+    ensure!(b.counts.total == 4 && b.counts.waiting == 2 && b.counts.running == 1 && b.counts.failed == 1);
+    ensure!(all[0].counts == TargetCounts::default());
+
+    let running = store
+        .tasks(&TaskQuery {
+            state: Some(TaskState::Running),
+            limit: None,
+        })
+        .await?;
+    ensure!(ids(&running) == ["d", "b"], "{:?}", ids(&running));
+    ensure!(running[1].counts == b.counts);
+
+    let two = store
+        .tasks(&TaskQuery {
+            state: None,
+            limit: Some(2),
+        })
+        .await?;
+    ensure!(ids(&two) == ["d", "b"]);
+    let one_failed = store
+        .tasks(&TaskQuery {
+            state: Some(TaskState::Failed),
+            limit: Some(1),
+        })
+        .await?;
+    ensure!(ids(&one_failed) == ["c"] && one_failed[0].counts.total == 5);
+    let none = store
+        .tasks(&TaskQuery {
+            state: Some(TaskState::Cancelled),
+            limit: Some(10),
+        })
+        .await?;
+    ensure!(none.is_empty());
+    ensure!(store.tasks(&TaskQuery { state: None, limit: Some(0) }).await?.is_empty());
+    ensure!(store.tasks(&TaskQuery { state: None, limit: Some(u32::MAX) }).await?.len() == 5);
+    Ok(())
+}
+
+async fn unfinished_tasks_are_waiting_and_running_oldest_first(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    ensure!(store.unfinished_tasks().await?.is_empty());
+    for (id, state, created) in [
+        ("w2", TaskState::Waiting, 30),
+        ("s", TaskState::Succeeded, 5),
+        ("r1", TaskState::Running, 10),
+        ("f", TaskState::Failed, 15),
+        ("c", TaskState::Cancelled, 20),
+        ("w1", TaskState::Waiting, 10),
+    ] {
+        store.insert_task(&task(id, state, created), &[]).await?;
+    }
+    let ids: Vec<String> = store
+        .unfinished_tasks()
+        .await?
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    ensure!(ids == ["r1", "w1", "w2"], "{ids:?}");
+    Ok(())
+}
+
+async fn settings_are_set_and_replaced(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    ensure!(store.setting("mqtt_client_id").await?.is_none());
+    store.set_setting("mqtt_client_id", "bot-server-1").await?;
+    store.set_setting("api_token", "tok ✓").await?;
+    ensure!(store.setting("mqtt_client_id").await?.as_deref() == Some("bot-server-1"));
+    store.set_setting("mqtt_client_id", "").await?;
+    ensure!(store.setting("mqtt_client_id").await?.as_deref() == Some(""));
+    ensure!(store.setting("api_token").await?.as_deref() == Some("tok ✓"));
+    Ok(())
+}
+
+async fn undecodable_rows_are_reported_as_corrupt(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    store.insert_task(&task("t1", TaskState::Waiting, 1), &[]).await?;
+    store.upsert_agent(&agent("a1", "x", 5)).await?;
+    db.raw("UPDATE tasks SET state = 'BOGUS' WHERE id = 't1'").await?;
+    db.raw("UPDATE agents SET facts = '[1' WHERE id = 'a1'").await?;
+    match store.task("t1").await {
+        Err(StoreError::Corrupt { what }) => {
+            ensure!(what.starts_with("tasks t1 column state: \"BOGUS\""), "{what}")
+        }
+        other => bail!("{other:?}"),
+    }
+    match store.agents().await {
+        Err(StoreError::Corrupt { what }) => ensure!(what.starts_with("agents a1 column facts: "), "{what}"),
+        other => bail!("{other:?}"),
+    }
+    Ok(())
+}
+
+// ---- URLs (no database needed)
+
+#[tokio::test]
+async fn bad_urls_are_named_without_their_password() -> Result<()> {
+    for (url, shown, why) in [
+        ("mysql://bot:hunter2@db/bot", "mysql://bot:***@db/bot", "unsupported database"),
+        ("sqlite:/nonexistent-dir/x.db", "sqlite:/nonexistent-dir/x.db", "/nonexistent-dir"),
+        ("sqlite://", "sqlite://", "give the path of a database file"),
+        ("sqlite::memory:", "sqlite::memory:", "no in-memory database"),
+        ("bot.db", "bot.db", "unsupported database"),
+    ] {
+        match Store::open(url).await {
+            Err(e @ StoreError::BadUrl { .. }) => {
+                let text = e.to_string();
+                ensure!(text.starts_with(&format!("database URL {shown}: ")), "{text}");
+                ensure!(text.contains(why) && !text.contains("hunter2"), "{text}");
+            }
+            Err(e) => bail!("{url}: wrong error {e}"),
+            Ok(_) => bail!("{url} opened"),
+        }
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_failed_postgres_connection_is_named_without_its_password() -> Result<()> {
+    // A server that hangs up at once (a refused connection would be retried
+    // for 10 s: a database starting alongside the server).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let port = listener.local_addr()?.port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            drop(conn);
+        }
+    });
+    let url = format!("postgres://bot:hunter2@127.0.0.1:{port}/bot");
+    match Store::open(&url).await {
+        Err(e @ StoreError::Connect { .. }) => {
+            let text = e.to_string();
+            ensure!(
+                text.starts_with(&format!("cannot open database postgres://bot:***@127.0.0.1:{port}/bot: ")),
+                "{text}"
+            );
+            ensure!(!text.contains("hunter2"), "{text}");
+        }
+        Err(e) => bail!("wrong error {e}"),
+        Ok(_) => bail!("opened"),
+    }
+    Ok(())
+}
+
+#[tokio::test]
+async fn sqlite_files_are_created_in_relative_and_odd_paths() -> Result<()> {
+    let dir = TempDir::new("store-paths");
+    let odd = dir.path().join("a dir #1%");
+    std::fs::create_dir(&odd)?;
+    for url in [
+        format!("sqlite:{}/bot ü.db", odd.display()),
+        format!("sqlite://{}/b.db", odd.display()),
+    ] {
+        let store = Store::open(&url).await.with_context(|| url.clone())?;
+        store.set_setting("k", "v").await?;
+        store.close().await;
+    }
+    ensure!(odd.join("bot ü.db").is_file() && odd.join("b.db").is_file());
+    Ok(())
+}

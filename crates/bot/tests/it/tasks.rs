@@ -1,0 +1,493 @@
+//! The task engine end to end: a real `bot server` process (SQLite file or a
+//! private PostgreSQL cluster), real `bot agent` processes on a real
+//! mosquitto, the HTTP API over loopback. Each scenario runs on both
+//! databases (`both_dbs!`).
+//!
+//! Commands record which agent ran them by appending the agent's pid (`$PPID`
+//! of the shell) to a file: that is how "no further target started" and "no
+//! target ran twice" are checked on the agents' side, not only in the
+//! server's records.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail, ensure};
+use bot_testkit::{Lines, Postgres, TempDir};
+use serde_json::{Value, json};
+
+use crate::{Agent, Broker, BrokerKind, bot};
+
+const TOKEN: &str = "test-token-0123456789abcdef";
+
+/// Which database the server uses.
+#[derive(Debug, Clone, Copy)]
+pub enum Db {
+    Sqlite,
+    Postgres,
+}
+
+/// A database for one scenario (the PostgreSQL cluster lives as long as it).
+struct Database {
+    url: String,
+    _pg: Option<Postgres>,
+}
+
+impl Database {
+    fn new(kind: Db, dir: &Path) -> Result<Database> {
+        Ok(match kind {
+            Db::Sqlite => Database {
+                url: format!("sqlite:{}", dir.join("bot.db").display()),
+                _pg: None,
+            },
+            Db::Postgres => {
+                let pg = Postgres::start()?;
+                let url = pg.create_database("bot")?;
+                Database {
+                    url,
+                    _pg: Some(pg),
+                }
+            }
+        })
+    }
+}
+
+/// A running `bot server`.
+struct Server {
+    child: Child,
+    base: String,
+    http: ureq::Agent,
+    _log: Lines,
+}
+
+impl Server {
+    fn start(broker: &str, db: &str, data_dir: &Path) -> Result<Server> {
+        let mut child = Command::new(bot())
+            .args(["server", "--broker", broker, "--db", db, "--http", "127.0.0.1:0"])
+            .arg("--data-dir")
+            .arg(data_dir)
+            .env("BOT_API_TOKENS", format!("test={TOKEN}"))
+            .env("BOT_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .context("cannot run bot server")?;
+        let mut out = Lines::from_pipe(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+        let log = Lines::from_pipe(child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?);
+        let line = out.wait_for("the server's listening line", crate::WAIT, |l| {
+            l.starts_with("listening: http://")
+        });
+        let line = match line {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = child.kill();
+                return Err(e);
+            }
+        };
+        let base = line
+            .trim_start_matches("listening: ")
+            .trim_end_matches("/api")
+            .to_owned();
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(30)))
+            .build()
+            .into();
+        Ok(Server {
+            child,
+            base,
+            http,
+            _log: log,
+        })
+    }
+
+    fn get(&self, path: &str) -> Result<(u16, Value)> {
+        let mut r = self
+            .http
+            .get(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .call()?;
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string()?;
+        Ok((status, serde_json::from_str(&body).context(body)?))
+    }
+
+    fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+        let mut r = self
+            .http
+            .post(&format!("{}{path}", self.base))
+            .header("Authorization", &format!("Bearer {TOKEN}"))
+            .header("Content-Type", "application/json")
+            .send(body.to_string().as_bytes())?;
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string()?;
+        Ok((status, serde_json::from_str(&body).context(body)?))
+    }
+
+    /// Submits a task; returns its id.
+    fn submit(&self, task: Value) -> Result<String> {
+        let (status, body) = self.post("/api/tasks", &task)?;
+        ensure!(status == 201, "submit: {status} {body}");
+        Ok(body["id"].as_str().ok_or_else(|| anyhow!("no id"))?.to_owned())
+    }
+
+    /// Polls the task until `done(task)` holds.
+    fn wait_task(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Result<Value> {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (status, task) = self.get(&format!("/api/tasks/{id}"))?;
+            ensure!(status == 200, "get task: {status} {task}");
+            if done(&task) {
+                return Ok(task);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}: {task:#}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn wait_final(&self, id: &str) -> Result<Value> {
+        self.wait_task(id, "a final state", |t| {
+            matches!(
+                t["state"].as_str(),
+                Some("SUCCEEDED" | "FAILED" | "CANCELLED")
+            )
+        })
+    }
+
+    /// Waits until `n` agents are online in the registry.
+    fn wait_agents(&self, n: usize) -> Result<()> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, agents) = self.get("/api/agents?online=true")?;
+            let have = agents.as_array().map_or(0, Vec::len);
+            if have >= n {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                bail!("only {have} of {n} agents online: {agents:#}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL: no clean shutdown, like a crash.
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A broker, `n` agents named a0…, and a server on `db`.
+struct Fleet {
+    broker: Broker,
+    agents: Vec<Agent>,
+    server: Server,
+    db: Database,
+    dir: TempDir,
+}
+
+impl Fleet {
+    fn start(db: Db, n: usize) -> Result<Fleet> {
+        let dir = TempDir::new("tasks");
+        let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
+        let url = broker.url();
+        // A short keep-alive: a killed agent's last will comes within ~3 s.
+        let agents = (0..n)
+            .map(|i| Agent::start(bot(), &format!("a{i}"), &[url.clone()], "keep_alive = 2\n"))
+            .collect::<Result<Vec<_>>>()?;
+        let db = Database::new(db, dir.path())?;
+        let server = Server::start(&url, &db.url, &dir.path().join("server"))?;
+        server.wait_agents(n)?;
+        Ok(Fleet {
+            broker,
+            agents,
+            server,
+            db,
+            dir,
+        })
+    }
+
+    fn restart_server(&mut self) -> Result<()> {
+        self.server.kill();
+        self.server = Server::start(&self.broker.url(), &self.db.url, &self.dir.path().join("server"))?;
+        Ok(())
+    }
+
+    fn ids(&self) -> Result<Vec<String>> {
+        self.agents.iter().map(Agent::id).collect()
+    }
+
+    /// A file commands append the running agent's pid to.
+    fn runs_file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Lines of the runs file (one per command run), empty if absent.
+fn runs(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+fn targets(task: &Value) -> Vec<Value> {
+    task["targets"].as_array().cloned().unwrap_or_default()
+}
+
+fn states(task: &Value) -> Vec<String> {
+    targets(task)
+        .iter()
+        .map(|t| t["state"].as_str().unwrap_or("?").to_owned())
+        .collect()
+}
+
+fn count(task: &Value, state: &str) -> usize {
+    states(task).iter().filter(|s| *s == state).count()
+}
+
+/// The most targets running at once, from the recorded start/end times
+/// (half-open intervals: an end at t frees the slot for a start at t).
+fn max_overlap(task: &Value) -> usize {
+    let mut edges = Vec::new();
+    for t in targets(task) {
+        if let (Some(s), Some(e)) = (t["started_ms"].as_u64(), t["finished_ms"].as_u64()) {
+            edges.push((s, 1i32));
+            edges.push((e, -1i32));
+        }
+    }
+    edges.sort_by_key(|&(t, d)| (t, d)); // ends (-1) before starts at the same ms
+    let (mut now, mut max) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        max = max.max(now);
+    }
+    max as usize
+}
+
+/// `sh -c SCRIPT` as a task body.
+fn shell(script: &str) -> Value {
+    json!({ "shell": script })
+}
+
+pub fn parallel_window_is_never_exceeded(db: Db) -> Result<()> {
+    let f = Fleet::start(db, 5)?;
+    let log = f.runs_file("runs");
+    let id = f.server.submit(json!({
+        "args": shell(&format!("echo ran-$PPID; echo $PPID >> {}; sleep 0.4", log.display())),
+        "targets": f.ids()?,
+        "parallel": 2,
+        "timeout_s": 20,
+    }))?;
+    let task = f.server.wait_final(&id)?;
+    ensure!(task["state"] == "SUCCEEDED", "{task:#}");
+    ensure!(count(&task, "SUCCEEDED") == 5, "{task:#}");
+    ensure!(max_overlap(&task) == 2, "window 2, overlap {}: {task:#}", max_overlap(&task));
+    for t in targets(&task) {
+        ensure!(t["exit_code"] == 0, "{t:#}");
+        ensure!(
+            t["stdout"].as_str().is_some_and(|s| s.starts_with("ran-")),
+            "stdout not captured: {t:#}"
+        );
+    }
+    // Rollout order = the order given.
+    let order: Vec<String> = targets(&task)
+        .iter()
+        .filter_map(|t| t["agent_name"].as_str().map(str::to_owned))
+        .collect();
+    ensure!(order == ["a0", "a1", "a2", "a3", "a4"], "{order:?}");
+    ensure!(runs(&log).len() == 5);
+    Ok(())
+}
+
+pub fn fail_count_and_fail_rate_stop_the_rollout(db: Db) -> Result<()> {
+    let f = Fleet::start(db, 5)?;
+    for (name, thresholds, expect_started) in [
+        ("fail_count", json!({ "fail_count": 1 }), 2usize),
+        ("fail_count0", json!({ "fail_count": 0 }), 1),
+        // 5 targets, rate 0.3: the second failure (0.4) stops it.
+        ("fail_rate", json!({ "fail_rate": 0.3 }), 2),
+    ] {
+        let log = f.runs_file(name);
+        let mut task = json!({
+            "args": shell(&format!("echo $PPID >> {}; echo boom >&2; exit 3", log.display())),
+            "targets": f.ids()?,
+            "parallel": 1,
+            "timeout_s": 20,
+        });
+        if let (Some(t), Some(extra)) = (task.as_object_mut(), thresholds.as_object()) {
+            t.extend(extra.clone());
+        }
+        let id = f.server.submit(task)?;
+        let task = f.server.wait_final(&id)?;
+        ensure!(task["state"] == "FAILED", "{name}: {task:#}");
+        ensure!(
+            task["reason"].as_str().is_some_and(|r| r.contains("exceeded")),
+            "{name}: {task:#}"
+        );
+        ensure!(count(&task, "FAILED") == expect_started, "{name}: {task:#}");
+        ensure!(count(&task, "SKIPPED") == 5 - expect_started, "{name}: {task:#}");
+        // The agents' side agrees: exactly that many commands ran.
+        ensure!(runs(&log).len() == expect_started, "{name}: ran {:?}", runs(&log));
+        for t in targets(&task) {
+            if t["state"] == "FAILED" {
+                ensure!(t["exit_code"] == 3 && t["stderr"] == "boom\n", "{t:#}");
+            } else {
+                ensure!(t["started_ms"].is_null(), "a skipped target started: {t:#}");
+            }
+        }
+    }
+    // A wide window: the threshold still stops further starts.
+    let log = f.runs_file("wide");
+    let id = f.server.submit(json!({
+        "args": shell(&format!("echo $PPID >> {}; sleep 0.5; exit 1", log.display())),
+        "targets": f.ids()?,
+        "parallel": 2,
+        "fail_count": 0,
+    }))?;
+    let task = f.server.wait_final(&id)?;
+    let first_end = targets(&task)
+        .iter()
+        .filter_map(|t| t["finished_ms"].as_u64())
+        .min()
+        .ok_or_else(|| anyhow!("nothing finished: {task:#}"))?;
+    for t in targets(&task) {
+        if let Some(s) = t["started_ms"].as_u64() {
+            ensure!(s <= first_end, "a target started after the threshold: {task:#}");
+        }
+    }
+    ensure!(count(&task, "SKIPPED") == 3, "{task:#}");
+    ensure!(runs(&log).len() == 2);
+
+    // Retry the failed ones as a new task.
+    let (status, retry) = f.server.post(&format!("/api/tasks/{id}/retry"), &json!({}))?;
+    ensure!(status == 201, "{status} {retry}");
+    ensure!(retry["retry_of"] == id.as_str());
+    ensure!(targets(&retry).len() == 2, "{retry:#}");
+    let (status, retry2) = f
+        .server
+        .post(&format!("/api/tasks/{id}/retry"), &json!({ "include_skipped": true }))?;
+    ensure!(status == 201 && targets(&retry2).len() == 5, "{status} {retry2:#}");
+    Ok(())
+}
+
+pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
+    let mut f = Fleet::start(db, 3)?;
+    // The agent kills the command at the timeout and says so.
+    let id = f.server.submit(json!({
+        "args": shell("sleep 30"),
+        "targets": [f.agents[0].id()?],
+        "timeout_s": 1,
+    }))?;
+    let task = f.server.wait_final(&id)?;
+    ensure!(count(&task, "TIMED_OUT") == 1, "{task:#}");
+    ensure!(task["state"] == "FAILED");
+
+    // An agent killed mid-run: its target becomes LOST (last will).
+    let id = f.server.submit(json!({
+        "args": shell("sleep 30"),
+        "targets": [f.agents[1].id()?, f.agents[2].id()?],
+        "timeout_s": 120,
+    }))?;
+    f.server
+        .wait_task(&id, "two running", |t| count(t, "RUNNING") == 2)?;
+    f.agents[1].signal("KILL")?;
+    let task = f
+        .server
+        .wait_task(&id, "a LOST target", |t| count(t, "LOST") == 1)?;
+    let lost = targets(&task)
+        .into_iter()
+        .find(|t| t["state"] == "LOST")
+        .ok_or_else(|| anyhow!("no lost target"))?;
+    ensure!(lost["agent_name"] == "a1", "{lost:#}");
+
+    // Cancel: the running one finishes (here: runs on), nothing else starts.
+    let (status, cancelled) = f.server.post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
+    ensure!(status == 200, "{status} {cancelled}");
+    let (status, again) = f.server.post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
+    ensure!(status == 409, "second cancel: {status} {again}");
+
+    // Cancel before anything ran: every target SKIPPED.
+    let log = f.runs_file("cancel");
+    let id2 = f.server.submit(json!({
+        "args": shell(&format!("echo $PPID >> {}; sleep 1", log.display())),
+        "targets": [f.agents[0].id()?, f.agents[2].id()?],
+        "parallel": 1,
+    }))?;
+    f.server
+        .wait_task(&id2, "first running", |t| count(t, "RUNNING") == 1)?;
+    let (status, body) = f.server.post(&format!("/api/tasks/{id2}/cancel"), &json!({}))?;
+    ensure!(status == 200, "{status} {body}");
+    let task = f.server.wait_final(&id2)?;
+    ensure!(task["state"] == "CANCELLED", "{task:#}");
+    ensure!(count(&task, "SUCCEEDED") == 1 && count(&task, "SKIPPED") == 1, "{task:#}");
+    ensure!(runs(&log).len() == 1);
+    f.agents.remove(1);
+    Ok(())
+}
+
+pub fn server_killed_mid_task_resumes_without_running_twice(db: Db) -> Result<()> {
+    let mut f = Fleet::start(db, 4)?;
+    let log = f.runs_file("runs");
+    let id = f.server.submit(json!({
+        "args": shell(&format!("sleep 1.5; echo $PPID >> {}", log.display())),
+        "targets": f.ids()?,
+        "parallel": 2,
+        "timeout_s": 30,
+    }))?;
+    f.server
+        .wait_task(&id, "two running", |t| count(t, "RUNNING") == 2)?;
+    f.server.kill();
+    // The two running commands finish and reply while the server is down.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(&log).len() < 2 {
+        ensure!(Instant::now() < deadline, "commands did not finish");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    f.restart_server()?;
+    let task = f.server.wait_final(&id)?;
+    ensure!(task["state"] == "SUCCEEDED", "{task:#}");
+    ensure!(count(&task, "SUCCEEDED") == 4, "{task:#}");
+    // No target ran twice, none was lost: one line per agent.
+    let lines = runs(&log);
+    let mut per_agent: BTreeMap<&str, usize> = BTreeMap::new();
+    for l in &lines {
+        *per_agent.entry(l).or_default() += 1;
+    }
+    ensure!(
+        lines.len() == 4 && per_agent.len() == 4,
+        "runs: {lines:?}"
+    );
+    ensure!(max_overlap(&task) <= 2, "{task:#}");
+    Ok(())
+}
+
+macro_rules! both_dbs {
+    ($($scenario:ident),* $(,)?) => {
+        mod sqlite {
+            $( #[test] fn $scenario() { super::$scenario(super::Db::Sqlite).unwrap() } )*
+        }
+        mod postgres {
+            $( #[test] fn $scenario() { super::$scenario(super::Db::Postgres).unwrap() } )*
+        }
+    };
+}
+
+both_dbs!(
+    parallel_window_is_never_exceeded,
+    fail_count_and_fail_rate_stop_the_rollout,
+    timeouts_lost_agents_and_cancel,
+    server_killed_mid_task_resumes_without_running_twice,
+);
