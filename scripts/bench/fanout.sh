@@ -2,7 +2,7 @@
 # Figure 2 of docs/benchmarks.md: `bot ping` fan-out to N simulated agents
 # (`bot-sim agents`, one MQTT connection each, all in one process), time from
 # PING to the last of N PONGs, through one broker:
-#   embedded           `bot up --no-agent --no-ws --listen 127.0.0.1:0`
+#   embedded           `bot up --no-agent --no-server --no-ws --listen 127.0.0.1:0`
 #   mosquitto          private mosquitto 2.0 with max_queued_messages 100000
 #   mosquitto-nodelay  as mosquitto, plus set_tcp_nodelay true (Nagle off)
 #   mosquitto-default  private mosquitto 2.0 with its default limits (per-client

@@ -84,7 +84,7 @@ start_mosquitto() {
 # Sets BROKER_URL and BROKER_PID.
 start_embedded() {
     local out="$WORK/up-$RANDOM.out" line
-    "$BOT" up --no-agent --no-ws --listen 127.0.0.1:0 >"$out" 2>"$out.err" &
+    "$BOT" up --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$out" 2>"$out.err" &
     BROKER_PID=$!
     PIDS+=("$BROKER_PID")
     line=$(wait_line "$out" '^listening: mqtt://' 30)

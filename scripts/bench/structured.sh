@@ -31,7 +31,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_broker() { # $1 = embedded|mosquitto; sets URL
     local port
     if [ "$1" = embedded ]; then
-        "$BOT" up --no-agent --no-ws --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.err" &
+        "$BOT" up --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.err" &
         PIDS+=($!); BROKER=$!
         for _ in $(seq 100); do grep -q '^listening: mqtt://' "$WORK/up.out" && break; sleep 0.1; done
         URL=$(grep -o 'mqtt://[0-9.:]*' "$WORK/up.out" | head -1)

@@ -44,7 +44,7 @@ impl Store {
         for chunk in agents.chunks(per_chunk) {
             let sql = format!(
                 "INSERT INTO agents ({COLUMNS}) VALUES {}{UPSERT_TAIL}",
-                rows::values(NCOLS, chunk.len())
+                rows::values(self.backend, NCOLS, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == per_chunk);
             for &(a, first_seen_ms) in chunk {

@@ -68,7 +68,7 @@ impl Store {
         let mut tx = self.begin_write().await?;
         let sql = format!(
             "INSERT INTO tasks ({TASK_COLUMNS}) VALUES {}",
-            rows::values(TASK_NCOLS, 1)
+            rows::values(self.backend, TASK_NCOLS, 1)
         );
         bind_task(sqlx::query(AssertSqlSafe(sql)), task)?
             .execute(&mut *tx)
@@ -77,7 +77,7 @@ impl Store {
         for chunk in targets.chunks(per_chunk) {
             let sql = format!(
                 "INSERT INTO targets ({TARGET_COLUMNS}) VALUES {}",
-                rows::values(TARGET_NCOLS, chunk.len())
+                rows::values(self.backend, TARGET_NCOLS, chunk.len())
             );
             let mut q = sqlx::query(AssertSqlSafe(sql)).persistent(chunk.len() == per_chunk);
             for t in chunk {

@@ -309,7 +309,7 @@ async fn ten_thousand_agents_upsert_in_one_batch(db: TestDb) -> Result<()> {
         db.backend
     );
     // Generous (debug build, shared machine): catches a row-per-statement regression.
-    ensure!(inserted.as_secs_f64() < 5.0 && updated.as_secs_f64() < 5.0);
+    ensure!(inserted.as_secs_f64() < 3.0 && updated.as_secs_f64() < 3.0);
     let all = store.agents().await?;
     ensure!(all.len() == 10_000);
     ensure!(all.iter().all(|a| !a.online && a.first_seen_ms < 99_999));

@@ -233,7 +233,7 @@ impl Drop for Broker {
 
 fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
     let mut child = Command::new(bot)
-        .args(["up", "--no-agent", "--no-ws", "--listen"])
+        .args(["up", "--no-agent", "--no-server", "--no-ws", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .env("BOT_LOG", "warn")
         .stdin(Stdio::null())

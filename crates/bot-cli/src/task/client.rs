@@ -56,23 +56,28 @@ impl fmt::Debug for ServerArgs {
 
 impl ServerArgs {
     /// The token to send: `--token`, else the contents of `--token-file`
-    /// (trimmed), else none.
+    /// (trimmed), else none. An empty `--token` (`BOT_TOKEN=`) counts as
+    /// not given.
     pub fn resolve_token(&self) -> Result<Option<String>, String> {
-        let (token, origin) = if let Some(t) = &self.token {
-            (t.trim().to_owned(), "--token".to_owned())
+        let flag = self
+            .token
+            .as_deref()
+            .map(str::trim)
+            .filter(|t| !t.is_empty());
+        let (token, origin) = if let Some(t) = flag {
+            (t.to_owned(), "--token".to_owned())
         } else if let Some(path) = &self.token_file {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| format!("cannot read the token file {}: {e}", path.display()))?;
-            (
-                text.trim().to_owned(),
-                format!("the token file {}", path.display()),
-            )
+            let origin = format!("the token file {}", path.display());
+            let token = text.trim().to_owned();
+            if token.is_empty() {
+                return Err(format!("{origin} is empty"));
+            }
+            (token, origin)
         } else {
             return Ok(None);
         };
-        if token.is_empty() {
-            return Err(format!("{origin} is empty"));
-        }
         if !token.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(format!(
                 "{origin} holds characters not allowed in an HTTP header (spaces, control or non-ASCII characters)"
@@ -525,10 +530,17 @@ pub(crate) mod tests {
         );
         let e = args(None, Some(dir.join("missing"))).resolve_token();
         assert!(e.is_err_and(|e| e.contains("missing")));
+        assert_eq!(args(Some("  "), None).resolve_token(), Ok(None));
         assert_eq!(
-            args(Some("  "), None).resolve_token(),
-            Err("--token is empty".to_owned())
+            args(Some(""), Some(file.clone())).resolve_token(),
+            Ok(Some("s3cret-from-file".to_owned()))
         );
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n").expect("write");
+        let e = args(None, Some(empty))
+            .resolve_token()
+            .expect_err("empty file");
+        assert!(e.ends_with("empty is empty"), "{e}");
         let e = args(Some("s3cret with space"), None)
             .resolve_token()
             .expect_err("space");

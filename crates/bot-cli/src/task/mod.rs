@@ -80,8 +80,8 @@ pub struct ListArgs {
     /// Only tasks in this state: WAITING, RUNNING, SUCCEEDED, FAILED or CANCELLED.
     #[arg(long, value_parser = parse_state)]
     pub state: Option<TaskState>,
-    /// At most this many tasks.
-    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    /// At most this many tasks (1..=1000).
+    #[arg(long, value_name = "N", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub limit: u32,
     /// Print the tasks as JSON.
     #[arg(long)]
@@ -295,10 +295,17 @@ async fn run_cancel(a: CancelArgs, shutdown: CancellationToken) -> anyhow::Resul
     Ok(ExitCode::SUCCESS)
 }
 
-/// `task ID CANCELLED: 2 ok, 0 failed, 1 running, 7 waiting (of 10)`.
+/// `task ID RUNNING (cancelled by alice): 2 ok, 0 failed, 1 running, 7
+/// skipped (of 10)`: running targets finish, nothing further starts.
 pub fn cancel_line(d: &TaskDetail) -> String {
+    let reason = d
+        .task
+        .reason
+        .as_deref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
     format!(
-        "task {} {}: {}",
+        "task {} {}{reason}: {}",
         d.task.id,
         d.task.state,
         render::counts_text(&d.counts)
@@ -386,7 +393,7 @@ mod tests {
     #[test]
     fn cancel_prints_state_and_counts() {
         use bot_proto::api::TargetState;
-        let d = render::tests::detail(
+        let mut d = render::tests::detail(
             TaskState::Cancelled,
             vec![
                 render::tests::target(0, "a", TargetState::Succeeded),
@@ -397,5 +404,7 @@ mod tests {
             cancel_line(&d),
             "task 0195b7f0c1a27e3d9a4f5b6c7d8e9f01 CANCELLED: 1 ok, 0 failed, 1 skipped (of 2)"
         );
+        d.task.reason = Some("cancelled by alice".into());
+        assert!(cancel_line(&d).contains(" CANCELLED (cancelled by alice): "));
     }
 }

