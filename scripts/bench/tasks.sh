@@ -18,7 +18,7 @@ FLEET=${FLEET:-target/release/examples/fleet}
 N=${N:-1000}
 P=${P:-100}
 RUNS=${RUNS:-5}
-DBS=${DBS:-sqlite postgres}
+DBS=${DBS-sqlite postgres}
 API_N=${API_N:-10000}
 TOKEN=bench-token-0123456789abcdef
 WORK=$(mktemp -d /tmp/bot-tasks.XXXXXX)
@@ -95,7 +95,7 @@ start_fleet() { # $1 = count
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; N=$N parallel=$P runs=$RUNS"
 start_mosquitto
-start_fleet "$N"
+[ -z "$DBS" ] || start_fleet "$N"
 for db in $DBS; do
     if [ "$db" = postgres ]; then
         start_postgres
@@ -134,16 +134,16 @@ EOF
     echo "$db: task true x$N parallel $P: submit to last result stored: runs $(tr '\n' ' ' <"$WORK/task.ms")ms; median $(median <"$WORK/task.ms") ms"
     kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
 done
-kill "$FLEET_PID"; wait "$FLEET_PID" 2>/dev/null || true
+if [ -n "$DBS" ]; then kill "$FLEET_PID"; wait "$FLEET_PID" 2>/dev/null || true; fi
 
 if [ "$API_N" -gt 0 ] && command -v wrk >/dev/null; then
     start_fleet "$API_N"
     start_server "sqlite:$WORK/api.db"
     wait_online "$API_N"
     bytes=$(api "$API/api/agents" | wc -c)
-    sub=$(api "$API/api/agents?filter=sim1*" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
-    echo "GET /api/agents: $API_N agents, $bytes bytes; filter sim1* selects $sub"
-    for path in "/api/agents" "/api/agents?filter=sim1*"; do
+    sub=$(api "$API/api/agents?filter=sim-1*" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
+    echo "GET /api/agents: $API_N agents, $bytes bytes; filter sim-1* selects $sub"
+    for path in "/api/agents" "/api/agents?filter=sim-1*"; do
         wrk -t2 -c8 -d10s --latency -H "Authorization: Bearer $TOKEN" "$API$path" >"$WORK/wrk.out"
         rps=$(awk '/Requests\/sec/ {print $2}' "$WORK/wrk.out")
         p99=$(awk '$1=="99%" {print $2}' "$WORK/wrk.out")

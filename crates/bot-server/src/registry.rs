@@ -38,7 +38,26 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct Inner {
     agents: HashMap<String, Agent>,
+    /// Each agent's JSON as the API shows it, kept up to date with `agents`,
+    /// so that listing 10,000 agents is a concatenation, not 10,000
+    /// serialisations.
+    json: HashMap<String, Arc<str>>,
     dirty: HashSet<String>,
+}
+
+impl Inner {
+    /// Records that `id` changed: to be stored, and its JSON redone.
+    fn changed(&mut self, id: &str) {
+        if let Some(a) = self.agents.get(id) {
+            match serde_json::to_string(a) {
+                Ok(j) => {
+                    self.json.insert(id.to_owned(), j.into());
+                }
+                Err(e) => tracing::error!(%id, error = %e, "cannot encode agent"),
+            }
+        }
+        self.dirty.insert(id.to_owned());
+    }
 }
 
 /// Why a name or id does not resolve to one agent.
@@ -62,10 +81,15 @@ impl Registry {
     /// offline are announced on the returned channel (for the engine).
     pub fn new(agents: Vec<Agent>) -> (Registry, mpsc::UnboundedReceiver<String>) {
         let (offline_tx, offline_rx) = mpsc::unbounded_channel();
-        let inner = Inner {
+        let mut inner = Inner {
             agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
-            dirty: HashSet::new(),
+            ..Inner::default()
         };
+        let ids: Vec<String> = inner.agents.keys().cloned().collect();
+        for id in ids {
+            inner.changed(&id);
+        }
+        inner.dirty.clear();
         (
             Registry {
                 inner: Arc::new(RwLock::new(inner)),
@@ -114,7 +138,7 @@ impl Registry {
                         .insert(status.id.clone(), Agent::from_status(&status, now));
                 }
             }
-            inner.dirty.insert(status.id.clone());
+            inner.changed(&status.id);
             went_offline
         };
         if went_offline {
@@ -132,7 +156,7 @@ impl Registry {
         if let Some(a) = inner.agents.get_mut(&hb.id) {
             a.last_seen_ms = a.last_seen_ms.max(now);
             let id = a.id.clone();
-            inner.dirty.insert(id);
+            inner.changed(&id);
         }
     }
 
@@ -149,7 +173,7 @@ impl Registry {
                 }
             }
             for id in &gone {
-                inner.dirty.insert(id.clone());
+                inner.changed(id);
             }
         }
         for id in gone {
@@ -181,6 +205,34 @@ impl Registry {
             .collect();
         v.sort_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
         v
+    }
+
+    /// The JSON array of the agents matching `filter` and `online` (either
+    /// when `None`), ordered by name then id: what `GET /api/agents` returns,
+    /// built from each agent's cached JSON.
+    pub fn select_json(&self, filter: Option<&Filter>, online: Option<bool>) -> String {
+        let inner = self.read();
+        let mut v: Vec<&Agent> = inner
+            .agents
+            .values()
+            .filter(|a| online.is_none_or(|o| a.online == o))
+            .filter(|a| filter.is_none_or(|f| f.matches(*a)))
+            .collect();
+        v.sort_unstable_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        let parts: Vec<&str> = v
+            .iter()
+            .filter_map(|a| inner.json.get(&a.id).map(|j| &**j))
+            .collect();
+        let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
+        out.push('[');
+        for (i, p) in parts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(p);
+        }
+        out.push(']');
+        out
     }
 
     /// The agent with this id, or else the one agent with this name.
@@ -255,5 +307,71 @@ impl Registry {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn agent(id: &str, name: &str, online: bool, os: &str) -> Agent {
+        let mut facts = bot_proto::envelope::Facts::new();
+        facts.insert("os".into(), serde_json::Value::from(os));
+        Agent {
+            id: id.into(),
+            name: name.into(),
+            hostname: name.into(),
+            ips: vec!["10.0.0.1".into()],
+            version: "0.1.0".into(),
+            online,
+            facts,
+            tags: vec!["web".into()],
+            pools: vec![],
+            started_ms: 1,
+            heartbeat_s: 30,
+            first_seen_ms: 2,
+            last_seen_ms: 3,
+        }
+    }
+
+    #[test]
+    fn cached_json_lists_what_select_returns() {
+        let (r, _rx) = Registry::new(vec![
+            agent("3", "web2", true, "linux"),
+            agent("1", "web1", true, "linux"),
+            agent("2", "db1", false, "freebsd"),
+        ]);
+        let f = bot_proto::filter::parse("os=linux").expect("filter");
+        for (filter, online) in [(None, None), (Some(&f), None), (None, Some(true)), (None, Some(false))] {
+            let listed: Vec<Agent> =
+                serde_json::from_str(&r.select_json(filter, online)).expect("valid JSON");
+            let mut expected = r.select(filter, false);
+            expected.retain(|a| online.is_none_or(|o| a.online == o));
+            assert_eq!(listed, expected);
+        }
+        assert_eq!(r.select_json(Some(&f), Some(false)), "[]");
+    }
+
+    #[test]
+    fn names_resolve_unless_ambiguous() {
+        let (r, _rx) = Registry::new(vec![
+            agent("1", "web1", true, "linux"),
+            agent("2", "dup", true, "linux"),
+            agent("3", "dup", true, "linux"),
+        ]);
+        assert_eq!(r.resolve("web1").map(|a| a.id), Ok("1".to_owned()));
+        assert_eq!(r.resolve("2").map(|a| a.id), Ok("2".to_owned()));
+        assert!(matches!(r.resolve("dup"), Err(ResolveError::Ambiguous { .. })));
+        assert!(matches!(r.resolve("nope"), Err(ResolveError::Unknown(_))));
+    }
+
+    #[test]
+    fn silent_agents_go_offline_and_are_announced() {
+        let (r, mut rx) = Registry::new(vec![agent("1", "web1", true, "linux")]);
+        r.sweep(3 + 30 * STALE_HEARTBEATS * 1000);
+        assert!(r.is_online("1"), "not yet past the limit");
+        r.sweep(4 + 30 * STALE_HEARTBEATS * 1000);
+        assert!(!r.is_online("1"));
+        assert_eq!(rx.try_recv().ok().as_deref(), Some("1"));
     }
 }

@@ -77,7 +77,8 @@ impl Store {
     /// A heartbeat: `last_seen_ms` = max(stored, `seen_ms`), online. False if
     /// `id` is unknown.
     pub async fn touch_agent(&self, id: &str, seen_ms: u64) -> Result<bool, StoreError> {
-        let sql = format!("UPDATE agents SET online = 1, last_seen_ms = {LATEST_SEEN} WHERE id = $1");
+        let sql =
+            format!("UPDATE agents SET online = 1, last_seen_ms = {LATEST_SEEN} WHERE id = $1");
         let done = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(seen(id, seen_ms)?)
@@ -109,7 +110,9 @@ impl Store {
     /// Every agent, by name then id.
     pub async fn agents(&self) -> Result<Vec<Agent>, StoreError> {
         let sql = format!("SELECT {COLUMNS} FROM agents ORDER BY name, id");
-        let rows = sqlx::query(AssertSqlSafe(sql)).fetch_all(&self.pool).await?;
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .fetch_all(&self.pool)
+            .await?;
         rows.iter().map(read).collect()
     }
 

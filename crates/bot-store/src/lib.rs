@@ -133,7 +133,9 @@ impl Store {
     /// - `sqlite:PATH` or `sqlite://PATH` (`sqlite:///abs/path` too): the file
     ///   is created if absent; its directory must exist. PATH is taken
     ///   literally (no percent-decoding).
-    /// - `postgres://…` or `postgresql://…`: the database must exist.
+    /// - `postgres://…` or `postgresql://…`: the database must exist. A
+    ///   refused connection is retried for up to 10 s (a database starting
+    ///   alongside the server).
     pub async fn open(url: &str) -> Result<Store, StoreError> {
         install_default_drivers();
         let shown = redact(url);
@@ -172,7 +174,11 @@ impl Store {
                     source,
                 })?;
             if !mode.eq_ignore_ascii_case("wal") {
-                tracing::warn!(url = %shown, journal_mode = %mode, "SQLite could not switch to WAL; concurrent reads will wait for writes");
+                tracing::warn!(
+                    url = %shown,
+                    journal_mode = %mode,
+                    "SQLite could not switch to WAL: reads will wait for writes"
+                );
             }
         }
         let store = Store { pool, backend };
@@ -285,7 +291,38 @@ fn redact(url: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    use sqlx::{AssertSqlSafe, Row};
+
     use super::*;
+
+    #[tokio::test]
+    async fn sqlite_connections_are_configured() -> Result<(), StoreError> {
+        let dir = bot_testkit::TempDir::new("store-pragmas");
+        let store = Store::open(&format!("sqlite:{}/p.db", dir.path().display())).await?;
+        // Several connections at once: each ran the pragmas.
+        let conns = [
+            store.pool.acquire().await?,
+            store.pool.acquire().await?,
+            store.pool.acquire().await?,
+        ];
+        for mut conn in conns {
+            for (pragma, expected) in [
+                ("journal_mode", "wal"),
+                ("synchronous", "1"),
+                ("busy_timeout", "5000"),
+                ("foreign_keys", "1"),
+            ] {
+                let row = sqlx::query(AssertSqlSafe(format!("PRAGMA {pragma}")))
+                    .fetch_one(&mut *conn)
+                    .await?;
+                let value = row
+                    .try_get::<String, _>(0)
+                    .or_else(|_| row.try_get::<i64, _>(0).map(|v| v.to_string()))?;
+                assert_eq!(value, expected, "PRAGMA {pragma}");
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn redact_hides_passwords_only() {
@@ -298,7 +335,10 @@ mod tests {
             redact("postgresql://db/bot?user=bot&password=x&sslmode=require"),
             "postgresql://db/bot?user=bot&password=***&sslmode=require"
         );
-        assert_eq!(redact("sqlite:/var/lib/bot/bot.db"), "sqlite:/var/lib/bot/bot.db");
+        assert_eq!(
+            redact("sqlite:/var/lib/bot/bot.db"),
+            "sqlite:/var/lib/bot/bot.db"
+        );
     }
 
     #[test]
@@ -306,10 +346,13 @@ mod tests {
         let dir = std::env::temp_dir();
         let url = sqlite_connect_url("x", &format!("{}/a b%?.db", dir.display()));
         assert!(url.is_err(), "a ? is refused: {url:?}");
-        let url = sqlite_connect_url("x", &format!("{}/a b%.db", dir.display()))
-            .unwrap_or_default();
+        let url =
+            sqlite_connect_url("x", &format!("{}/a b%.db", dir.display())).unwrap_or_default();
         let canon = dir.canonicalize().unwrap_or_default();
-        assert_eq!(url, format!("sqlite:{}/a%20b%25.db?mode=rwc", canon.display()));
+        assert_eq!(
+            url,
+            format!("sqlite:{}/a%20b%25.db?mode=rwc", canon.display())
+        );
         assert!(matches!(
             sqlite_connect_url("x", "/nonexistent-dir/x.db"),
             Err(StoreError::BadUrl { reason, .. }) if reason.contains("/nonexistent-dir")

@@ -48,10 +48,11 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
                 .await?;
         }
         tx.execute(CREATE_TABLE).await?;
-        let current: Option<i64> = sqlx::query("SELECT MAX(version) AS v FROM bot_schema_migrations")
-            .fetch_one(&mut *tx)
-            .await?
-            .try_get("v")?;
+        let current: Option<i64> =
+            sqlx::query("SELECT MAX(version) AS v FROM bot_schema_migrations")
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get("v")?;
         let current = current.unwrap_or(0);
         if current > LATEST_VERSION {
             return Err(StoreError::SchemaTooNew {

@@ -48,7 +48,11 @@ impl Fields<'_> {
     }
 
     /// `v` as JSON text.
-    pub(crate) fn json<T: Serialize + ?Sized>(&self, v: &T, field: &str) -> Result<String, StoreError> {
+    pub(crate) fn json<T: Serialize + ?Sized>(
+        &self,
+        v: &T,
+        field: &str,
+    ) -> Result<String, StoreError> {
         serde_json::to_string(v).map_err(|e| self.invalid(field, e))
     }
 }
@@ -212,7 +216,9 @@ mod tests {
         };
         assert_eq!(f.int(5, "x").ok(), Some(5));
         match f.int(u64::MAX, "started_ms") {
-            Err(StoreError::Invalid { what }) => assert!(what.starts_with("target t1 #3 started_ms: "), "{what}"),
+            Err(StoreError::Invalid { what }) => {
+                assert!(what.starts_with("target t1 #3 started_ms: "), "{what}")
+            }
             other => panic!("{other:?}"),
         }
     }

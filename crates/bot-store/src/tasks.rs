@@ -4,7 +4,7 @@
 //! computed by the database (GROUP BY over the `(task_id, state)` index),
 //! never by loading targets.
 
-use bot_proto::api::{Task, TargetCounts, TargetRun, TargetState, TaskState, TaskSummary};
+use bot_proto::api::{TargetCounts, TargetRun, TargetState, Task, TaskState, TaskSummary};
 use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::query::Query;
 use sqlx::{Any, AssertSqlSafe};
@@ -154,9 +154,10 @@ impl Store {
                 });
             }
             if let (Some(summary), Some(state)) = (out.last_mut(), r.opt_text("target_state")?) {
-                let state: TargetState = state.parse().map_err(|e: String| StoreError::Corrupt {
-                    what: format!("targets of task {id} column state: {e}"),
-                })?;
+                let state: TargetState =
+                    state.parse().map_err(|e: String| StoreError::Corrupt {
+                        what: format!("targets of task {id} column state: {e}"),
+                    })?;
                 add(&mut summary.counts, state, r.uint("target_count")?);
             }
         }

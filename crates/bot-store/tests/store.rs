@@ -4,10 +4,11 @@
 //! cases fail, saying to run scripts/test.sh.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
-use bot_proto::api::{Agent, Task, TargetCounts, TargetRun, TargetState, TaskState};
+use bot_proto::api::{Agent, TargetCounts, TargetRun, TargetState, Task, TaskState};
 use bot_store::{Backend, Change, LATEST_VERSION, Store, StoreError, TaskQuery};
 use bot_testkit::{Postgres, TempDir};
 use serde_json::json;
@@ -18,7 +19,7 @@ struct TestDb {
     url: String,
     backend: Backend,
     _sqlite: Option<TempDir>,
-    _postgres: Option<Postgres>,
+    _postgres: Option<Arc<Postgres>>,
 }
 
 impl TestDb {
@@ -32,10 +33,11 @@ impl TestDb {
         })
     }
 
+    /// A database of its own in the cluster shared by concurrent tests.
     fn postgres() -> Result<TestDb> {
-        let pg = Postgres::start()?;
+        let pg = Postgres::shared()?;
         Ok(TestDb {
-            url: pg.create_database("bot")?,
+            url: pg.create_unique_database("bot")?,
             backend: Backend::Postgres,
             _sqlite: None,
             _postgres: Some(pg),
@@ -248,7 +250,9 @@ async fn upserts_keep_first_seen_and_update_the_rest(db: TestDb) -> Result<()> {
     let mut second = agent("a1", "web-1-renamed", 5_000);
     second.ips = vec![];
     second.online = false;
-    second.facts.insert("ü-ключ".to_owned(), json!({"nested": [1, 2.5, null, "🚀"]}));
+    second
+        .facts
+        .insert("ü-ключ".to_owned(), json!({"nested": [1, 2.5, null, "🚀"]}));
     second.tags = vec!["db".to_owned(), "eu".to_owned()];
     second.pools = vec!["build".to_owned()];
     second.heartbeat_s = 0;
@@ -269,9 +273,18 @@ async fn upserts_keep_first_seen_and_update_the_rest(db: TestDb) -> Result<()> {
         ])
         .await?;
     let all = store.agents().await?;
-    let order: Vec<(&str, &str)> = all.iter().map(|a| (a.name.as_str(), a.id.as_str())).collect();
+    let order: Vec<(&str, &str)> = all
+        .iter()
+        .map(|a| (a.name.as_str(), a.id.as_str()))
+        .collect();
     ensure!(
-        order == [("alpha", "b1"), ("alpha", "b2"), ("mike", "c1"), ("web-1-renamed", "a1")],
+        order
+            == [
+                ("alpha", "b1"),
+                ("alpha", "b2"),
+                ("mike", "c1"),
+                ("web-1-renamed", "a1")
+            ],
         "{order:?}"
     );
     let c1 = store.agent("c1").await?.context("c1")?;
@@ -313,11 +326,13 @@ async fn ten_thousand_agents_upsert_in_one_batch(db: TestDb) -> Result<()> {
     let all = store.agents().await?;
     ensure!(all.len() == 10_000);
     ensure!(all.iter().all(|a| !a.online && a.first_seen_ms < 99_999));
-    ensure!(all[1234] == {
-        let mut a = fleet[1234].clone();
-        a.online = false;
-        a
-    });
+    ensure!(
+        all[1234] == {
+            let mut a = fleet[1234].clone();
+            a.online = false;
+            a
+        }
+    );
     Ok(())
 }
 
@@ -397,16 +412,26 @@ async fn a_task_with_2500_targets_round_trips_exactly(db: TestDb) -> Result<()> 
     ensure!(store.task("nope").await?.is_none() && store.targets("nope").await?.is_empty());
 
     // A task with no targets, and targets of another task, refused whole.
-    store.insert_task(&task("t-empty", TaskState::Waiting, 5), &[]).await?;
+    store
+        .insert_task(&task("t-empty", TaskState::Waiting, 5), &[])
+        .await?;
     ensure!(store.targets("t-empty").await?.is_empty());
     let stray = target("t-big", 0, TargetState::Waiting);
-    match store.insert_task(&task("t-x", TaskState::Waiting, 6), &[stray]).await {
+    match store
+        .insert_task(&task("t-x", TaskState::Waiting, 6), &[stray])
+        .await
+    {
         Err(StoreError::Invalid { what }) => ensure!(what.contains("t-big"), "{what}"),
         other => bail!("{other:?}"),
     }
     ensure!(store.task("t-x").await?.is_none());
     // The same id twice: the database refuses, nothing half-written.
-    ensure!(store.insert_task(&task("t-empty", TaskState::Waiting, 7), &[]).await.is_err());
+    ensure!(
+        store
+            .insert_task(&task("t-empty", TaskState::Waiting, 7), &[])
+            .await
+            .is_err()
+    );
     ensure!(store.task("t-empty").await?.map(|t| t.created_ms) == Some(5));
     Ok(())
 }
@@ -414,7 +439,9 @@ async fn a_task_with_2500_targets_round_trips_exactly(db: TestDb) -> Result<()> 
 async fn apply_updates_whole_rows(db: TestDb) -> Result<()> {
     let store = db.open().await?;
     let t = task("t1", TaskState::Waiting, 10);
-    let targets: Vec<TargetRun> = (0..3).map(|s| target("t1", s, TargetState::Waiting)).collect();
+    let targets: Vec<TargetRun> = (0..3)
+        .map(|s| target("t1", s, TargetState::Waiting))
+        .collect();
     store.insert_task(&t, &targets).await?;
 
     let mut t2 = t.clone();
@@ -447,7 +474,11 @@ async fn apply_updates_whole_rows(db: TestDb) -> Result<()> {
     let mut t3 = t2.clone();
     t3.reason = None;
     store
-        .apply(&[Change::Target(r0.clone()), Change::Target(r0b.clone()), Change::Task(t3.clone())])
+        .apply(&[
+            Change::Target(r0.clone()),
+            Change::Target(r0b.clone()),
+            Change::Task(t3.clone()),
+        ])
         .await?;
     store.apply(&[]).await?;
     ensure!(store.task("t1").await?.as_ref() == Some(&t3));
@@ -458,7 +489,9 @@ async fn apply_updates_whole_rows(db: TestDb) -> Result<()> {
 async fn apply_with_a_missing_row_fails_and_writes_nothing(db: TestDb) -> Result<()> {
     let store = db.open().await?;
     let t = task("t1", TaskState::Waiting, 10);
-    let targets: Vec<TargetRun> = (0..2).map(|s| target("t1", s, TargetState::Waiting)).collect();
+    let targets: Vec<TargetRun> = (0..2)
+        .map(|s| target("t1", s, TargetState::Waiting))
+        .collect();
     store.insert_task(&t, &targets).await?;
 
     let mut running = t.clone();
@@ -475,7 +508,10 @@ async fn apply_with_a_missing_row_fails_and_writes_nothing(db: TestDb) -> Result
         .await
     {
         Err(e @ StoreError::Missing { .. }) => {
-            ensure!(e.to_string() == "target #99 of task t1 does not exist", "{e}")
+            ensure!(
+                e.to_string() == "target #99 of task t1 does not exist",
+                "{e}"
+            )
         }
         other => bail!("{other:?}"),
     }
@@ -483,7 +519,10 @@ async fn apply_with_a_missing_row_fails_and_writes_nothing(db: TestDb) -> Result
     ensure!(store.targets("t1").await? == targets);
 
     match store
-        .apply(&[Change::Target(r0), Change::Task(task("t-ghost", TaskState::Running, 1))])
+        .apply(&[
+            Change::Target(r0),
+            Change::Task(task("t-ghost", TaskState::Running, 1)),
+        ])
         .await
     {
         Err(StoreError::Missing { what }) => ensure!(what == "task t-ghost", "{what}"),
@@ -501,9 +540,24 @@ async fn task_lists_are_newest_first_filtered_limited_and_counted(db: TestDb) ->
     use TargetState as S;
     // (id, state, created_ms, target states)
     let plan: &[(&str, TaskState, u64, &[TargetState])] = &[
-        ("a", TaskState::Succeeded, 100, &[S::Succeeded, S::Succeeded]),
-        ("b", TaskState::Running, 300, &[S::Running, S::Waiting, S::Waiting, S::Failed]),
-        ("c", TaskState::Failed, 200, &[S::Failed, S::TimedOut, S::Lost, S::Skipped, S::Succeeded]),
+        (
+            "a",
+            TaskState::Succeeded,
+            100,
+            &[S::Succeeded, S::Succeeded],
+        ),
+        (
+            "b",
+            TaskState::Running,
+            300,
+            &[S::Running, S::Waiting, S::Waiting, S::Failed],
+        ),
+        (
+            "c",
+            TaskState::Failed,
+            200,
+            &[S::Failed, S::TimedOut, S::Lost, S::Skipped, S::Succeeded],
+        ),
         // Same creation time as b: the greater id first.
         ("d", TaskState::Running, 300, &[]),
         ("e", TaskState::Waiting, 50, &[S::Waiting]),
@@ -514,7 +568,9 @@ async fn task_lists_are_newest_first_filtered_limited_and_counted(db: TestDb) ->
             .enumerate()
             .map(|(i, s)| target(id, i as u32, *s))
             .collect();
-        store.insert_task(&task(id, *state, *created), &targets).await?;
+        store
+            .insert_task(&task(id, *state, *created), &targets)
+            .await?;
     }
     let ids = |list: &[bot_proto::api::TaskSummary]| -> Vec<String> {
         list.iter().map(|s| s.task.id.clone()).collect()
@@ -524,12 +580,27 @@ async fn task_lists_are_newest_first_filtered_limited_and_counted(db: TestDb) ->
     ensure!(ids(&all) == ["d", "b", "c", "a", "e"], "{:?}", ids(&all));
     for s in &all {
         let (_, _, _, states) = plan.iter().find(|p| p.0 == s.task.id).context("planned")?;
-        let expected = TargetCounts::of(&states.iter().map(|st| target("x", 0, *st)).collect::<Vec<_>>());
-        ensure!(s.counts == expected, "{}: {:?} != {expected:?}", s.task.id, s.counts);
+        let expected = TargetCounts::of(
+            &states
+                .iter()
+                .map(|st| target("x", 0, *st))
+                .collect::<Vec<_>>(),
+        );
+        ensure!(
+            s.counts == expected,
+            "{}: {:?} != {expected:?}",
+            s.task.id,
+            s.counts
+        );
         ensure!(store.task(&s.task.id).await?.as_ref() == Some(&s.task));
     }
     let b = &all[1];
-    ensure!(b.counts.total == 4 && b.counts.waiting == 2 && b.counts.running == 1 && b.counts.failed == 1);
+    ensure!(
+        b.counts.total == 4
+            && b.counts.waiting == 2
+            && b.counts.running == 1
+            && b.counts.failed == 1
+    );
     ensure!(all[0].counts == TargetCounts::default());
 
     let running = store
@@ -562,8 +633,25 @@ async fn task_lists_are_newest_first_filtered_limited_and_counted(db: TestDb) ->
         })
         .await?;
     ensure!(none.is_empty());
-    ensure!(store.tasks(&TaskQuery { state: None, limit: Some(0) }).await?.is_empty());
-    ensure!(store.tasks(&TaskQuery { state: None, limit: Some(u32::MAX) }).await?.len() == 5);
+    ensure!(
+        store
+            .tasks(&TaskQuery {
+                state: None,
+                limit: Some(0)
+            })
+            .await?
+            .is_empty()
+    );
+    ensure!(
+        store
+            .tasks(&TaskQuery {
+                state: None,
+                limit: Some(u32::MAX)
+            })
+            .await?
+            .len()
+            == 5
+    );
     Ok(())
 }
 
@@ -604,18 +692,27 @@ async fn settings_are_set_and_replaced(db: TestDb) -> Result<()> {
 
 async fn undecodable_rows_are_reported_as_corrupt(db: TestDb) -> Result<()> {
     let store = db.open().await?;
-    store.insert_task(&task("t1", TaskState::Waiting, 1), &[]).await?;
+    store
+        .insert_task(&task("t1", TaskState::Waiting, 1), &[])
+        .await?;
     store.upsert_agent(&agent("a1", "x", 5)).await?;
-    db.raw("UPDATE tasks SET state = 'BOGUS' WHERE id = 't1'").await?;
-    db.raw("UPDATE agents SET facts = '[1' WHERE id = 'a1'").await?;
+    db.raw("UPDATE tasks SET state = 'BOGUS' WHERE id = 't1'")
+        .await?;
+    db.raw("UPDATE agents SET facts = '[1' WHERE id = 'a1'")
+        .await?;
     match store.task("t1").await {
         Err(StoreError::Corrupt { what }) => {
-            ensure!(what.starts_with("tasks t1 column state: \"BOGUS\""), "{what}")
+            ensure!(
+                what.starts_with("tasks t1 column state: \"BOGUS\""),
+                "{what}"
+            )
         }
         other => bail!("{other:?}"),
     }
     match store.agents().await {
-        Err(StoreError::Corrupt { what }) => ensure!(what.starts_with("agents a1 column facts: "), "{what}"),
+        Err(StoreError::Corrupt { what }) => {
+            ensure!(what.starts_with("agents a1 column facts: "), "{what}")
+        }
         other => bail!("{other:?}"),
     }
     Ok(())
@@ -626,16 +723,31 @@ async fn undecodable_rows_are_reported_as_corrupt(db: TestDb) -> Result<()> {
 #[tokio::test]
 async fn bad_urls_are_named_without_their_password() -> Result<()> {
     for (url, shown, why) in [
-        ("mysql://bot:hunter2@db/bot", "mysql://bot:***@db/bot", "unsupported database"),
-        ("sqlite:/nonexistent-dir/x.db", "sqlite:/nonexistent-dir/x.db", "/nonexistent-dir"),
+        (
+            "mysql://bot:hunter2@db/bot",
+            "mysql://bot:***@db/bot",
+            "unsupported database",
+        ),
+        (
+            "sqlite:/nonexistent-dir/x.db",
+            "sqlite:/nonexistent-dir/x.db",
+            "/nonexistent-dir",
+        ),
         ("sqlite://", "sqlite://", "give the path of a database file"),
-        ("sqlite::memory:", "sqlite::memory:", "no in-memory database"),
+        (
+            "sqlite::memory:",
+            "sqlite::memory:",
+            "no in-memory database",
+        ),
         ("bot.db", "bot.db", "unsupported database"),
     ] {
         match Store::open(url).await {
             Err(e @ StoreError::BadUrl { .. }) => {
                 let text = e.to_string();
-                ensure!(text.starts_with(&format!("database URL {shown}: ")), "{text}");
+                ensure!(
+                    text.starts_with(&format!("database URL {shown}: ")),
+                    "{text}"
+                );
                 ensure!(text.contains(why) && !text.contains("hunter2"), "{text}");
             }
             Err(e) => bail!("{url}: wrong error {e}"),
@@ -661,7 +773,9 @@ async fn a_failed_postgres_connection_is_named_without_its_password() -> Result<
         Err(e @ StoreError::Connect { .. }) => {
             let text = e.to_string();
             ensure!(
-                text.starts_with(&format!("cannot open database postgres://bot:***@127.0.0.1:{port}/bot: ")),
+                text.starts_with(&format!(
+                    "cannot open database postgres://bot:***@127.0.0.1:{port}/bot: "
+                )),
                 "{text}"
             );
             ensure!(!text.contains("hunter2"), "{text}");

@@ -4,6 +4,11 @@
 //! (separate directories, separate ports), and nothing touches a packaged
 //! cluster on 5432.
 //!
+//! A cluster costs about a second to create; [`Postgres::shared`] lets the
+//! tests of one process that run at the same time share one (each in its
+//! own database, [`Postgres::create_unique_database`]): it is stopped and
+//! removed when the last of them drops it.
+//!
 //! Uses the PostgreSQL binaries only (no client library): the newest
 //! `/usr/lib/postgresql/*/bin` (Debian's layout), else `initdb` on PATH.
 //! When not installed, [`Postgres::start`] fails saying to run
@@ -24,6 +29,8 @@ use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -66,7 +73,13 @@ impl Postgres {
         let out = tool(&bin, "initdb", run_as, dir.path())
             .arg("-D")
             .arg(&data)
-            .args(["-U", PG_USER, "--auth=trust", "--encoding=UTF8", "--locale=C"])
+            .args([
+                "-U",
+                PG_USER,
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+            ])
             .args(["--no-sync", "--no-instructions"])
             .output()
             .with_context(|| format!("running {}", bin.join("initdb").display()))?;
@@ -97,10 +110,23 @@ impl Postgres {
                 Err(e) => failures.push(format!("{e:#}")),
             }
         }
-        bail!(
-            "PostgreSQL did not start:\n{}",
-            failures.join("\n---\n")
-        )
+        bail!("PostgreSQL did not start:\n{}", failures.join("\n---\n"))
+    }
+
+    /// The cluster shared by the tests of this process: the running one if
+    /// another test still holds it, else a new one ([`Postgres::start`]).
+    /// Give each test its own database ([`Postgres::create_unique_database`]).
+    pub fn shared() -> Result<Arc<Postgres>> {
+        static SHARED: Mutex<Weak<Postgres>> = Mutex::new(Weak::new());
+        let mut slot = SHARED
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(pg) = slot.upgrade() {
+            return Ok(pg);
+        }
+        let pg = Arc::new(Postgres::start()?);
+        *slot = Arc::downgrade(&pg);
+        Ok(pg)
     }
 
     /// Its TCP port on 127.0.0.1.
@@ -130,12 +156,31 @@ impl Postgres {
         Ok(self.url(name))
     }
 
+    /// Creates a database named `<prefix>_<n>`, unique in this process;
+    /// returns its URL.
+    pub fn create_unique_database(&self, prefix: &str) -> Result<String> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        self.create_database(&format!("{prefix}_{n}"))
+    }
+
     /// Runs `sql` with `psql` in database `db`; returns its output (unaligned,
     /// tuples only: one row a line, columns separated by `|`).
     pub fn psql(&self, db: &str, sql: &str) -> Result<String> {
         let out = self
             .client("psql")
-            .args(["-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", db, "-c", sql])
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                db,
+                "-c",
+                sql,
+            ])
             .output()
             .context("running psql")?;
         if !out.status.success() {
@@ -152,10 +197,17 @@ impl Postgres {
     /// [`PG_USER`] (clients may run as root).
     fn client(&self, name: &str) -> Command {
         let mut c = Command::new(self.bin.join(name));
-        c.args(["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", PG_USER])
-            .env("LC_ALL", "C")
-            .env_remove("PGPASSWORD")
-            .stdin(Stdio::null());
+        c.args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &self.port.to_string(),
+            "-U",
+            PG_USER,
+        ])
+        .env("LC_ALL", "C")
+        .env_remove("PGPASSWORD")
+        .stdin(Stdio::null());
         c
     }
 }
@@ -185,7 +237,8 @@ fn spawn_server(
     port: u16,
 ) -> Result<Child> {
     let log_path = dir.join(format!("postgres-{port}.log"));
-    let log = File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
+    let log =
+        File::create(&log_path).with_context(|| format!("creating {}", log_path.display()))?;
     let mut child = tool(bin, "postgres", run_as, dir)
         .arg("-D")
         .arg(data)
@@ -208,7 +261,15 @@ fn spawn_server(
             bail!("postgres on port {port} exited ({status}):\n{}", log_tail());
         }
         let ready = Command::new(bin.join("pg_isready"))
-            .args(["-q", "-h", "127.0.0.1", "-p", &port.to_string(), "-U", PG_USER])
+            .args([
+                "-q",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-U",
+                PG_USER,
+            ])
             .args(["-d", "postgres", "-t", "1"])
             .stdin(Stdio::null())
             .status()
@@ -277,7 +338,10 @@ fn effective_uid() -> Result<u32> {
     if let Ok(m) = std::fs::metadata("/proc/self") {
         return Ok(m.uid());
     }
-    let out = Command::new("id").arg("-u").output().context("running id -u")?;
+    let out = Command::new("id")
+        .arg("-u")
+        .output()
+        .context("running id -u")?;
     String::from_utf8_lossy(&out.stdout)
         .trim()
         .parse()

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use bot_proto::api::Agent;
 use serde::Deserialize;
 
@@ -38,11 +38,13 @@ pub(super) async fn list(
         })?),
         None => None,
     };
-    let mut agents = core.registry.select(filter.as_ref(), false);
-    if let Some(online) = q.online {
-        agents.retain(|a| a.online == online);
-    }
-    Ok(json(StatusCode::OK, agents))
+    let body = core.registry.select_json(filter.as_ref(), q.online);
+    Ok((
+        StatusCode::OK,
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response())
 }
 
 /// One agent by id (or by name, when exactly one agent has it).

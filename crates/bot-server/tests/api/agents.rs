@@ -45,7 +45,10 @@ async fn list_filter_and_show() -> Result<()> {
         .await?
         .expect(StatusCode::OK)?;
     ensure!(names(&online) == ["web1", "web2"], "online: {online}");
-    let offline = h.get("/api/agents?online=false").await?.expect(StatusCode::OK)?;
+    let offline = h
+        .get("/api/agents?online=false")
+        .await?
+        .expect(StatusCode::OK)?;
     ensure!(names(&offline) == ["old1"], "offline: {offline}");
     let globbed = h
         .get("/api/agents?filter=web*%20and%20not%20web2")
@@ -57,10 +60,12 @@ async fn list_filter_and_show() -> Result<()> {
         .err()
         .map(|e| e.position + 1)
         .unwrap_or_default();
-    h.get("/api/agents?filter=os%3D%3Dlinux").await?.check_error(
-        StatusCode::BAD_REQUEST,
-        &["filter", "os==linux", &format!("column {column}")],
-    )?;
+    h.get("/api/agents?filter=os%3D%3Dlinux")
+        .await?
+        .check_error(
+            StatusCode::BAD_REQUEST,
+            &["filter", "os==linux", &format!("column {column}")],
+        )?;
     h.get("/api/agents?online=maybe")
         .await?
         .check_error(StatusCode::BAD_REQUEST, &["online"])?;
@@ -97,8 +102,14 @@ async fn ambiguous_names() -> Result<()> {
         .check_error(StatusCode::CONFLICT, &["\"twin\"", "id-a", "id-b"])?;
     let b = h.get("/api/agents/id-b").await?.expect(StatusCode::OK)?;
     ensure!(b["name"] == json!("twin"), "{b}");
-    h.post("/api/tasks", &json!({"targets": ["twin"], "args": {"shell": "true"}}))
-        .await?
-        .check_error(StatusCode::UNPROCESSABLE_ENTITY, &["targets", "\"twin\"", "ambiguous"])?;
+    h.post(
+        "/api/tasks",
+        &json!({"targets": ["twin"], "args": {"shell": "true"}}),
+    )
+    .await?
+    .check_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["targets", "\"twin\"", "ambiguous"],
+    )?;
     h.stop().await
 }

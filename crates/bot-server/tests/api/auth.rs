@@ -36,7 +36,9 @@ async fn health_and_openapi_need_no_token() -> Result<()> {
         .await?
         .expect(StatusCode::OK)?;
     ensure!(
-        doc["openapi"].as_str().is_some_and(|v| v.starts_with("3.1")),
+        doc["openapi"]
+            .as_str()
+            .is_some_and(|v| v.starts_with("3.1")),
         "openapi: {}",
         doc["openapi"]
     );
@@ -54,12 +56,21 @@ async fn protected_routes_need_the_right_token() -> Result<()> {
             (Some(&SECRET[..31]), &["invalid token"][..]),
         ] {
             let a = h
-                .send(method.clone(), path, token, Some("application/json"), b"{}".to_vec())
+                .send(
+                    method.clone(),
+                    path,
+                    token,
+                    Some("application/json"),
+                    b"{}".to_vec(),
+                )
                 .await?;
             a.check_error(StatusCode::UNAUTHORIZED, says)
                 .map_err(|e| e.context(format!("{method} {path} with token {token:?}")))?;
             ensure!(
-                a.headers.get(header::WWW_AUTHENTICATE).map(|v| v.as_bytes()) == Some(b"Bearer"),
+                a.headers
+                    .get(header::WWW_AUTHENTICATE)
+                    .map(|v| v.as_bytes())
+                    == Some(b"Bearer"),
                 "{method} {path}: WWW-Authenticate is {:?}",
                 a.headers.get(header::WWW_AUTHENTICATE)
             );
@@ -102,7 +113,9 @@ async fn wrong_method_is_a_json_405() -> Result<()> {
         (Method::GET, "/api/publish"),
         (Method::POST, "/api/health"),
     ] {
-        let a = h.send(method.clone(), path, Some(SECRET), None, vec![]).await?;
+        let a = h
+            .send(method.clone(), path, Some(SECRET), None, vec![])
+            .await?;
         a.check_error(StatusCode::METHOD_NOT_ALLOWED, &[method.as_str()])
             .map_err(|e| e.context(format!("{method} {path}")))?;
     }

@@ -23,7 +23,11 @@ async fn publish_checks_then_publishes() -> Result<()> {
             json!({"topic": "test/+/x", "payload": "x"}),
             &["topic", "\"test/+/x\""][..],
         ),
-        ("empty topic", json!({"topic": "", "payload": "x"}), &["topic"][..]),
+        (
+            "empty topic",
+            json!({"topic": "", "payload": "x"}),
+            &["topic"][..],
+        ),
         (
             "qos 2",
             json!({"topic": "test/a", "payload": "x", "qos": 2}),
@@ -62,6 +66,20 @@ async fn publish_checks_then_publishes() -> Result<()> {
         ensure!(topic == "test/hello", "topic {topic}");
         ensure!(got == payload, "payload {got}");
     }
+    drop(sub);
+
+    // Retained: a subscriber that comes later still gets it.
+    h.post(
+        "/api/publish",
+        &json!({"topic": "test/kept", "payload": "kept", "qos": 1, "retain": true}),
+    )
+    .await?
+    .expect(StatusCode::OK)?;
+    let mut late = tokio::task::block_in_place(|| Sub::start(port, &["test/kept"]))?;
+    let (topic, got) = tokio::task::block_in_place(|| {
+        late.wait_for("the retained message", WAIT, |t, _| t == "test/kept")
+    })?;
+    ensure!(topic == "test/kept" && got == "kept", "{topic} {got}");
     h.stop().await
 }
 

@@ -213,7 +213,9 @@ impl Harness {
         };
         let hr = &h;
         poll("the server to connect to the broker", || async move {
-            let health = hr.send(Method::GET, "/api/health", None, None, vec![]).await?;
+            let health = hr
+                .send(Method::GET, "/api/health", None, None, vec![])
+                .await?;
             let health = health.expect(StatusCode::OK)?;
             Ok(if health["bus_connected"] == json!(true) {
                 ControlFlow::Break(())

@@ -224,6 +224,13 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     let ws = out.wait_for("the ws line", WAIT, |l| l.starts_with("listening: ws://"))?;
     assert!(ws.ends_with("/mqtt"), "{ws}");
     let port: u16 = mqtt.rsplit(':').next().unwrap_or_default().parse()?;
+    let http = out.wait_for("the http line", WAIT, |l| l.starts_with("listening: http://"))?;
+    let http = http
+        .trim_start_matches("listening: ")
+        .trim_end_matches("/api")
+        .to_owned();
+    let token = out.wait_for("the token line", WAIT, |l| l.starts_with("api token: "))?;
+    let token = token.trim_start_matches("api token: ").to_owned();
     log.wait_for("the local agent's ready line", WAIT, |l| {
         l.contains("ready: listening on BUS")
     })?;
@@ -233,6 +240,35 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     bot_testkit::publish(port, "BUS", b"PING")?;
     let (_, pong) = sub.wait_for("PONG from the local agent", WAIT, |t, _| t == "RES")?;
     assert_eq!(pong, "'local':PONG");
+
+    // The server sees the local agent; `bot task` runs a command on it.
+    let run = Command::new(bot())
+        .args(["task", "submit", "--server", &http, "-T", "local", "--watch", "--json"])
+        .args(["--", "echo", "hello-from-task"])
+        .env("BOT_TOKEN", &token)
+        .output()?;
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(
+        run.status.success(),
+        "bot task submit: {}\n{stdout}\n{}",
+        run.status,
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let task: serde_json::Value = serde_json::from_str(&stdout)?;
+    assert_eq!(task["state"], "SUCCEEDED", "{task:#}");
+    assert_eq!(task["targets"][0]["stdout"], "hello-from-task\n", "{task:#}");
+    assert_eq!(task["targets"][0]["agent_name"], "local", "{task:#}");
+    // Without the token the API refuses, and says how to get one.
+    let denied = Command::new(bot())
+        .args(["task", "list", "--server", &http])
+        .env_remove("BOT_TOKEN")
+        .output()?;
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&denied.stderr).contains("token"),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
 
     Command::new("kill")
         .args(["-TERM", &up.id().to_string()])

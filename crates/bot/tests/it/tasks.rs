@@ -474,6 +474,38 @@ pub fn server_killed_mid_task_resumes_without_running_twice(db: Db) -> Result<()
     Ok(())
 }
 
+/// Pull mode: the targets are slots of a pool; idle agents of the pool take
+/// them (MQTT shared subscription) and each slot records who ran it.
+pub fn pull_mode_pool_task(db: Db) -> Result<()> {
+    let dir = TempDir::new("pool");
+    let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
+    let url = broker.url();
+    let _agents = (0..3)
+        .map(|i| Agent::start(bot(), &format!("p{i}"), &[url.clone()], "pools = [\"build\"]\n"))
+        .collect::<Result<Vec<_>>>()?;
+    let db = Database::new(db, dir.path())?;
+    let server = Server::start(&url, &db.url, &dir.path().join("server"))?;
+    server.wait_agents(3)?;
+    let log = dir.path().join("runs");
+    let id = server.submit(json!({
+        "args": shell(&format!("echo $PPID >> {}; sleep 0.2", log.display())),
+        "pool": "build",
+        "count": 6,
+        "parallel": 2,
+        "timeout_s": 20,
+    }))?;
+    let task = server.wait_final(&id)?;
+    ensure!(task["state"] == "SUCCEEDED", "{task:#}");
+    ensure!(count(&task, "SUCCEEDED") == 6, "{task:#}");
+    ensure!(max_overlap(&task) <= 2, "{task:#}");
+    for t in targets(&task) {
+        let name = t["agent_name"].as_str().unwrap_or("");
+        ensure!(name.starts_with('p'), "slot without its agent: {t:#}");
+    }
+    ensure!(runs(&log).len() == 6, "{:?}", runs(&log));
+    Ok(())
+}
+
 macro_rules! both_dbs {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -490,4 +522,5 @@ both_dbs!(
     fail_count_and_fail_rate_stop_the_rollout,
     timeouts_lost_agents_and_cancel,
     server_killed_mid_task_resumes_without_running_twice,
+    pull_mode_pool_task,
 );
