@@ -469,8 +469,8 @@ impl Driver {
             }
             match event {
                 Ok(rumqttc::Event::Incoming(Packet::Publish(p))) => {
-                    let ack = (self.options.manual_acks && p.qos != rumqttc::QoS::AtMostOnce)
-                        .then(|| Ack {
+                    let ack = (self.options.manual_acks && p.qos != rumqttc::QoS::AtMostOnce).then(
+                        || Ack {
                             client: client.clone(),
                             publish: rumqttc::Publish {
                                 dup: p.dup,
@@ -480,7 +480,8 @@ impl Driver {
                                 pkid: p.pkid,
                                 payload: Bytes::new(),
                             },
-                        });
+                        },
+                    );
                     let message = Event::Message(Message {
                         topic: p.topic,
                         payload: p.payload,

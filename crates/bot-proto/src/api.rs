@@ -445,8 +445,11 @@ mod tests {
         for s in TargetState::ALL {
             assert_eq!(s.as_str().parse::<TargetState>(), Ok(*s));
         }
-        assert_eq!("timed_out".parse::<TargetState>(), Ok(TargetState::TimedOut));
-        let e = "DONE".parse::<TaskState>().unwrap_err();
+        assert_eq!(
+            "timed_out".parse::<TargetState>(),
+            Ok(TargetState::TimedOut)
+        );
+        let e = "DONE".parse::<TaskState>().expect_err("not a state");
         assert!(e.contains("\"DONE\"") && e.contains("SUCCEEDED"), "{e}");
     }
 

@@ -135,7 +135,10 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         None => match store.setting("mqtt_client_id").await? {
             Some(c) => c,
             None => {
-                let c = format!("bot-server-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]);
+                let c = format!(
+                    "bot-server-{}",
+                    &uuid::Uuid::new_v4().simple().to_string()[..12]
+                );
                 store.set_setting("mqtt_client_id", &c).await?;
                 c
             }
@@ -288,8 +291,7 @@ fn load_or_make_token(path: &std::path::Path) -> anyhow::Result<String> {
         uuid::Uuid::new_v4().simple()
     );
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
@@ -328,6 +330,9 @@ mod tests {
             "postgres://bot:***@db:5432/bot"
         );
         assert_eq!(redact("postgres://bot@db/bot"), "postgres://bot@db/bot");
-        assert_eq!(redact("sqlite:/var/lib/bot/bot.db"), "sqlite:/var/lib/bot/bot.db");
+        assert_eq!(
+            redact("sqlite:/var/lib/bot/bot.db"),
+            "sqlite:/var/lib/bot/bot.db"
+        );
     }
 }

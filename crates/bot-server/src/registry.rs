@@ -294,13 +294,13 @@ impl Registry {
                 self.sweep(now_ms());
             }
             let dirty = self.take_dirty();
-            if !dirty.is_empty() {
-                if let Err(e) = store.upsert_agents(&dirty).await {
-                    tracing::error!(error = %e, count = dirty.len(), "cannot store agents; will retry");
-                    let mut inner = self.write();
-                    for a in dirty {
-                        inner.dirty.insert(a.id);
-                    }
+            if !dirty.is_empty()
+                && let Err(e) = store.upsert_agents(&dirty).await
+            {
+                tracing::error!(error = %e, count = dirty.len(), "cannot store agents; will retry");
+                let mut inner = self.write();
+                for a in dirty {
+                    inner.dirty.insert(a.id);
                 }
             }
             if stopping {
@@ -342,7 +342,12 @@ mod tests {
             agent("2", "db1", false, "freebsd"),
         ]);
         let f = bot_proto::filter::parse("os=linux").expect("filter");
-        for (filter, online) in [(None, None), (Some(&f), None), (None, Some(true)), (None, Some(false))] {
+        for (filter, online) in [
+            (None, None),
+            (Some(&f), None),
+            (None, Some(true)),
+            (None, Some(false)),
+        ] {
             let listed: Vec<Agent> =
                 serde_json::from_str(&r.select_json(filter, online)).expect("valid JSON");
             let mut expected = r.select(filter, false);
@@ -361,7 +366,10 @@ mod tests {
         ]);
         assert_eq!(r.resolve("web1").map(|a| a.id), Ok("1".to_owned()));
         assert_eq!(r.resolve("2").map(|a| a.id), Ok("2".to_owned()));
-        assert!(matches!(r.resolve("dup"), Err(ResolveError::Ambiguous { .. })));
+        assert!(matches!(
+            r.resolve("dup"),
+            Err(ResolveError::Ambiguous { .. })
+        ));
         assert!(matches!(r.resolve("nope"), Err(ResolveError::Unknown(_))));
     }
 

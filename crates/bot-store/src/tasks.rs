@@ -185,6 +185,44 @@ impl Store {
         rows.iter().map(read_target).collect()
     }
 
+    /// The task `id` with its targets, read in one snapshot (a read
+    /// transaction: REPEATABLE READ on PostgreSQL, SQLite's WAL snapshot),
+    /// so the task's state always agrees with its targets' even while the
+    /// engine commits.
+    pub async fn task_detail(
+        &self,
+        id: &str,
+    ) -> Result<Option<(Task, Vec<TargetRun>)>, StoreError> {
+        let mut tx = match self.backend {
+            crate::Backend::Sqlite => self.pool.begin_with("BEGIN DEFERRED").await?,
+            crate::Backend::Postgres => {
+                self.pool
+                    .begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                    .await?
+            }
+        };
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+        let row = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(task) = row.as_ref().map(read_task).transpose()? else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        let sql = format!("SELECT {TARGET_COLUMNS} FROM targets WHERE task_id = $1 ORDER BY seq");
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(id)
+            .fetch_all(&mut *tx)
+            .await?;
+        let targets = rows
+            .iter()
+            .map(read_target)
+            .collect::<Result<Vec<_>, _>>()?;
+        tx.rollback().await?;
+        Ok(Some((task, targets)))
+    }
+
     /// Tasks still WAITING or RUNNING (to resume after a restart), oldest
     /// first.
     pub async fn unfinished_tasks(&self) -> Result<Vec<Task>, StoreError> {

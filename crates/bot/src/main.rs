@@ -42,7 +42,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run everything on this machine: an embedded MQTT broker and a local agent.
+    /// Run everything on this machine: an embedded MQTT broker, the server and a local agent.
     #[cfg(feature = "broker")]
     Up(up::UpArgs),
     /// Run the server alone against a broker: registry, task engine, HTTP API.

@@ -27,7 +27,12 @@ pub(crate) struct ServerOpts {
     pub data_dir: Option<PathBuf>,
     /// API tokens as NAME=SECRET (repeat, or comma-separated). Without any,
     /// one is generated into DATA_DIR/api-token and printed.
-    #[arg(long = "api-token", env = "BOT_API_TOKENS", value_delimiter = ',', hide_env_values = true)]
+    #[arg(
+        long = "api-token",
+        env = "BOT_API_TOKENS",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
     pub api_tokens: Vec<String>,
 }
 
@@ -77,7 +82,13 @@ impl ServerOpts {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ServerArgs {
     /// Broker URL (mqtt://HOST:PORT); repeat for fallbacks, tried in order.
-    #[arg(long = "broker", short = 'b', env = "BOT_BROKER", value_delimiter = ',', required = true)]
+    #[arg(
+        long = "broker",
+        short = 'b',
+        env = "BOT_BROKER",
+        value_delimiter = ',',
+        required = true
+    )]
     brokers: Vec<String>,
     #[command(flatten)]
     opts: ServerOpts,
@@ -98,7 +109,10 @@ pub(crate) fn announce(server: &bot_server::Server) {
     println!("listening: http://{}/api", server.addr);
     if let Some(token) = &server.generated_token {
         println!("api token: {token}");
-        println!("try: BOT_TOKEN={token} bot task list --server http://{}", server.addr);
+        println!(
+            "try: BOT_TOKEN={token} bot task list --server http://{}",
+            server.addr
+        );
     }
 }
 

@@ -22,7 +22,7 @@ pub(super) struct ListQuery {
 
 /// Lists the agents in the registry, ordered by name.
 #[utoipa::path(get, path = "/api/agents", params(ListQuery),
-    responses((status = 200, body = Vec<Agent>), (status = 400, body = bot_proto::api::ApiError)))]
+    responses((status = 200, description = "Success", body = Vec<Agent>), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError)))]
 pub(super) async fn list(
     State(core): State<Arc<Core>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -49,7 +49,7 @@ pub(super) async fn list(
 
 /// One agent by id (or by name, when exactly one agent has it).
 #[utoipa::path(get, path = "/api/agents/{id}", params(("id" = String, Path, description = "Agent id or name")),
-    responses((status = 200, body = Agent), (status = 404, body = bot_proto::api::ApiError)))]
+    responses((status = 200, description = "Success", body = Agent), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError)))]
 pub(super) async fn show(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,

@@ -122,7 +122,13 @@ impl From<bot_store::StoreError> for Error {
 
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
-        let mut r = (self.status, axum::Json(ApiError { error: self.message })).into_response();
+        let mut r = (
+            self.status,
+            axum::Json(ApiError {
+                error: self.message,
+            }),
+        )
+            .into_response();
         if self.status == StatusCode::UNAUTHORIZED {
             r.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
@@ -146,7 +152,14 @@ where
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => {
-                let status = rejection.status();
+                // axum answers 422 for a body that is valid JSON of the
+                // wrong shape (wrong type, unknown field); to the API that
+                // is a bad request like any other: 400. (422 means "well
+                // formed but unusable": an unknown agent, an empty match.)
+                let status = match &rejection {
+                    JsonRejection::JsonDataError(_) => StatusCode::BAD_REQUEST,
+                    r => r.status(),
+                };
                 let message = match status {
                     StatusCode::PAYLOAD_TOO_LARGE => {
                         format!("request body larger than {MAX_BODY_BYTES} bytes")
@@ -242,6 +255,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/openapi.json", get(openapi))
         .merge(protected)
         .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(core)
 }
@@ -258,7 +272,7 @@ pub struct Health {
 }
 
 /// Liveness and a little state; needs no token.
-#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, body = Health)))]
+#[utoipa::path(get, path = "/api/health", security(()), responses((status = 200, description = "Success", body = Health)))]
 async fn health(State(core): State<AppState>) -> Response {
     json(
         StatusCode::OK,
@@ -282,13 +296,27 @@ async fn not_found(req: Request) -> Error {
     ))
 }
 
+async fn method_not_allowed(req: Request) -> Error {
+    Error::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!(
+            "method not allowed: {} {} (see /api/openapi.json)",
+            req.method(),
+            req.uri().path()
+        ),
+    )
+}
+
 /// Checks `Authorization: Bearer <token>` against the configured tokens.
 async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Response {
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
         .map(str::trim);
     let Some(presented) = presented else {
         return Error::new(

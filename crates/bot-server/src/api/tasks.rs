@@ -9,8 +9,8 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use bot_proto::api::{
-    NewTask, RetryTask, Task, TaskDetail, TaskState, TaskSummary, TargetCounts, TargetRun,
-    TargetState,
+    NewTask, RetryTask, TargetCounts, TargetRun, TargetState, Task, TaskDetail, TaskState,
+    TaskSummary,
 };
 use bot_proto::{Request, topics};
 use bot_store::TaskQuery;
@@ -32,8 +32,8 @@ pub const DEFAULT_TIMEOUT_S: f64 = 60.0;
 /// (resolved now against the online agents; the list is stored), or a
 /// `pool` with a `count` (pull mode).
 #[utoipa::path(post, path = "/api/tasks", request_body = NewTask,
-    responses((status = 201, body = TaskDetail), (status = 400, body = bot_proto::api::ApiError),
-              (status = 422, body = bot_proto::api::ApiError)))]
+    responses((status = 201, description = "Created", body = TaskDetail), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError),
+              (status = 422, description = "Well-formed but unusable (unknown agent, no agent matches)", body = bot_proto::api::ApiError)))]
 pub(super) async fn submit(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
@@ -50,7 +50,7 @@ async fn start(core: &Core, task: Task, targets: Vec<TargetRun>) -> Result<Respo
         task: task.clone(),
         targets: targets.clone(),
     };
-    core.engine.send(Input::Submitted(task, targets));
+    core.engine.send(Input::Submitted(Box::new(task), targets));
     Ok(json(StatusCode::CREATED, detail))
 }
 
@@ -89,7 +89,11 @@ pub(crate) fn build(
     }
     let mut args = match new.args {
         Value::Object(m) => m,
-        other => return Err(Error::bad(format!("args: must be a JSON object, not {other}"))),
+        other => {
+            return Err(Error::bad(format!(
+                "args: must be a JSON object, not {other}"
+            )));
+        }
     };
     if new.action == "exec" {
         if !["command", "shell", "script"]
@@ -150,7 +154,9 @@ pub(crate) fn build(
             .count
             .ok_or_else(|| Error::bad("count: a pool task needs count (how many runs)"))?;
         if count == 0 || count as usize > MAX_TARGETS {
-            return Err(Error::bad(format!("count: {count} is outside 1..={MAX_TARGETS}")));
+            return Err(Error::bad(format!(
+                "count: {count} is outside 1..={MAX_TARGETS}"
+            )));
         }
         (0..count).map(|_| (String::new(), String::new())).collect()
     } else {
@@ -163,10 +169,9 @@ pub(crate) fn build(
         let mut seen = HashSet::new();
         let mut v = Vec::with_capacity(new.targets.len());
         for t in &new.targets {
-            let a = core
-                .registry
-                .resolve(t)
-                .map_err(|e| Error::new(StatusCode::UNPROCESSABLE_ENTITY, format!("targets: {e}")))?;
+            let a = core.registry.resolve(t).map_err(|e| {
+                Error::new(StatusCode::UNPROCESSABLE_ENTITY, format!("targets: {e}"))
+            })?;
             if !seen.insert(a.id.clone()) {
                 return Err(Error::bad(format!(
                     "targets: {t:?} is listed twice (agent {})",
@@ -240,7 +245,7 @@ pub(super) struct ListQuery {
 
 /// Lists tasks, newest first, with target counts.
 #[utoipa::path(get, path = "/api/tasks", params(ListQuery),
-    responses((status = 200, body = Vec<TaskSummary>), (status = 400, body = bot_proto::api::ApiError)))]
+    responses((status = 200, description = "Success", body = Vec<TaskSummary>), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError)))]
 pub(super) async fn list(
     State(core): State<Arc<Core>>,
     query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
@@ -268,12 +273,11 @@ pub(super) async fn list(
 }
 
 pub(crate) async fn detail(core: &Core, id: &str) -> Result<TaskDetail, Error> {
-    let task = core
+    let (task, targets) = core
         .store
-        .task(id)
+        .task_detail(id)
         .await?
         .ok_or_else(|| Error::not_found(format!("no task {id:?}")))?;
-    let targets = core.store.targets(id).await?;
     Ok(TaskDetail {
         counts: TargetCounts::of(&targets),
         task,
@@ -283,7 +287,7 @@ pub(crate) async fn detail(core: &Core, id: &str) -> Result<TaskDetail, Error> {
 
 /// One task with every target's state, exit code, output and times.
 #[utoipa::path(get, path = "/api/tasks/{id}", params(("id" = String, Path, description = "Task id")),
-    responses((status = 200, body = TaskDetail), (status = 404, body = bot_proto::api::ApiError)))]
+    responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError)))]
 pub(super) async fn show(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
@@ -294,8 +298,8 @@ pub(super) async fn show(
 /// Cancels a task: no further target starts (WAITING ones become
 /// SKIPPED); targets already running finish and are recorded.
 #[utoipa::path(post, path = "/api/tasks/{id}/cancel", params(("id" = String, Path, description = "Task id")),
-    responses((status = 200, body = TaskDetail), (status = 404, body = bot_proto::api::ApiError),
-              (status = 409, body = bot_proto::api::ApiError)))]
+    responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
+              (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]
 pub(super) async fn cancel(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
@@ -325,8 +329,8 @@ pub(super) async fn cancel(
 /// action and settings (`retry_of` points back).
 #[utoipa::path(post, path = "/api/tasks/{id}/retry", params(("id" = String, Path, description = "Task id")),
     request_body = RetryTask,
-    responses((status = 201, body = TaskDetail), (status = 404, body = bot_proto::api::ApiError),
-              (status = 409, body = bot_proto::api::ApiError)))]
+    responses((status = 201, description = "Created", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
+              (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]
 pub(super) async fn retry(
     State(core): State<Arc<Core>>,
     Extension(caller): Extension<Caller>,
@@ -353,7 +357,11 @@ pub(super) async fn retry(
     if again.is_empty() {
         return Err(Error::conflict(format!(
             "task {id} has no failed{} targets to retry",
-            if opts.include_skipped { " or skipped" } else { "" }
+            if opts.include_skipped {
+                " or skipped"
+            } else {
+                ""
+            }
         )));
     }
     let mut args = old.task.args.clone();

@@ -26,7 +26,7 @@ use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::time::Duration;
 
 use bot_bus::{Ack, Publisher, Qos};
-use bot_proto::api::{Task, TaskEvent, TargetRun, TargetState};
+use bot_proto::api::{TargetRun, TargetState, Task, TaskEvent};
 use bot_proto::{Reply, ReplyStatus, Request, topics};
 use bot_store::{Change, Store};
 use serde_json::Value;
@@ -53,7 +53,7 @@ const BATCH: usize = 4096;
 #[derive(Debug)]
 pub(crate) enum Input {
     /// A task was stored (WAITING): start it.
-    Submitted(Task, Vec<TargetRun>),
+    Submitted(Box<Task>, Vec<TargetRun>),
     /// Cancel a task; answers false if it is not running here.
     Cancel {
         id: String,
@@ -201,9 +201,7 @@ impl Engine {
                 let Some(request) = self.request_for(&rollout.task, t) else {
                     continue;
                 };
-                let deadline = self
-                    .deadline(&rollout.task, t)
-                    .max(now + RESUME_GRACE_MS);
+                let deadline = self.deadline(&rollout.task, t).max(now + RESUME_GRACE_MS);
                 self.requests.insert(request.id.clone(), (id.clone(), i));
                 self.deadlines.push(Reverse((deadline, request.id.clone())));
                 out.sends.push((self.topic_for(&rollout.task, t), request));
@@ -239,7 +237,7 @@ impl Engine {
             Input::Submitted(task, targets) => {
                 let id = task.id.clone();
                 if !self.active.contains_key(&id) {
-                    self.active.insert(id.clone(), Rollout::new(task, targets));
+                    self.active.insert(id.clone(), Rollout::new(*task, targets));
                     out.touched.insert(id);
                 }
             }
@@ -379,7 +377,8 @@ impl Engine {
                     let deadline = now + r.task.timeout_ms + REPLY_GRACE_MS;
                     self.requests.insert(request.id.clone(), (id.clone(), i));
                     self.deadlines.push(Reverse((deadline, request.id.clone())));
-                    out.sends.push((self.topic_for(&r.task, &r.targets[i]), request));
+                    out.sends
+                        .push((self.topic_for(&r.task, &r.targets[i]), request));
                 }
                 r.settle(now, &mut step);
                 record(&r, &step, now, out);

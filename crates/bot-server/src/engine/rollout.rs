@@ -11,7 +11,7 @@
 //! - a target's state only moves forward (WAITING → RUNNING → final, or
 //!   WAITING → SKIPPED), and a final state never changes.
 
-use bot_proto::api::{Task, TargetCounts, TargetRun, TargetState, TaskState};
+use bot_proto::api::{TargetCounts, TargetRun, TargetState, Task, TaskState};
 
 /// The rollout of one task.
 #[derive(Debug, Clone)]
@@ -137,10 +137,11 @@ impl Rollout {
         t.data = outcome.data;
         t.finished_ms = Some(now);
         step.targets.push(i);
-        if failed && !self.stopped {
-            if let Some(reason) = self.threshold_crossed() {
-                self.stop(reason, step);
-            }
+        if failed
+            && !self.stopped
+            && let Some(reason) = self.threshold_crossed()
+        {
+            self.stop(reason, step);
         }
     }
 

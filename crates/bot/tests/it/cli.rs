@@ -224,7 +224,9 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     let ws = out.wait_for("the ws line", WAIT, |l| l.starts_with("listening: ws://"))?;
     assert!(ws.ends_with("/mqtt"), "{ws}");
     let port: u16 = mqtt.rsplit(':').next().unwrap_or_default().parse()?;
-    let http = out.wait_for("the http line", WAIT, |l| l.starts_with("listening: http://"))?;
+    let http = out.wait_for("the http line", WAIT, |l| {
+        l.starts_with("listening: http://")
+    })?;
     let http = http
         .trim_start_matches("listening: ")
         .trim_end_matches("/api")
@@ -243,7 +245,9 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
 
     // The server sees the local agent; `bot task` runs a command on it.
     let run = Command::new(bot())
-        .args(["task", "submit", "--server", &http, "-T", "local", "--watch", "--json"])
+        .args([
+            "task", "submit", "--server", &http, "-T", "local", "--watch", "--json",
+        ])
         .args(["--", "echo", "hello-from-task"])
         .env("BOT_TOKEN", &token)
         .output()?;
@@ -256,7 +260,10 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     );
     let task: serde_json::Value = serde_json::from_str(&stdout)?;
     assert_eq!(task["state"], "SUCCEEDED", "{task:#}");
-    assert_eq!(task["targets"][0]["stdout"], "hello-from-task\n", "{task:#}");
+    assert_eq!(
+        task["targets"][0]["stdout"], "hello-from-task\n",
+        "{task:#}"
+    );
     assert_eq!(task["targets"][0]["agent_name"], "local", "{task:#}");
     // Without the token the API refuses, and says how to get one.
     let denied = Command::new(bot())
@@ -300,7 +307,14 @@ fn bot_up_stops_with_a_clear_error_when_its_agent_cannot_start() -> Result<()> {
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory")?;
     let out = std::process::Command::new(bot())
-        .args(["up", "--no-ws", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args([
+            "up",
+            "--no-ws",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
         .env("BOT_STATE_DIR", file.join("state"))
         .env("BOT_DATA_DIR", dir.path().join("server"))
         .output()?;

@@ -44,10 +44,7 @@ impl Database {
             Db::Postgres => {
                 let pg = Postgres::start()?;
                 let url = pg.create_database("bot")?;
-                Database {
-                    url,
-                    _pg: Some(pg),
-                }
+                Database { url, _pg: Some(pg) }
             }
         })
     }
@@ -64,7 +61,15 @@ struct Server {
 impl Server {
     fn start(broker: &str, db: &str, data_dir: &Path) -> Result<Server> {
         let mut child = Command::new(bot())
-            .args(["server", "--broker", broker, "--db", db, "--http", "127.0.0.1:0"])
+            .args([
+                "server",
+                "--broker",
+                broker,
+                "--db",
+                db,
+                "--http",
+                "127.0.0.1:0",
+            ])
             .arg("--data-dir")
             .arg(data_dir)
             .env("BOT_API_TOKENS", format!("test={TOKEN}"))
@@ -130,7 +135,10 @@ impl Server {
     fn submit(&self, task: Value) -> Result<String> {
         let (status, body) = self.post("/api/tasks", &task)?;
         ensure!(status == 201, "submit: {status} {body}");
-        Ok(body["id"].as_str().ok_or_else(|| anyhow!("no id"))?.to_owned())
+        Ok(body["id"]
+            .as_str()
+            .ok_or_else(|| anyhow!("no id"))?
+            .to_owned())
     }
 
     /// Polls the task until `done(task)` holds.
@@ -203,7 +211,14 @@ impl Fleet {
         let url = broker.url();
         // A short keep-alive: a killed agent's last will comes within ~3 s.
         let agents = (0..n)
-            .map(|i| Agent::start(bot(), &format!("a{i}"), &[url.clone()], "keep_alive = 2\n"))
+            .map(|i| {
+                Agent::start(
+                    bot(),
+                    &format!("a{i}"),
+                    std::slice::from_ref(&url),
+                    "keep_alive = 2\n",
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         let db = Database::new(db, dir.path())?;
         let server = Server::start(&url, &db.url, &dir.path().join("server"))?;
@@ -219,7 +234,11 @@ impl Fleet {
 
     fn restart_server(&mut self) -> Result<()> {
         self.server.kill();
-        self.server = Server::start(&self.broker.url(), &self.db.url, &self.dir.path().join("server"))?;
+        self.server = Server::start(
+            &self.broker.url(),
+            &self.db.url,
+            &self.dir.path().join("server"),
+        )?;
         Ok(())
     }
 
@@ -293,7 +312,11 @@ pub fn parallel_window_is_never_exceeded(db: Db) -> Result<()> {
     let task = f.server.wait_final(&id)?;
     ensure!(task["state"] == "SUCCEEDED", "{task:#}");
     ensure!(count(&task, "SUCCEEDED") == 5, "{task:#}");
-    ensure!(max_overlap(&task) == 2, "window 2, overlap {}: {task:#}", max_overlap(&task));
+    ensure!(
+        max_overlap(&task) == 2,
+        "window 2, overlap {}: {task:#}",
+        max_overlap(&task)
+    );
     for t in targets(&task) {
         ensure!(t["exit_code"] == 0, "{t:#}");
         ensure!(
@@ -333,13 +356,22 @@ pub fn fail_count_and_fail_rate_stop_the_rollout(db: Db) -> Result<()> {
         let task = f.server.wait_final(&id)?;
         ensure!(task["state"] == "FAILED", "{name}: {task:#}");
         ensure!(
-            task["reason"].as_str().is_some_and(|r| r.contains("exceeded")),
+            task["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("exceeded")),
             "{name}: {task:#}"
         );
         ensure!(count(&task, "FAILED") == expect_started, "{name}: {task:#}");
-        ensure!(count(&task, "SKIPPED") == 5 - expect_started, "{name}: {task:#}");
+        ensure!(
+            count(&task, "SKIPPED") == 5 - expect_started,
+            "{name}: {task:#}"
+        );
         // The agents' side agrees: exactly that many commands ran.
-        ensure!(runs(&log).len() == expect_started, "{name}: ran {:?}", runs(&log));
+        ensure!(
+            runs(&log).len() == expect_started,
+            "{name}: ran {:?}",
+            runs(&log)
+        );
         for t in targets(&task) {
             if t["state"] == "FAILED" {
                 ensure!(t["exit_code"] == 3 && t["stderr"] == "boom\n", "{t:#}");
@@ -364,21 +396,30 @@ pub fn fail_count_and_fail_rate_stop_the_rollout(db: Db) -> Result<()> {
         .ok_or_else(|| anyhow!("nothing finished: {task:#}"))?;
     for t in targets(&task) {
         if let Some(s) = t["started_ms"].as_u64() {
-            ensure!(s <= first_end, "a target started after the threshold: {task:#}");
+            ensure!(
+                s <= first_end,
+                "a target started after the threshold: {task:#}"
+            );
         }
     }
     ensure!(count(&task, "SKIPPED") == 3, "{task:#}");
     ensure!(runs(&log).len() == 2);
 
     // Retry the failed ones as a new task.
-    let (status, retry) = f.server.post(&format!("/api/tasks/{id}/retry"), &json!({}))?;
+    let (status, retry) = f
+        .server
+        .post(&format!("/api/tasks/{id}/retry"), &json!({}))?;
     ensure!(status == 201, "{status} {retry}");
     ensure!(retry["retry_of"] == id.as_str());
     ensure!(targets(&retry).len() == 2, "{retry:#}");
-    let (status, retry2) = f
-        .server
-        .post(&format!("/api/tasks/{id}/retry"), &json!({ "include_skipped": true }))?;
-    ensure!(status == 201 && targets(&retry2).len() == 5, "{status} {retry2:#}");
+    let (status, retry2) = f.server.post(
+        &format!("/api/tasks/{id}/retry"),
+        &json!({ "include_skipped": true }),
+    )?;
+    ensure!(
+        status == 201 && targets(&retry2).len() == 5,
+        "{status} {retry2:#}"
+    );
     Ok(())
 }
 
@@ -413,9 +454,13 @@ pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
     ensure!(lost["agent_name"] == "a1", "{lost:#}");
 
     // Cancel: the running one finishes (here: runs on), nothing else starts.
-    let (status, cancelled) = f.server.post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
+    let (status, cancelled) = f
+        .server
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
     ensure!(status == 200, "{status} {cancelled}");
-    let (status, again) = f.server.post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
+    let (status, again) = f
+        .server
+        .post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
     ensure!(status == 409, "second cancel: {status} {again}");
 
     // Cancel before anything ran: every target SKIPPED.
@@ -427,11 +472,16 @@ pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
     }))?;
     f.server
         .wait_task(&id2, "first running", |t| count(t, "RUNNING") == 1)?;
-    let (status, body) = f.server.post(&format!("/api/tasks/{id2}/cancel"), &json!({}))?;
+    let (status, body) = f
+        .server
+        .post(&format!("/api/tasks/{id2}/cancel"), &json!({}))?;
     ensure!(status == 200, "{status} {body}");
     let task = f.server.wait_final(&id2)?;
     ensure!(task["state"] == "CANCELLED", "{task:#}");
-    ensure!(count(&task, "SUCCEEDED") == 1 && count(&task, "SKIPPED") == 1, "{task:#}");
+    ensure!(
+        count(&task, "SUCCEEDED") == 1 && count(&task, "SKIPPED") == 1,
+        "{task:#}"
+    );
     ensure!(runs(&log).len() == 1);
     f.agents.remove(1);
     Ok(())
@@ -466,10 +516,7 @@ pub fn server_killed_mid_task_resumes_without_running_twice(db: Db) -> Result<()
     for l in &lines {
         *per_agent.entry(l).or_default() += 1;
     }
-    ensure!(
-        lines.len() == 4 && per_agent.len() == 4,
-        "runs: {lines:?}"
-    );
+    ensure!(lines.len() == 4 && per_agent.len() == 4, "runs: {lines:?}");
     ensure!(max_overlap(&task) <= 2, "{task:#}");
     Ok(())
 }
@@ -481,7 +528,14 @@ pub fn pull_mode_pool_task(db: Db) -> Result<()> {
     let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
     let url = broker.url();
     let _agents = (0..3)
-        .map(|i| Agent::start(bot(), &format!("p{i}"), &[url.clone()], "pools = [\"build\"]\n"))
+        .map(|i| {
+            Agent::start(
+                bot(),
+                &format!("p{i}"),
+                std::slice::from_ref(&url),
+                "pools = [\"build\"]\n",
+            )
+        })
         .collect::<Result<Vec<_>>>()?;
     let db = Database::new(db, dir.path())?;
     let server = Server::start(&url, &db.url, &dir.path().join("server"))?;

@@ -49,7 +49,16 @@ fn every_source_file_starts_with_a_module_comment() {
 /// `name version` per line.
 fn tree(package: &str, extra: &[&str]) -> String {
     let out = Command::new(env!("CARGO"))
-        .args(["tree", "-p", package, "-e", "normal", "--prefix", "none", "--offline"])
+        .args([
+            "tree",
+            "-p",
+            package,
+            "-e",
+            "normal",
+            "--prefix",
+            "none",
+            "--offline",
+        ])
         .args(extra)
         .current_dir(workspace_root())
         .output()
