@@ -182,6 +182,18 @@ impl Server {
         }
     }
 
+    /// SIGTERM, and waits for a clean exit.
+    fn stop(&mut self) -> Result<()> {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()?
+            .success();
+        ensure!(ok, "kill -TERM failed");
+        let status = self.child.wait()?;
+        ensure!(status.success(), "bot server exited with {status}");
+        Ok(())
+    }
+
     /// SIGKILL: no clean shutdown, like a crash.
     fn kill(&mut self) {
         let _ = self.child.kill();
@@ -206,8 +218,12 @@ struct Fleet {
 
 impl Fleet {
     fn start(db: Db, n: usize) -> Result<Fleet> {
+        Fleet::start_on(BrokerKind::Mosquitto, db, n)
+    }
+
+    fn start_on(kind: BrokerKind, db: Db, n: usize) -> Result<Fleet> {
         let dir = TempDir::new("tasks");
-        let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
+        let broker = Broker::start(kind, bot())?;
         let url = broker.url();
         // A short keep-alive: a killed agent's last will comes within ~3 s.
         let agents = (0..n)
@@ -302,6 +318,7 @@ fn shell(script: &str) -> Value {
 
 pub fn parallel_window_is_never_exceeded(db: Db) -> Result<()> {
     let f = Fleet::start(db, 5)?;
+    let mut events = crate::Sub::start(f.broker.port, &["bot/v1/event/task/+"])?;
     let log = f.runs_file("runs");
     let id = f.server.submit(json!({
         "args": shell(&format!("echo ran-$PPID; echo $PPID >> {}; sleep 0.4", log.display())),
@@ -331,6 +348,24 @@ pub fn parallel_window_is_never_exceeded(db: Db) -> Result<()> {
         .collect();
     ensure!(order == ["a0", "a1", "a2", "a3", "a4"], "{order:?}");
     ensure!(runs(&log).len() == 5);
+    // Every transition was published: 5 × RUNNING, 5 × SUCCEEDED, and the
+    // task's own end.
+    let got = events.collect(11, crate::WAIT, |t, _| t.ends_with(&id))?;
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    for (_, payload) in &got {
+        let e: Value = serde_json::from_str(payload)?;
+        let key = match e["target"]["state"].as_str() {
+            Some(s) => format!("target {s}"),
+            None => format!("task {}", e["state"].as_str().unwrap_or("?")),
+        };
+        *seen.entry(key).or_default() += 1;
+    }
+    ensure!(
+        seen.get("target RUNNING") == Some(&5)
+            && seen.get("target SUCCEEDED") == Some(&5)
+            && seen.get("task SUCCEEDED") == Some(&1),
+        "events: {seen:?}"
+    );
     Ok(())
 }
 
@@ -488,7 +523,27 @@ pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
 }
 
 pub fn server_killed_mid_task_resumes_without_running_twice(db: Db) -> Result<()> {
-    let mut f = Fleet::start(db, 4)?;
+    killed_server_resumes(BrokerKind::Mosquitto, db)
+}
+
+/// The same through the embedded broker (`bot up --no-agent --no-server`
+/// as the bus, so it outlives the killed server).
+pub fn server_killed_on_the_embedded_broker_resumes(db: Db) -> Result<()> {
+    killed_server_resumes(BrokerKind::Embedded, db)
+}
+
+fn killed_server_resumes(kind: BrokerKind, db: Db) -> Result<()> {
+    let mut f = Fleet::start_on(kind, db, 4)?;
+    // A clean restart first: the registry is stored (written in batches,
+    // and once more on the way out) and reloaded.
+    let (_, before) = f.server.get("/api/agents")?;
+    f.server.stop()?;
+    f.server = Server::start(&f.broker.url(), &f.db.url, &f.dir.path().join("server"))?;
+    let (_, after) = f.server.get("/api/agents")?;
+    ensure!(
+        first_seen(&before) == first_seen(&after),
+        "registry lost across the restart:\n{before:#}\n{after:#}"
+    );
     let log = f.runs_file("runs");
     let id = f.server.submit(json!({
         "args": shell(&format!("sleep 1.5; echo $PPID >> {}", log.display())),
@@ -519,6 +574,25 @@ pub fn server_killed_mid_task_resumes_without_running_twice(db: Db) -> Result<()
     ensure!(lines.len() == 4 && per_agent.len() == 4, "runs: {lines:?}");
     ensure!(max_overlap(&task) <= 2, "{task:#}");
     Ok(())
+}
+
+/// (agent id, first seen) of an agent list, sorted: equal across a restart
+/// only if the registry was stored and reloaded (a fresh registry would see
+/// them first at the new process's start).
+fn first_seen(v: &Value) -> Vec<(String, u64)> {
+    let mut x: Vec<(String, u64)> = v
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|a| {
+            (
+                a["id"].as_str().unwrap_or("").to_owned(),
+                a["first_seen_ms"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
+    x.sort();
+    x
 }
 
 /// Pull mode: the targets are slots of a pool; idle agents of the pool take
@@ -576,5 +650,6 @@ both_dbs!(
     fail_count_and_fail_rate_stop_the_rollout,
     timeouts_lost_agents_and_cancel,
     server_killed_mid_task_resumes_without_running_twice,
+    server_killed_on_the_embedded_broker_resumes,
     pull_mode_pool_task,
 );
