@@ -137,6 +137,8 @@ fn main() -> ExitCode {
         #[cfg(feature = "broker")]
         Command::Up(_) => "info",
         Command::Agent(_) => "info",
+        #[cfg(feature = "server")]
+        Command::Server(_) => "info",
         _ => "warn",
     };
     if let Err(e) = init_logging(cli.log.as_deref().unwrap_or(default_log)) {
@@ -147,13 +149,32 @@ fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             eprintln!("bot: {e:#}");
-            if e.downcast_ref::<bot_agent::ConfigError>().is_some() {
+            if e.downcast_ref::<bot_agent::ConfigError>().is_some()
+                || e.downcast_ref::<UsageError>().is_some()
+            {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
             }
         }
     }
+}
+
+/// A configuration or usage problem found after argument parsing (exit 2).
+#[derive(Debug)]
+pub(crate) struct UsageError(pub anyhow::Error);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Marks `e` as a usage or configuration error (exit code 2).
+pub(crate) fn usage(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(UsageError(e))
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {

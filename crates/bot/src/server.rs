@@ -11,12 +11,16 @@ use bot_server::{ServerConfig, Token};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
-/// Server options (for `bot server` and `bot up`).
+/// Server options (for `bot server` and `bot up`); each overrides the same
+/// key of the server configuration file.
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ServerOpts {
-    /// HTTP API address (port 0 picks a free port).
-    #[arg(long, env = "BOT_HTTP", default_value = "127.0.0.1:8080")]
-    pub http: SocketAddr,
+    /// Server configuration file (TOML; see docs/server.example.toml).
+    #[arg(long = "server-config", env = "BOT_SERVER_CONFIG")]
+    pub server_config: Option<PathBuf>,
+    /// HTTP API address (port 0 picks a free port). Default: 127.0.0.1:8080.
+    #[arg(long, env = "BOT_HTTP")]
+    pub http: Option<SocketAddr>,
     /// Database: `sqlite:PATH` or `postgres://USER:PASS@HOST/DB`.
     /// Default: `sqlite:DATA_DIR/bot.db`.
     #[arg(long, env = "BOT_DB")]
@@ -25,8 +29,9 @@ pub(crate) struct ServerOpts {
     /// Default: the agent's state directory + `/server`.
     #[arg(long, env = "BOT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// API tokens as NAME=SECRET (repeat, or comma-separated). Without any,
-    /// one is generated into DATA_DIR/api-token and printed.
+    /// API tokens as NAME=SECRET (repeat, or comma-separated); replace the
+    /// file's `[[tokens]]`. Without any, one is generated into
+    /// DATA_DIR/api-token and printed.
     #[arg(
         long = "api-token",
         env = "BOT_API_TOKENS",
@@ -36,41 +41,139 @@ pub(crate) struct ServerOpts {
     pub api_tokens: Vec<String>,
 }
 
+/// Default HTTP API address.
+const DEFAULT_HTTP: &str = "127.0.0.1:8080";
+/// Largest server configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The server configuration file: every key optional.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServerFile {
+    /// HTTP API address.
+    pub http: Option<SocketAddr>,
+    /// Database URL.
+    pub db: Option<String>,
+    /// Data directory.
+    pub data_dir: Option<PathBuf>,
+    /// Brokers (`bot server` only; `bot up` uses its embedded broker).
+    #[serde(default)]
+    pub brokers: Vec<String>,
+    /// API tokens.
+    #[serde(default)]
+    pub tokens: Vec<TokenEntry>,
+}
+
+/// One `[[tokens]]` entry.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TokenEntry {
+    /// Who holds it (recorded as `created_by`).
+    pub name: String,
+    /// The bearer secret, 16+ characters.
+    pub secret: String,
+}
+
+impl ServerFile {
+    /// Reads and parses `path`; errors name the file.
+    pub(crate) fn load(path: &std::path::Path) -> anyhow::Result<ServerFile> {
+        let meta = std::fs::metadata(path)
+            .with_context(|| format!("cannot read the server config {}", path.display()))?;
+        anyhow::ensure!(
+            meta.len() <= MAX_CONFIG_BYTES,
+            "the server config {} is {} bytes, more than {MAX_CONFIG_BYTES}",
+            path.display(),
+            meta.len()
+        );
+        use std::os::unix::fs::PermissionsExt;
+        if meta.permissions().mode() & 0o004 != 0 {
+            tracing::warn!(
+                path = %path.display(),
+                "the server config is world-readable and may hold API secrets: chmod o-r"
+            );
+        }
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the server config {}", path.display()))?;
+        ServerFile::parse(&text).with_context(|| format!("in the server config {}", path.display()))
+    }
+
+    pub(crate) fn parse(text: &str) -> anyhow::Result<ServerFile> {
+        toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))
+    }
+}
+
+/// Checks one token; `what` names where it came from.
+fn token(name: &str, secret: &str, what: &str) -> anyhow::Result<Token> {
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
+        "{what}: the token name {name:?} must be 1..=64 characters without control characters"
+    );
+    anyhow::ensure!(
+        secret.len() >= 16 && !secret.chars().any(char::is_whitespace),
+        "{what}: the secret of token {name:?} must be at least 16 characters, without spaces"
+    );
+    Ok(Token {
+        name: name.to_owned(),
+        secret: secret.to_owned(),
+    })
+}
+
 impl ServerOpts {
-    /// The server configuration for `brokers`.
-    pub(crate) fn config(&self, brokers: Vec<BrokerUrl>) -> anyhow::Result<ServerConfig> {
+    /// The configuration file, if one was given.
+    pub(crate) fn file(&self) -> anyhow::Result<ServerFile> {
+        match &self.server_config {
+            Some(path) => ServerFile::load(path),
+            None => Ok(ServerFile::default()),
+        }
+    }
+
+    /// The server configuration for `brokers`: the file, then flags and
+    /// environment.
+    pub(crate) fn config(
+        &self,
+        file: ServerFile,
+        brokers: Vec<BrokerUrl>,
+    ) -> anyhow::Result<ServerConfig> {
         let data_dir = self
             .data_dir
             .clone()
+            .or(file.data_dir)
             .unwrap_or_else(|| bot_agent::config::default_state_dir().join("server"));
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
-        let db = match &self.db {
-            Some(db) => db.clone(),
+        let db = match self.db.clone().or(file.db) {
+            Some(db) => db,
             None => format!("sqlite:{}", data_dir.join("bot.db").display()),
         };
         let mut tokens = Vec::new();
-        for t in &self.api_tokens {
-            let Some((name, secret)) = t.split_once('=') else {
-                anyhow::bail!("--api-token: expected NAME=SECRET, got a value without '='");
-            };
-            anyhow::ensure!(
-                !name.is_empty() && name.len() <= 64,
-                "--api-token: the name {name:?} must be 1..=64 characters"
-            );
-            anyhow::ensure!(
-                secret.len() >= 16,
-                "--api-token {name}=…: the secret must be at least 16 characters"
-            );
-            tokens.push(Token {
-                name: name.to_owned(),
-                secret: secret.to_owned(),
-            });
+        if self.api_tokens.is_empty() {
+            for t in &file.tokens {
+                tokens.push(token(&t.name, &t.secret, "[[tokens]]")?);
+            }
+        } else {
+            for t in &self.api_tokens {
+                let Some((name, secret)) = t.split_once('=') else {
+                    anyhow::bail!("--api-token: expected NAME=SECRET, got a value without '='");
+                };
+                tokens.push(token(name, secret, "--api-token")?);
+            }
         }
+        let mut names = std::collections::HashSet::new();
+        for t in &tokens {
+            anyhow::ensure!(
+                names.insert(&t.name),
+                "token name {:?} is given twice",
+                t.name
+            );
+        }
+        let http = match self.http.or(file.http) {
+            Some(a) => a,
+            None => DEFAULT_HTTP.parse().context("default HTTP address")?,
+        };
         Ok(ServerConfig {
             brokers,
             db,
-            listen: self.http,
+            listen: http,
             tokens,
             token_file: data_dir.join("api-token"),
             client_id: None,
@@ -82,12 +185,12 @@ impl ServerOpts {
 #[derive(Debug, Clone, Args)]
 pub(crate) struct ServerArgs {
     /// Broker URL (mqtt://HOST:PORT); repeat for fallbacks, tried in order.
+    /// Replaces the file's `brokers`; one of them is needed.
     #[arg(
         long = "broker",
         short = 'b',
         env = "BOT_BROKER",
-        value_delimiter = ',',
-        required = true
+        value_delimiter = ','
     )]
     brokers: Vec<String>,
     #[command(flatten)]
@@ -117,10 +220,50 @@ pub(crate) fn announce(server: &bot_server::Server) {
 }
 
 pub(crate) async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let brokers = broker_urls(&args.brokers)?;
-    let config = args.opts.config(brokers)?;
+    let file = args.opts.file().map_err(crate::usage)?;
+    let urls = if args.brokers.is_empty() {
+        file.brokers.clone()
+    } else {
+        args.brokers.clone()
+    };
+    if urls.is_empty() {
+        return Err(crate::usage(anyhow::anyhow!(
+            "bot server needs a broker: --broker mqtt://HOST:PORT (or `brokers` in --server-config)"
+        )));
+    }
+    let brokers = broker_urls(&urls).map_err(crate::usage)?;
+    let config = args.opts.config(file, brokers).map_err(crate::usage)?;
     let server = bot_server::start(config, shutdown.clone()).await?;
     announce(&server);
     server.wait().await?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses_and_is_complete() {
+        let text = include_str!("../../../docs/server.example.toml");
+        let f = ServerFile::parse(text).expect("docs/server.example.toml parses");
+        assert!(f.http.is_some() && f.db.is_some() && f.data_dir.is_some());
+        assert!(!f.brokers.is_empty() && !f.tokens.is_empty());
+        for t in &f.tokens {
+            token(&t.name, &t.secret, "example").expect("example tokens are valid");
+        }
+    }
+
+    #[test]
+    fn config_errors_name_the_bad_key() {
+        let e = ServerFile::parse("htp = \"x\"").expect_err("unknown key");
+        assert!(e.to_string().contains("htp"), "{e}");
+        let e = ServerFile::parse("http = \"not an address\"").expect_err("bad address");
+        assert!(e.to_string().contains("http"), "{e}");
+        let e = token("ops", "short", "[[tokens]]").expect_err("short secret");
+        assert!(
+            e.to_string().contains("ops") && e.to_string().contains("16"),
+            "{e}"
+        );
+    }
 }

@@ -75,7 +75,8 @@ pub(crate) async fn run(
         let url: bot_bus::BrokerUrl = format!("mqtt://{mqtt}")
             .parse()
             .map_err(|e| anyhow::anyhow!("embedded broker address: {e}"))?;
-        let config = args.server.config(vec![url])?;
+        let file = args.server.file().map_err(crate::usage)?;
+        let config = args.server.config(file, vec![url]).map_err(crate::usage)?;
         match bot_server::start(config, shutdown.clone()).await {
             Ok(s) => {
                 crate::server::announce(&s);

@@ -326,3 +326,41 @@ fn bot_up_stops_with_a_clear_error_when_its_agent_cannot_start() -> Result<()> {
     );
     Ok(())
 }
+
+/// `bot server`: a missing broker and a bad configuration file are usage
+/// errors (exit 2) naming the problem; a file's brokers and tokens are used.
+#[test]
+fn bot_server_configuration_errors_and_file() -> Result<()> {
+    let dir = bot_testkit::TempDir::new("server-config");
+    let (code, _, err) = run_bot(
+        bot(),
+        &["server", "--data-dir", &dir.path().display().to_string()],
+    )?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("needs a broker"), "{err}");
+
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "htp = \"127.0.0.1:0\"\n")?;
+    let (code, _, err) = run_bot(
+        bot(),
+        &["server", "--server-config", &bad.display().to_string()],
+    )?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("htp") && err.contains("bad.toml"), "{err}");
+
+    let short = dir.path().join("short.toml");
+    std::fs::write(&short, "[[tokens]]\nname = \"ops\"\nsecret = \"short\"\n")?;
+    let (code, _, err) = run_bot(
+        bot(),
+        &[
+            "server",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+            "--server-config",
+            &short.display().to_string(),
+        ],
+    )?;
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("\"ops\"") && err.contains("16"), "{err}");
+    Ok(())
+}
