@@ -348,6 +348,22 @@ pub fn parallel_window_is_never_exceeded(db: Db) -> Result<()> {
         .collect();
     ensure!(order == ["a0", "a1", "a2", "a3", "a4"], "{order:?}");
     ensure!(runs(&log).len() == 5);
+    // Request/reply over HTTP: every agent answers, nobody is missing.
+    let (status, call) = f.server.post(
+        "/api/call",
+        &json!({ "action": "ping", "filter": "a*", "timeout_s": 10 }),
+    )?;
+    ensure!(status == 200, "{status} {call}");
+    let mut names: Vec<&str> = call["replies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "ok")
+        .filter_map(|r| r["agent_name"].as_str())
+        .collect();
+    names.sort_unstable();
+    ensure!(names == ["a0", "a1", "a2", "a3", "a4"], "{call:#}");
+    ensure!(call["no_reply"] == json!([]), "{call:#}");
     // Every transition was published: 5 × RUNNING, 5 × SUCCEEDED, and the
     // task's own end.
     let got = events.collect(11, crate::WAIT, |t, _| t.ends_with(&id))?;
