@@ -269,6 +269,29 @@ pub struct TargetRun {
     pub finished_ms: Option<u64>,
 }
 
+impl TargetRun {
+    /// A target not started yet: WAITING, no request, no result.
+    pub fn waiting(task_id: &str, seq: u32, agent_id: String, agent_name: String) -> TargetRun {
+        TargetRun {
+            task_id: task_id.to_owned(),
+            seq,
+            agent_id,
+            agent_name,
+            state: TargetState::Waiting,
+            request_id: None,
+            request_created_ms: None,
+            exit_code: None,
+            signal: None,
+            stdout: String::new(),
+            stderr: String::new(),
+            error: None,
+            data: None,
+            started_ms: None,
+            finished_ms: None,
+        }
+    }
+}
+
 /// A task with its targets: `GET /api/tasks/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

@@ -29,13 +29,7 @@ pub(super) async fn list(
 ) -> Result<Response, Error> {
     let Query(q) = query.map_err(|e| Error::bad(e.body_text()))?;
     let filter = match &q.filter {
-        Some(text) => Some(bot_proto::filter::parse(text).map_err(|e| {
-            Error::bad(format!(
-                "filter: {text:?}: error at column {}: {}",
-                e.position + 1,
-                e.message
-            ))
-        })?),
+        Some(text) => Some(super::parse_filter(text)?),
         None => None,
     };
     let body = core.registry.select_json(filter.as_ref(), q.online);

@@ -155,13 +155,7 @@ pub(super) async fn call(
         )));
     }
     let filter = match &c.filter {
-        Some(text) => Some(bot_proto::filter::parse(text).map_err(|e| {
-            Error::bad(format!(
-                "filter: {text:?}: error at column {}: {}",
-                e.position + 1,
-                e.message
-            ))
-        })?),
+        Some(text) => Some(super::parse_filter(text)?),
         None => None,
     };
     let args = c.args.unwrap_or_else(|| Value::Object(Default::default()));

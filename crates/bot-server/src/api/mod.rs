@@ -193,6 +193,17 @@ where
     }
 }
 
+/// Parses a filter from a request, as a 400 naming the column on error.
+pub(crate) fn parse_filter(text: &str) -> Result<bot_proto::Filter, Error> {
+    bot_proto::filter::parse(text).map_err(|e| {
+        Error::bad(format!(
+            "filter: {text:?}: error at column {}: {}",
+            e.position + 1,
+            e.message
+        ))
+    })
+}
+
 /// A JSON response with a status.
 pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
     (status, axum::Json(v)).into_response()

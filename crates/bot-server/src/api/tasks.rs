@@ -132,13 +132,7 @@ pub(crate) fn build(
     let id = uuid::Uuid::now_v7().simple().to_string();
     let mut filter_text = None;
     let agents: Vec<(String, String)> = if let Some(text) = &new.filter {
-        let f = bot_proto::filter::parse(text).map_err(|e| {
-            Error::bad(format!(
-                "filter: {text:?}: error at column {}: {}",
-                e.position + 1,
-                e.message
-            ))
-        })?;
+        let f = super::parse_filter(text)?;
         filter_text = Some(f.to_string());
         let matched = core.registry.select(Some(&f), true);
         if matched.is_empty() {
@@ -212,22 +206,8 @@ pub(crate) fn build(
     let targets = agents
         .into_iter()
         .enumerate()
-        .map(|(seq, (agent_id, agent_name))| TargetRun {
-            task_id: id.clone(),
-            seq: seq as u32,
-            agent_id,
-            agent_name,
-            state: TargetState::Waiting,
-            request_id: None,
-            request_created_ms: None,
-            exit_code: None,
-            signal: None,
-            stdout: String::new(),
-            stderr: String::new(),
-            error: None,
-            data: None,
-            started_ms: None,
-            finished_ms: None,
+        .map(|(seq, (agent_id, agent_name))| {
+            TargetRun::waiting(&id, seq as u32, agent_id, agent_name)
         })
         .collect();
     Ok((task, targets))

@@ -279,23 +279,7 @@ mod tests {
 
     fn targets(n: u32) -> Vec<TargetRun> {
         (0..n)
-            .map(|seq| TargetRun {
-                task_id: "t".into(),
-                seq,
-                agent_id: format!("a{seq}"),
-                agent_name: format!("n{seq}"),
-                state: TargetState::Waiting,
-                request_id: None,
-                request_created_ms: None,
-                exit_code: None,
-                signal: None,
-                stdout: String::new(),
-                stderr: String::new(),
-                error: None,
-                data: None,
-                started_ms: None,
-                finished_ms: None,
-            })
+            .map(|seq| TargetRun::waiting("t", seq, format!("a{seq}"), format!("n{seq}")))
             .collect()
     }
 
