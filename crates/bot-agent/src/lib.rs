@@ -146,6 +146,7 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         state_rx.clone(),
         exec_limits,
         c.max_concurrent_requests,
+        structured::Seen::with_journal(config.state_dir.join("seen-requests"), actions::now_ms()),
     );
 
     let measurer = tokio::spawn(measure::run(

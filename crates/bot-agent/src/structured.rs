@@ -67,14 +67,96 @@ impl Identity {
     }
 }
 
-/// Request ids already seen, remembered until their TTL has passed.
+/// Request ids already seen, remembered until their TTL has passed, and
+/// (with a journal) across restarts of the agent: each id is appended to
+/// `state_dir/seen-requests` as `<until_ms> <id>` before its action runs,
+/// and reloaded at start. So a request resent after the agent restarted
+/// (the server resumes a task with the same request id) is still refused.
 #[derive(Debug, Default)]
 pub(crate) struct Seen {
     expiry: HashMap<String, u64>,
     order: VecDeque<(u64, String)>,
+    journal: Option<Journal>,
 }
 
+/// The append-only file behind [`Seen`].
+#[derive(Debug)]
+struct Journal {
+    path: std::path::PathBuf,
+    file: std::fs::File,
+    /// Lines in the file (compacted when it holds far more than is live).
+    lines: usize,
+}
+
+/// Largest journal read at start; a bigger one is ignored (and replaced).
+const MAX_JOURNAL_BYTES: u64 = 64 * 1024 * 1024;
+
 impl Seen {
+    /// A set backed by the journal at `path`: loads the ids still valid at
+    /// `now_ms`, rewrites the file with only those, and appends from then on.
+    /// Failing that, a warning and an in-memory set (the agent still runs).
+    pub fn with_journal(path: std::path::PathBuf, now_ms: u64) -> Seen {
+        let mut seen = Seen::default();
+        match std::fs::metadata(&path) {
+            Ok(m) if m.len() > MAX_JOURNAL_BYTES => {
+                tracing::warn!(path = %path.display(), bytes = m.len(), "request journal too big; starting a new one");
+            }
+            Ok(_) => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let mut entries: Vec<(u64, &str)> = text
+                        .lines()
+                        .filter_map(|l| {
+                            let (until, id) = l.split_once(' ')?;
+                            Some((until.parse().ok()?, id))
+                        })
+                        .filter(|(until, id)| *until >= now_ms && !id.is_empty())
+                        .collect();
+                    entries.sort_unstable();
+                    for (until, id) in entries {
+                        seen.insert(id, until, now_ms);
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(path = %path.display(), error = %e, "cannot read the request journal")
+                }
+            },
+            Err(_) => {}
+        }
+        match seen.rewrite(&path) {
+            Ok(journal) => seen.journal = Some(journal),
+            Err(e) => tracing::warn!(
+                path = %path.display(), error = %e,
+                "cannot write the request journal: duplicates are detected only until the agent restarts"
+            ),
+        }
+        seen
+    }
+
+    /// Writes the live entries to `path` (through a temporary file and a
+    /// rename) and opens it for appending.
+    fn rewrite(&self, path: &std::path::Path) -> std::io::Result<Journal> {
+        use std::io::Write;
+        let tmp = path.with_extension("tmp");
+        let mut out = String::with_capacity(self.order.len() * 48);
+        for (until, id) in &self.order {
+            if self.expiry.contains_key(id) {
+                out.push_str(&format!("{until} {id}\n"));
+            }
+        }
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(out.as_bytes())?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        let file = std::fs::OpenOptions::new().append(true).open(path)?;
+        Ok(Journal {
+            path: path.to_owned(),
+            file,
+            lines: self.expiry.len(),
+        })
+    }
+
     /// Records `id` (valid until `until_ms`); false if it was already there.
     pub fn insert(&mut self, id: &str, until_ms: u64, now_ms: u64) -> bool {
         while let Some((t, _)) = self.order.front() {
@@ -96,7 +178,29 @@ impl Seen {
             .back()
             .map_or(until_ms, |(t, _)| until_ms.max(*t));
         self.order.push_back((until, id.to_owned()));
+        self.append(id, until);
         true
+    }
+
+    /// Appends one entry to the journal (one `write`, so a crash leaves
+    /// whole lines); compacts it when most of it has expired.
+    fn append(&mut self, id: &str, until: u64) {
+        use std::io::Write;
+        let Some(j) = self.journal.as_mut() else {
+            return;
+        };
+        if let Err(e) = j.file.write_all(format!("{until} {id}\n").as_bytes()) {
+            tracing::warn!(error = %e, "cannot append to the request journal");
+            return;
+        }
+        j.lines += 1;
+        if j.lines > 2 * self.expiry.len() + 1024 {
+            let path = j.path.clone();
+            match self.rewrite(&path) {
+                Ok(fresh) => self.journal = Some(fresh),
+                Err(e) => tracing::warn!(error = %e, "cannot compact the request journal"),
+            }
+        }
     }
 
     #[cfg(test)]
@@ -143,6 +247,7 @@ impl Structured {
         measure: watch::Receiver<MeasureState>,
         exec: actions::exec::Limits,
         max_concurrent: usize,
+        seen: Seen,
     ) -> Structured {
         let own_topic = topics::request_agent_topic(&me.id);
         Structured {
@@ -151,7 +256,7 @@ impl Structured {
             facts,
             measure,
             exec,
-            seen: Seen::default(),
+            seen,
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             own_topic,
         }
@@ -365,6 +470,60 @@ mod tests {
         assert!(s.insert("c", 3_000, 1_500));
         assert_eq!(s.len(), 2);
         assert!(!s.insert("b", 2_000, 1_600));
+    }
+
+    #[test]
+    fn seen_journal_survives_a_restart_and_drops_expired_ids() {
+        let dir = std::env::temp_dir().join(format!("bot-seen-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("seen-requests");
+        {
+            let mut s = Seen::with_journal(path.clone(), 1_000);
+            // (In TTL order: a later id with a shorter TTL is kept as long
+            // as the one before it.)
+            assert!(s.insert("b", 2_000, 1_000));
+            assert!(s.insert("a", 5_000, 1_000));
+            assert!(!s.insert("a", 5_000, 1_000));
+        }
+        // Restarted at t = 3,000: "a" is still valid, "b" (until 2,000) is not.
+        let mut s = Seen::with_journal(path.clone(), 3_000);
+        assert!(
+            !s.insert("a", 5_000, 3_000),
+            "a remembered across the restart"
+        );
+        assert!(s.insert("b", 9_000, 3_000), "b had expired");
+        let text = std::fs::read_to_string(&path).expect("journal");
+        assert!(text.lines().all(|l| l.split_once(' ').is_some()), "{text}");
+        // Garbage lines are skipped, not fatal.
+        std::fs::write(&path, "junk\n7000\nx y\n8000 c\n").expect("write");
+        let mut s = Seen::with_journal(path.clone(), 3_000);
+        assert!(!s.insert("c", 8_000, 3_000));
+        assert_eq!(s.len(), 1);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn seen_journal_is_compacted() {
+        let dir = std::env::temp_dir().join(format!("bot-seen-c-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let path = dir.join("seen-requests");
+        let mut s = Seen::with_journal(path.clone(), 0);
+        // Each id expires at once: the live set stays tiny, the file must not grow without bound.
+        for i in 0..10_000u64 {
+            s.insert(&format!("r{i}"), i, i);
+        }
+        let lines = std::fs::read_to_string(&path)
+            .expect("journal")
+            .lines()
+            .count();
+        assert!(
+            lines <= 2 * s.len() + 1025,
+            "{lines} lines for {} live ids",
+            s.len()
+        );
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

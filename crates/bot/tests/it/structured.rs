@@ -17,6 +17,7 @@ both_brokers!(
     filters_select_exactly_the_right_agents,
     run_reports_exit_codes_output_timeouts_and_no_reply,
     requests_run_once_expire_and_malformed_ones_get_errors,
+    a_restarted_agent_still_refuses_a_request_it_ran,
     presence_is_retained_and_offline_is_seen_at_once,
     work_queue_and_async_results,
 );
@@ -435,5 +436,42 @@ fn work_queue_and_async_results(kind: BrokerKind) -> Result<()> {
     assert_eq!(v["request_id"], request_id.as_str());
     assert_eq!(v["name"], "worker1");
     assert_eq!(v["data"]["stdout"], "async\n");
+    Ok(())
+}
+
+/// The duplicate check survives an agent restart (the request journal in the
+/// state directory): a request resent after the restart is not run again.
+fn a_restarted_agent_still_refuses_a_request_it_ran(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let dir = bot_testkit::TempDir::new("journal");
+    let state = format!(
+        "state_dir = {:?}\n",
+        dir.path().join("state").display().to_string()
+    );
+    let marker = dir.path().join("ran");
+    let mut agent = Agent::start(bot(), "solo", &[broker.url()], &state)?;
+    let id = std::fs::read_to_string(dir.path().join("state").join("agent-id"))?;
+    let topic = bot_proto::topics::request_agent_topic(id.trim());
+    let mut sub = Sub::start(broker.port, &["test/replies"])?;
+    let req = request(
+        "exec",
+        json!({"shell": format!("echo x >> {}", marker.display())}),
+        "test/replies",
+    );
+    publish(broker.port, &topic, &req.encode())?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no reply"))?;
+    ensure!(r.status == ReplyStatus::Ok, "{r:?}");
+    agent.terminate()?;
+
+    let mut again = Agent::start(bot(), "solo", &[broker.url()], &state)?;
+    publish(broker.port, &topic, &req.encode())?;
+    again
+        .log
+        .wait_for("the duplicate log line", WAIT, |l| l.contains("duplicate"))?;
+    ensure!(
+        next_reply(&mut sub, Duration::from_millis(300)).is_none(),
+        "the restarted agent answered again"
+    );
+    ensure!(std::fs::read_to_string(&marker)? == "x\n", "ran twice");
     Ok(())
 }
