@@ -237,6 +237,7 @@ pub(crate) struct Structured {
     seen: Seen,
     slots: Arc<Semaphore>,
     own_topic: String,
+    running: actions::Running,
 }
 
 impl Structured {
@@ -259,6 +260,7 @@ impl Structured {
             seen,
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             own_topic,
+            running: actions::Running::default(),
         }
     }
 
@@ -387,14 +389,23 @@ impl Structured {
             selected: measure.selected,
             interval: measure.interval,
             exec: self.exec.clone(),
+            cancel: self.running.start(&request.id),
+            running: self.running.clone(),
         };
         tracing::info!(id = %request.id, sender = %request.sender, action = %request.action, "running request");
         let slots = self.slots.clone();
         let publisher = self.publisher.clone();
         let base = self.reply(&request.id, ReplyStatus::Ok, Value::Null, None, received_ms);
+        let running = self.running.clone();
         tokio::spawn(async move {
-            let _permit = slots.acquire_owned().await;
+            // `cancel` must not queue behind the requests it cancels.
+            let _permit = if request.action == "cancel" {
+                None
+            } else {
+                slots.acquire_owned().await.ok()
+            };
             let outcome = actions::run(&request.action, &request.args, &ctx).await;
+            running.end(&request.id);
             let reply = Reply {
                 status: outcome.status,
                 data: outcome.data,

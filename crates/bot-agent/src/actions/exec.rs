@@ -23,6 +23,7 @@ use bot_proto::envelope::ReplyStatus;
 use serde_json::{Value, json};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
+use tokio_util::sync::CancellationToken;
 
 use super::{Outcome, secs_arg};
 
@@ -197,8 +198,9 @@ fn parse(args: &Value, limits: &Limits) -> Result<(What, Duration, usize), Strin
     Ok((what, timeout, output))
 }
 
-/// Runs `exec`.
-pub async fn run(args: &Value, limits: &Limits) -> Outcome {
+/// Runs `exec`; `cancel` stops it like a timeout does (the whole process
+/// group: SIGTERM, then SIGKILL after the grace period).
+pub async fn run(args: &Value, limits: &Limits, cancel: &CancellationToken) -> Outcome {
     let (what, timeout, output) = match parse(args, limits) {
         Ok(p) => p,
         Err(e) => return Outcome::error(e),
@@ -263,10 +265,16 @@ pub async fn run(args: &Value, limits: &Limits) -> Outcome {
     };
     let readers = tokio::spawn(async move { tokio::join!(drain(out, output), drain(err, output)) });
     let mut timed_out = false;
-    let status = match tokio::time::timeout(timeout, child.wait()).await {
+    let mut cancelled = false;
+    let waited = tokio::select! {
+        s = tokio::time::timeout(timeout, child.wait()) => s.map_err(|_| false),
+        () = cancel.cancelled() => Err(true),
+    };
+    let status = match waited {
         Ok(s) => s,
-        Err(_) => {
-            timed_out = true;
+        Err(by_cancel) => {
+            timed_out = !by_cancel;
+            cancelled = by_cancel;
             signal_group(pgid, nix::sys::signal::Signal::SIGTERM);
             match tokio::time::timeout(limits.kill_grace, child.wait()).await {
                 Ok(s) => s,
@@ -297,6 +305,7 @@ pub async fn run(args: &Value, limits: &Limits) -> Outcome {
         "exit_code": exit_code,
         "signal": signal,
         "timed_out": timed_out,
+        "cancelled": cancelled,
         "stdout": out.text(),
         "stderr": err.text(),
         "stdout_bytes": out.total,
@@ -304,6 +313,13 @@ pub async fn run(args: &Value, limits: &Limits) -> Outcome {
         "truncated": truncated,
         "duration_ms": duration_ms,
     });
+    if cancelled {
+        return Outcome {
+            status: ReplyStatus::Error,
+            data,
+            error: Some("cancelled: process group killed".to_owned()),
+        };
+    }
     if timed_out {
         return Outcome {
             status: ReplyStatus::Timeout,
@@ -348,7 +364,12 @@ mod tests {
 
     #[tokio::test]
     async fn argv_is_not_a_shell() {
-        let o = run(&json!({"command": ["echo", "a;b", "$HOME"]}), &limits()).await;
+        let o = run(
+            &json!({"command": ["echo", "a;b", "$HOME"]}),
+            &limits(),
+            &CancellationToken::new(),
+        )
+        .await;
         assert_eq!(o.status, ReplyStatus::Ok, "{o:?}");
         assert_eq!(o.data["stdout"], "a;b $HOME\n");
         assert_eq!(o.data["exit_code"], 0);
@@ -356,7 +377,7 @@ mod tests {
 
     #[tokio::test]
     async fn shell_env_cwd_and_exit_codes() {
-        let o = run(&json!({"shell": "echo $GREETING; pwd; echo oops >&2; exit 3", "env": {"GREETING": "hi"}, "cwd": "/tmp"}), &limits()).await;
+        let o = run(&json!({"shell": "echo $GREETING; pwd; echo oops >&2; exit 3", "env": {"GREETING": "hi"}, "cwd": "/tmp"}), &limits(), &CancellationToken::new()).await;
         assert_eq!(o.status, ReplyStatus::Error);
         assert_eq!(o.data["exit_code"], 3);
         assert_eq!(o.data["stdout"], "hi\n/tmp\n");
@@ -365,7 +386,12 @@ mod tests {
 
     #[tokio::test]
     async fn script_body_goes_to_the_interpreter() {
-        let o = run(&json!({"script": "x=40\necho $((x+2))\n"}), &limits()).await;
+        let o = run(
+            &json!({"script": "x=40\necho $((x+2))\n"}),
+            &limits(),
+            &CancellationToken::new(),
+        )
+        .await;
         assert_eq!(o.data["stdout"], "42\n", "{o:?}");
     }
 
@@ -374,6 +400,7 @@ mod tests {
         let o = run(
             &json!({"shell": "seq 1 10000", "output_limit": 12}),
             &limits(),
+            &CancellationToken::new(),
         )
         .await;
         assert_eq!(o.data["stdout"], "9998\n9999\n10000\n"[4..].to_string());
@@ -386,6 +413,7 @@ mod tests {
         let o = run(
             &json!({"shell": "sleep 300 & sleep 300", "timeout_s": 0.3}),
             &limits(),
+            &CancellationToken::new(),
         )
         .await;
         assert_eq!(o.status, ReplyStatus::Timeout, "{o:?}");
@@ -414,7 +442,7 @@ mod tests {
                 "env value of \"A\"",
             ),
         ] {
-            let o = run(&args, &limits()).await;
+            let o = run(&args, &limits(), &CancellationToken::new()).await;
             assert_eq!(o.status, ReplyStatus::Error, "{args}");
             assert!(
                 o.error.as_deref().unwrap_or("").contains(want),
@@ -422,7 +450,29 @@ mod tests {
                 o.error
             );
         }
-        let o = run(&json!({"command": ["/nonexistent/prog"]}), &limits()).await;
+        let token = CancellationToken::new();
+        let t2 = token.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            t2.cancel();
+        });
+        let started = Instant::now();
+        let o = run(&json!({"shell": "sleep 30"}), &limits(), &token).await;
+        assert!(started.elapsed() < Duration::from_secs(10), "not stopped");
+        assert_eq!(o.status, ReplyStatus::Error);
+        assert_eq!(o.data["cancelled"], true);
+        assert!(
+            o.error
+                .as_deref()
+                .is_some_and(|e| e.starts_with("cancelled")),
+            "{o:?}"
+        );
+        let o = run(
+            &json!({"command": ["/nonexistent/prog"]}),
+            &limits(),
+            &CancellationToken::new(),
+        )
+        .await;
         assert!(o.error.unwrap_or_default().contains("cannot start"));
     }
 }

@@ -5,12 +5,52 @@
 
 pub mod exec;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bot_proto::envelope::ReplyStatus;
 use serde_json::{Value, json};
 
+use tokio_util::sync::CancellationToken;
+
 use crate::facts::Facts;
+
+/// The requests running on this agent, by request id, each with the token
+/// that cancels it (`cancel` action).
+#[derive(Debug, Clone, Default)]
+pub struct Running {
+    inner: Arc<Mutex<HashMap<String, CancellationToken>>>,
+}
+
+impl Running {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers request `id`; its token cancels it.
+    pub fn start(&self, id: &str) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.lock().insert(id.to_owned(), token.clone());
+        token
+    }
+
+    /// Forgets request `id` (it ended).
+    pub fn end(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Cancels request `id`; false if it is not running here.
+    pub fn cancel(&self, id: &str) -> bool {
+        match self.lock().get(id) {
+            Some(t) => {
+                t.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+}
 
 /// What an action may know about the agent.
 #[derive(Debug, Clone)]
@@ -29,6 +69,10 @@ pub struct Context {
     pub interval: f64,
     /// Limits for `exec`.
     pub exec: exec::Limits,
+    /// Cancels this request (the `cancel` action of another request).
+    pub cancel: CancellationToken,
+    /// Every running request (for the `cancel` action).
+    pub running: Running,
 }
 
 /// The result of an action.
@@ -62,7 +106,7 @@ impl Outcome {
 }
 
 /// The actions this agent answers.
-pub const ACTIONS: [&str; 4] = ["ping", "facts", "status", "exec"];
+pub const ACTIONS: [&str; 5] = ["ping", "facts", "status", "exec", "cancel"];
 
 /// Runs `action`.
 pub async fn run(action: &str, args: &Value, ctx: &Context) -> Outcome {
@@ -70,7 +114,8 @@ pub async fn run(action: &str, args: &Value, ctx: &Context) -> Outcome {
         "ping" => ping(),
         "facts" => facts(args, ctx),
         "status" => status(ctx),
-        "exec" => exec::run(args, &ctx.exec).await,
+        "exec" => exec::run(args, &ctx.exec, &ctx.cancel).await,
+        "cancel" => cancel(args, ctx),
         other => Outcome {
             status: ReplyStatus::Rejected,
             data: Value::Null,
@@ -111,6 +156,16 @@ fn facts(args: &Value, ctx: &Context) -> Outcome {
         Some(other) => Outcome::error(format!(
             "facts: \"names\" must be an array of strings, got {other}"
         )),
+    }
+}
+
+/// `cancel`: `{"request_id": "…"}` stops that running request (for `exec`:
+/// its process group gets SIGTERM, then SIGKILL after the grace period).
+/// Answers `{"cancelled": true}`, or false if it is not running here.
+fn cancel(args: &Value, ctx: &Context) -> Outcome {
+    match args.get("request_id").and_then(Value::as_str) {
+        Some(id) => Outcome::ok(json!({ "cancelled": ctx.running.cancel(id) })),
+        None => Outcome::error("cancel: args.request_id (a string) is required"),
     }
 }
 
@@ -173,7 +228,29 @@ mod tests {
             selected: false,
             interval: 10.0,
             exec: exec::Limits::default(),
+            cancel: CancellationToken::new(),
+            running: Running::default(),
         }
+    }
+
+    #[tokio::test]
+    async fn cancel_finds_running_requests_only() {
+        let c = ctx();
+        let token = c.running.start("r1");
+        assert_eq!(
+            run("cancel", &json!({"request_id": "r1"}), &c).await,
+            Outcome::ok(json!({"cancelled": true}))
+        );
+        assert!(token.is_cancelled());
+        c.running.end("r1");
+        assert_eq!(
+            run("cancel", &json!({"request_id": "r1"}), &c).await,
+            Outcome::ok(json!({"cancelled": false}))
+        );
+        assert_eq!(
+            run("cancel", &json!({}), &c).await.status,
+            ReplyStatus::Error
+        );
     }
 
     #[tokio::test]

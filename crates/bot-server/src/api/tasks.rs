@@ -276,7 +276,9 @@ pub(super) async fn show(
 }
 
 /// Cancels a task: no further target starts (WAITING ones become
-/// SKIPPED); targets already running finish and are recorded.
+/// SKIPPED), and each running target's agent is told to kill its command
+/// (the target then ends FAILED, "cancelled"). The task ends CANCELLED once
+/// nothing runs.
 #[utoipa::path(post, path = "/api/tasks/{id}/cancel", params(("id" = String, Path, description = "Task id")),
     responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
               (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]

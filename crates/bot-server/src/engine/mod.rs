@@ -18,6 +18,11 @@
 //! resumes every unfinished task and sends each RUNNING target's request
 //! again with the same id and creation time: the agent never runs one id
 //! twice (and rejects it once expired), so a target never runs twice.
+//!
+//! Cancelling a task starts nothing further (WAITING targets become
+//! SKIPPED) and sends a `cancel` request for each RUNNING target: the agent
+//! kills the command's process group and the target's result comes back
+//! (FAILED, "cancelled").
 
 mod rollout;
 
@@ -45,6 +50,9 @@ pub const REPLY_GRACE_MS: u64 = 5_000;
 /// After a restart, time allowed for results queued by the broker to arrive
 /// before a target whose deadline passed while the server was down times out.
 pub const RESUME_GRACE_MS: u64 = 5_000;
+
+/// How long a `cancel` request stays valid.
+const CANCEL_TTL_MS: u64 = 30_000;
 
 /// Most inputs taken in one batch.
 const BATCH: usize = 4096;
@@ -251,6 +259,27 @@ impl Engine {
                     }
                     None => false,
                 };
+                if ok {
+                    // Stop what already runs: a `cancel` request to each
+                    // agent (it kills the command's process group; the
+                    // target's result then comes back as usual).
+                    if let Some(r) = self.active.get(&id) {
+                        for t in &r.targets {
+                            if t.state != TargetState::Running || t.agent_id.is_empty() {
+                                continue;
+                            }
+                            let Some(running) = &t.request_id else {
+                                continue;
+                            };
+                            let mut c = self.new_request(&r.task, now);
+                            c.action = "cancel".into();
+                            c.args = serde_json::json!({ "request_id": running });
+                            c.ttl_ms = CANCEL_TTL_MS;
+                            out.sends
+                                .push((topics::request_agent_topic(&t.agent_id), c));
+                        }
+                    }
+                }
                 if ok {
                     out.touched.insert(id);
                 }

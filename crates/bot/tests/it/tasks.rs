@@ -504,20 +504,39 @@ pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
         .ok_or_else(|| anyhow!("no lost target"))?;
     ensure!(lost["agent_name"] == "a1", "{lost:#}");
 
-    // Cancel: the running one finishes (here: runs on), nothing else starts.
+    // Cancel: the running command (sleep 30) is killed on its agent, and
+    // the task ends CANCELLED at once, not in 30 s.
     let (status, cancelled) = f
         .server
         .post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
     ensure!(status == 200, "{status} {cancelled}");
+    let t0 = Instant::now();
+    let task = f.server.wait_final(&id)?;
+    ensure!(
+        t0.elapsed() < Duration::from_secs(20),
+        "the command was not killed"
+    );
+    ensure!(task["state"] == "CANCELLED", "{task:#}");
+    let killed = targets(&task)
+        .into_iter()
+        .find(|t| t["agent_name"] == "a2")
+        .ok_or_else(|| anyhow!("no a2 target"))?;
+    ensure!(
+        killed["state"] == "FAILED"
+            && killed["error"]
+                .as_str()
+                .is_some_and(|e| e.starts_with("cancelled")),
+        "{killed:#}"
+    );
     let (status, again) = f
         .server
         .post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
     ensure!(status == 409, "second cancel: {status} {again}");
 
-    // Cancel before anything ran: every target SKIPPED.
+    // Cancel while the first of two runs: it is killed, the second never starts.
     let log = f.runs_file("cancel");
     let id2 = f.server.submit(json!({
-        "args": shell(&format!("echo $PPID >> {}; sleep 1", log.display())),
+        "args": shell(&format!("echo $PPID >> {}; sleep 30", log.display())),
         "targets": [f.agents[0].id()?, f.agents[2].id()?],
         "parallel": 1,
     }))?;
@@ -530,7 +549,7 @@ pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
     let task = f.server.wait_final(&id2)?;
     ensure!(task["state"] == "CANCELLED", "{task:#}");
     ensure!(
-        count(&task, "SUCCEEDED") == 1 && count(&task, "SKIPPED") == 1,
+        count(&task, "FAILED") == 1 && count(&task, "SKIPPED") == 1,
         "{task:#}"
     );
     ensure!(runs(&log).len() == 1);
