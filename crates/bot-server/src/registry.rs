@@ -208,9 +208,16 @@ impl Registry {
     }
 
     /// The JSON array of the agents matching `filter` and `online` (either
-    /// when `None`), ordered by name then id: what `GET /api/agents` returns,
-    /// built from each agent's cached JSON.
-    pub fn select_json(&self, filter: Option<&Filter>, online: Option<bool>) -> String {
+    /// when `None`), ordered by name then id, from `offset` on, at most
+    /// `limit` of them: what `GET /api/agents` returns, built from each
+    /// agent's cached JSON. Also returns how many matched in all.
+    pub fn select_json(
+        &self,
+        filter: Option<&Filter>,
+        online: Option<bool>,
+        offset: usize,
+        limit: usize,
+    ) -> (String, usize) {
         let inner = self.read();
         let mut v: Vec<&Agent> = inner
             .agents
@@ -219,8 +226,11 @@ impl Registry {
             .filter(|a| filter.is_none_or(|f| f.matches(*a)))
             .collect();
         v.sort_unstable_by(|a, b| a.name.cmp(&b.name).then_with(|| a.id.cmp(&b.id)));
+        let total = v.len();
         let parts: Vec<&str> = v
             .iter()
+            .skip(offset)
+            .take(limit)
             .filter_map(|a| inner.json.get(&a.id).map(|j| &**j))
             .collect();
         let mut out = String::with_capacity(parts.iter().map(|p| p.len() + 1).sum::<usize>() + 2);
@@ -232,7 +242,7 @@ impl Registry {
             out.push_str(p);
         }
         out.push(']');
-        out
+        (out, total)
     }
 
     /// The agent with this id, or else the one agent with this name.
@@ -348,13 +358,18 @@ mod tests {
             (None, Some(true)),
             (None, Some(false)),
         ] {
-            let listed: Vec<Agent> =
-                serde_json::from_str(&r.select_json(filter, online)).expect("valid JSON");
+            let (json, total) = r.select_json(filter, online, 0, usize::MAX);
+            let listed: Vec<Agent> = serde_json::from_str(&json).expect("valid JSON");
             let mut expected = r.select(filter, false);
             expected.retain(|a| online.is_none_or(|o| a.online == o));
+            assert_eq!(total, expected.len());
             assert_eq!(listed, expected);
         }
-        assert_eq!(r.select_json(Some(&f), Some(false)), "[]");
+        assert_eq!(r.select_json(Some(&f), Some(false), 0, 10).0, "[]");
+        // Pages: in order, the total counts them all.
+        let (page, total) = r.select_json(None, None, 1, 1);
+        let page: Vec<Agent> = serde_json::from_str(&page).expect("valid JSON");
+        assert_eq!((page.len(), page[0].name.as_str(), total), (1, "web1", 3));
     }
 
     #[test]

@@ -18,9 +18,15 @@ pub(super) struct ListQuery {
     filter: Option<String>,
     /// Only online (true) or offline (false) agents; default: both.
     online: Option<bool>,
+    /// Most agents returned (1..=100000; default: all). The header
+    /// `X-Total-Count` says how many matched in all.
+    limit: Option<usize>,
+    /// Agents skipped first, in name order (default 0).
+    offset: Option<usize>,
 }
 
-/// Lists the agents in the registry, ordered by name.
+/// Lists the agents in the registry, ordered by name (then id); pages with
+/// `limit` and `offset`, the total in `X-Total-Count`.
 #[utoipa::path(get, path = "/api/agents", params(ListQuery),
     responses((status = 200, description = "Success", body = Vec<Agent>), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError)))]
 pub(super) async fn list(
@@ -32,10 +38,25 @@ pub(super) async fn list(
         Some(text) => Some(super::parse_filter(text)?),
         None => None,
     };
-    let body = core.registry.select_json(filter.as_ref(), q.online);
+    let limit = q.limit.unwrap_or(usize::MAX);
+    if limit == 0 || (q.limit.is_some() && limit > 100_000) {
+        return Err(Error::bad(format!("limit: {limit} is outside 1..=100000")));
+    }
+    let (body, total) =
+        core.registry
+            .select_json(filter.as_ref(), q.online, q.offset.unwrap_or(0), limit);
     Ok((
         StatusCode::OK,
-        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        [
+            (
+                axum::http::header::CONTENT_TYPE,
+                axum::http::HeaderValue::from_static("application/json"),
+            ),
+            (
+                axum::http::HeaderName::from_static("x-total-count"),
+                axum::http::HeaderValue::from(total),
+            ),
+        ],
         body,
     )
         .into_response())

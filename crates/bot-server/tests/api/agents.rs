@@ -50,6 +50,24 @@ async fn list_filter_and_show() -> Result<()> {
         .await?
         .expect(StatusCode::OK)?;
     ensure!(names(&offline) == ["old1"], "offline: {offline}");
+    // Pages, in name order, with the total in X-Total-Count.
+    let page = h.get("/api/agents?limit=2&offset=1").await?;
+    let total = page
+        .headers
+        .get("x-total-count")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let page = page.expect(StatusCode::OK)?;
+    ensure!(names(&page) == ["old1", "web1"], "page: {page}");
+    ensure!(total.as_deref() == Some("4"), "total: {total:?}");
+    let past = h
+        .get("/api/agents?offset=10")
+        .await?
+        .expect(StatusCode::OK)?;
+    ensure!(past == json!([]), "past the end: {past}");
+    h.get("/api/agents?limit=0")
+        .await?
+        .check_error(StatusCode::BAD_REQUEST, &["limit", "0"])?;
     let globbed = h
         .get("/api/agents?filter=web*%20and%20not%20web2")
         .await?
