@@ -11,45 +11,25 @@
 # Usage: scripts/bench/tasks.sh   (N=1000 P=100 RUNS=5 DBS="sqlite postgres" API_N=10000)
 # Needs: cargo build --release -p bot && cargo build --release -p bot-agent --example fleet;
 #        wrk (apt-get install wrk) for part 2.
-set -euo pipefail
-cd "$(dirname "$0")/../.."
-BOT=${BOT:-target/release/bot}
+source "$(dirname "$0")/lib.sh"
 FLEET=${FLEET:-target/release/examples/fleet}
 N=${N:-1000}
 P=${P:-100}
-RUNS=${RUNS:-5}
 DBS=${DBS-sqlite postgres}
 API_N=${API_N:-10000}
 TOKEN=bench-token-0123456789abcdef
-WORK=$(mktemp -d /tmp/bot-tasks.XXXXXX)
-chmod 755 "$WORK"
-PIDS=()
+chmod 755 "$WORK" # the PostgreSQL cluster lives in it and runs as `postgres`
 PGBIN=""
 PGDIR=""
-cleanup() {
-    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
+stop_postgres() {
     if [ -n "$PGDIR" ]; then as_pg "$PGBIN/pg_ctl" -D "$PGDIR" -m immediate stop >/dev/null 2>&1 || true; fi
-    rm -rf "$WORK"
 }
-trap cleanup EXIT
+trap 'stop_postgres; cleanup' EXIT
 ulimit -n "$(ulimit -Hn)"
+[ -x "$FLEET" ] || { echo "missing $FLEET: cargo build --release -j2 -p bot-agent --example fleet" >&2; exit 2; }
 
-median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.1f\n", (a[NR/2]+a[NR/2+1])/2}}'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 api() { curl -sf -H "Authorization: Bearer $TOKEN" "$@"; }
-
-start_mosquitto() { # sets URL, BROKER
-    local port
-    port=$(free_port)
-    printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nset_tcp_nodelay true\nmax_queued_messages 100000\nmax_inflight_messages 0\n' "$port" >"$WORK/m.conf"
-    /usr/sbin/mosquitto -c "$WORK/m.conf" 2>"$WORK/m.err" &
-    BROKER=$!
-    PIDS+=("$BROKER")
-    for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
-    URL=mqtt://127.0.0.1:$port
-}
 
 start_postgres() { # sets PG_URL
     local port
@@ -66,14 +46,15 @@ start_postgres() { # sets PG_URL
 }
 
 start_server() { # $1 = db url; sets API, SERVER
+    local line
     rm -rf "$WORK/server"
-    BOT_API_TOKENS="bench=$TOKEN" "$BOT" server --broker "$URL" --db "$1" --http 127.0.0.1:0 \
+    BOT_API_TOKENS="bench=$TOKEN" "$BOT" server --broker "$BROKER_URL" --db "$1" --http 127.0.0.1:0 \
         --data-dir "$WORK/server" >"$WORK/server.out" 2>"$WORK/server.err" &
     SERVER=$!
     PIDS+=("$SERVER")
-    for _ in $(seq 100); do grep -q '^listening: http://' "$WORK/server.out" && break; sleep 0.1; done
-    API=$(grep -o 'http://[0-9.:]*' "$WORK/server.out" | head -1)
-    [ -n "$API" ] || { echo "server did not start: $(cat "$WORK/server.err")" >&2; exit 1; }
+    line=$(wait_line "$WORK/server.out" '^listening: http://' 30)
+    API=${line#listening: }
+    API=${API%/api}
 }
 
 wait_online() { # $1 = count
@@ -86,15 +67,15 @@ wait_online() { # $1 = count
     return 1
 }
 
-start_fleet() { # $1 = count
-    "$FLEET" "$URL" "$1" sim 1000 >"$WORK/fleet.out" 2>"$WORK/fleet.err" &
+start_fleet() { # $1 = count; sets FLEET_PID
+    "$FLEET" "$BROKER_URL" "$1" sim 1000 >"$WORK/fleet.out" 2>"$WORK/fleet.err" &
     FLEET_PID=$!
     PIDS+=("$FLEET_PID")
-    for _ in $(seq 600); do grep -q started "$WORK/fleet.out" && break; sleep 0.2; done
+    wait_line "$WORK/fleet.out" started 120 >/dev/null
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) cores; N=$N parallel=$P runs=$RUNS"
-start_mosquitto
+start_mosquitto "set_tcp_nodelay true" "max_queued_messages 100000" "max_inflight_messages 0"
 [ -z "$DBS" ] || start_fleet "$N"
 for db in $DBS; do
     if [ "$db" = postgres ]; then
@@ -132,11 +113,15 @@ print(f"  {c['succeeded']}/{c['total']} succeeded, peak running {peak} (window {
 EOF
     done
     echo "$db: task true x$N parallel $P: submit to last result stored: runs $(tr '\n' ' ' <"$WORK/task.ms")ms; median $(median <"$WORK/task.ms") ms"
-    kill "$SERVER"; wait "$SERVER" 2>/dev/null || true
+    stop "$SERVER"
 done
-if [ -n "$DBS" ]; then kill "$FLEET_PID"; wait "$FLEET_PID" 2>/dev/null || true; fi
+[ -z "$DBS" ] || stop "$FLEET_PID"
 
 if [ "$API_N" -gt 0 ] && command -v wrk >/dev/null; then
+    # A fresh broker: the first fleet's agents share ids with this one, and
+    # their retained offline statuses must not race the new online ones.
+    stop "$BROKER_PID"
+    start_mosquitto "set_tcp_nodelay true" "max_queued_messages 100000" "max_inflight_messages 0"
     start_fleet "$API_N"
     start_server "sqlite:$WORK/api.db"
     wait_online "$API_N"

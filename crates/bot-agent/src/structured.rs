@@ -79,11 +79,12 @@ pub(crate) struct Seen {
     journal: Option<Journal>,
 }
 
-/// The append-only file behind [`Seen`].
+/// The append-only file behind [`Seen`]. It is opened for each append and
+/// not kept open: an agent holds no descriptor for it (10,000 simulated
+/// agents in one process would otherwise need 10,000 more).
 #[derive(Debug)]
 struct Journal {
     path: std::path::PathBuf,
-    file: std::fs::File,
     /// Lines in the file (compacted when it holds far more than is live).
     lines: usize,
 }
@@ -133,7 +134,7 @@ impl Seen {
     }
 
     /// Writes the live entries to `path` (through a temporary file and a
-    /// rename) and opens it for appending.
+    /// rename).
     fn rewrite(&self, path: &std::path::Path) -> std::io::Result<Journal> {
         use std::io::Write;
         let tmp = path.with_extension("tmp");
@@ -149,10 +150,8 @@ impl Seen {
             f.sync_all()?;
         }
         std::fs::rename(&tmp, path)?;
-        let file = std::fs::OpenOptions::new().append(true).open(path)?;
         Ok(Journal {
             path: path.to_owned(),
-            file,
             lines: self.expiry.len(),
         })
     }
@@ -189,7 +188,11 @@ impl Seen {
         let Some(j) = self.journal.as_mut() else {
             return;
         };
-        if let Err(e) = j.file.write_all(format!("{until} {id}\n").as_bytes()) {
+        let written = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&j.path)
+            .and_then(|mut f| f.write_all(format!("{until} {id}\n").as_bytes()));
+        if let Err(e) = written {
             tracing::warn!(error = %e, "cannot append to the request journal");
             return;
         }

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use bot_bus::{BrokerUrl, Event, Options, Qos, Session};
 use bot_proto::{Reply, topics};
-use bot_store::Store;
+use bot_store::{Store, StoreError, redact};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
@@ -115,9 +115,12 @@ pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 /// Returns once it listens; it stops when `shutdown` fires.
 pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow::Result<Server> {
     anyhow::ensure!(!config.brokers.is_empty(), "the server needs a broker URL");
-    let store = Store::open(&config.db)
-        .await
-        .with_context(|| format!("cannot open the database {}", redact(&config.db)))?;
+    let store = Store::open(&config.db).await.map_err(|e| match e {
+        // These name the (redacted) URL themselves.
+        StoreError::BadUrl { .. } | StoreError::Connect { .. } => anyhow::Error::new(e),
+        other => anyhow::Error::new(other)
+            .context(format!("cannot open the database {}", redact(&config.db))),
+    })?;
     let (tokens, generated_token) = if config.tokens.is_empty() {
         let secret = load_or_make_token(&config.token_file)?;
         (
@@ -276,14 +279,21 @@ async fn ingest(
 
 /// Reads the token from `path`, or makes one and writes it there (0600).
 fn load_or_make_token(path: &std::path::Path) -> anyhow::Result<String> {
-    if let Ok(text) = std::fs::read_to_string(path) {
-        let t = text.trim().to_owned();
-        anyhow::ensure!(
-            t.len() >= 16,
-            "the token in {} is shorter than 16 characters",
-            path.display()
-        );
-        return Ok(t);
+    match std::fs::read_to_string(path) {
+        Ok(text) => {
+            let t = text.trim().to_owned();
+            anyhow::ensure!(
+                t.len() >= 16,
+                "the token in {} is shorter than 16 characters",
+                path.display()
+            );
+            return Ok(t);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(anyhow::Error::new(e)
+                .context(format!("cannot read the API token from {}", path.display())));
+        }
     }
     let token = format!(
         "{}{}",
@@ -303,20 +313,6 @@ fn load_or_make_token(path: &std::path::Path) -> anyhow::Result<String> {
         .with_context(|| format!("cannot write the API token to {}", path.display()))?;
     writeln!(f, "{token}")?;
     Ok(token)
-}
-
-/// A database URL without its password, for messages.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_owned(),
-            }
-        }
-        _ => url.to_owned(),
-    }
 }
 
 #[cfg(test)]

@@ -260,8 +260,8 @@ fn sqlite_connect_url(shown: &str, path: &str) -> Result<String, StoreError> {
 }
 
 /// `url` with its password (in the user info or a `password=` parameter)
-/// replaced by `***`, for messages.
-fn redact(url: &str) -> String {
+/// replaced by `***`, for messages and logs.
+pub fn redact(url: &str) -> String {
     let mut out = url.to_owned();
     if let Some(scheme_end) = out.find("://") {
         let auth_start = scheme_end + 3;

@@ -33,7 +33,7 @@ use tokio_util::sync::CancellationToken;
 struct Cli {
     /// Log filter (error, warn, info, debug, trace, or a tracing filter such as
     /// `bot_agent=debug`). Logs go to standard error.
-    /// Default: info for `up` and `agent`, warn for the other commands.
+    /// Default: info for `up`, `server` and `agent`, warn for the other commands.
     #[arg(long, global = true, env = "BOT_LOG")]
     log: Option<String>,
     #[command(subcommand)]
@@ -91,7 +91,7 @@ pub(crate) struct AgentArgs {
     /// Measuring interval in seconds (0.1..86400).
     #[arg(long)]
     interval: Option<f64>,
-    /// State directory (the agent's persistent id lives there).
+    /// State directory (the agent's persistent id and the ids of the requests it ran).
     #[arg(long, env = "BOT_STATE_DIR")]
     state_dir: Option<PathBuf>,
     /// Print the effective configuration as TOML and exit.

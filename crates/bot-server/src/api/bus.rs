@@ -10,7 +10,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bot_bus::Qos;
-use bot_proto::{ReplyStatus, Request, topics};
+use bot_proto::{Request, topics};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -210,13 +210,7 @@ pub(super) async fn call(
         replies.push(CallReply {
             agent_id: r.agent_id,
             agent_name: r.agent_name,
-            status: match r.status {
-                ReplyStatus::Ok => "ok",
-                ReplyStatus::Error => "error",
-                ReplyStatus::Timeout => "timeout",
-                ReplyStatus::Rejected => "rejected",
-            }
-            .to_owned(),
+            status: r.status.as_str().to_owned(),
             data: r.data,
             error: r.error,
             duration_ms: r.duration_ms,

@@ -209,10 +209,10 @@ impl Engine {
                 let Some(request) = self.request_for(&rollout.task, t) else {
                     continue;
                 };
-                let deadline = self.deadline(&rollout.task, t).max(now + RESUME_GRACE_MS);
+                let deadline = deadline(&rollout.task, t).max(now + RESUME_GRACE_MS);
                 self.requests.insert(request.id.clone(), (id.clone(), i));
                 self.deadlines.push(Reverse((deadline, request.id.clone())));
-                out.sends.push((self.topic_for(&rollout.task, t), request));
+                out.sends.push((topic_for(&rollout.task, t), request));
                 resent += 1;
             }
             tracing::info!(task = %id, resent, "task resumed");
@@ -305,10 +305,8 @@ impl Engine {
                     self.requests.insert(reply.request_id.clone(), (task_id, i));
                     return;
                 }
-                let mut step = Step::default();
-                r.finish(i, outcome_of(&r.task.action, &reply), now, &mut step);
-                record(r, &step, now, out);
-                out.touched.insert(task_id);
+                let outcome = outcome_of(&r.task.action, &reply);
+                self.finish(&task_id, i, outcome, now, out);
             }
             Input::Offline(agent) => {
                 let lost: Vec<(String, String, usize)> = self
@@ -323,20 +321,8 @@ impl Engine {
                     .collect();
                 for (req, task_id, i) in lost {
                     self.requests.remove(&req);
-                    if let Some(r) = self.active.get_mut(&task_id) {
-                        let mut step = Step::default();
-                        r.finish(
-                            i,
-                            Outcome::bare(
-                                TargetState::Lost,
-                                "the agent went offline while the target ran".into(),
-                            ),
-                            now,
-                            &mut step,
-                        );
-                        record(r, &step, now, out);
-                        out.touched.insert(task_id);
-                    }
+                    let why = "the agent went offline while the target ran".to_owned();
+                    self.finish(&task_id, i, Outcome::bare(TargetState::Lost, why), now, out);
                 }
             }
         }
@@ -354,21 +340,32 @@ impl Engine {
             let Some((task_id, i)) = self.requests.remove(&req) else {
                 continue; // already answered
             };
-            if let Some(r) = self.active.get_mut(&task_id) {
-                let secs = r.task.timeout_ms as f64 / 1000.0;
-                let mut step = Step::default();
-                r.finish(
-                    i,
-                    Outcome::bare(
-                        TargetState::TimedOut,
-                        format!("no result within the timeout ({secs} s) and its grace"),
-                    ),
-                    now,
-                    &mut step,
-                );
-                record(r, &step, now, out);
-                out.touched.insert(task_id);
-            }
+            let Some(secs) = self
+                .active
+                .get(&task_id)
+                .map(|r| r.task.timeout_ms as f64 / 1000.0)
+            else {
+                continue;
+            };
+            let why = format!("no result within the timeout ({secs} s) and its grace");
+            self.finish(
+                &task_id,
+                i,
+                Outcome::bare(TargetState::TimedOut, why),
+                now,
+                out,
+            );
+        }
+    }
+
+    /// Records how target `i` of `task_id` ended (its request already taken
+    /// out of `requests`).
+    fn finish(&mut self, task_id: &str, i: usize, outcome: Outcome, now: u64, out: &mut Out) {
+        if let Some(r) = self.active.get_mut(task_id) {
+            let mut step = Step::default();
+            r.finish(i, outcome, now, &mut step);
+            record(r, &step, now, out);
+            out.touched.insert(task_id.to_owned());
         }
     }
 
@@ -403,11 +400,10 @@ impl Engine {
                     let t = &mut r.targets[i];
                     t.request_id = Some(request.id.clone());
                     t.request_created_ms = Some(now);
-                    let deadline = now + r.task.timeout_ms + REPLY_GRACE_MS;
                     self.requests.insert(request.id.clone(), (id.clone(), i));
-                    self.deadlines.push(Reverse((deadline, request.id.clone())));
-                    out.sends
-                        .push((self.topic_for(&r.task, &r.targets[i]), request));
+                    self.deadlines
+                        .push(Reverse((deadline(&r.task, t), request.id.clone())));
+                    out.sends.push((topic_for(&r.task, t), request));
                 }
                 r.settle(now, &mut step);
                 record(&r, &step, now, out);
@@ -477,17 +473,6 @@ impl Engine {
         }
     }
 
-    fn deadline(&self, task: &Task, t: &TargetRun) -> u64 {
-        t.started_ms.unwrap_or(0) + task.timeout_ms + REPLY_GRACE_MS
-    }
-
-    fn topic_for(&self, task: &Task, t: &TargetRun) -> String {
-        match &task.pool {
-            Some(pool) => topics::request_pool_topic(pool),
-            None => topics::request_agent_topic(&t.agent_id),
-        }
-    }
-
     fn new_request(&self, task: &Task, now: u64) -> Request {
         Request {
             id: uuid::Uuid::now_v7().simple().to_string(),
@@ -510,6 +495,19 @@ impl Engine {
         let mut r = self.new_request(task, created);
         r.id = id;
         Some(r)
+    }
+}
+
+/// When the engine gives up on a RUNNING target: its timeout plus the grace.
+fn deadline(task: &Task, t: &TargetRun) -> u64 {
+    t.started_ms.unwrap_or(0) + task.timeout_ms + REPLY_GRACE_MS
+}
+
+/// Where a target's request goes: its agent, or the pool's work queue.
+fn topic_for(task: &Task, t: &TargetRun) -> String {
+    match &task.pool {
+        Some(pool) => topics::request_pool_topic(pool),
+        None => topics::request_agent_topic(&t.agent_id),
     }
 }
 
