@@ -15,10 +15,17 @@
 //!   which is exactly when an agent fleet reconnects after a restart;
 //! - the per-session queue is raised well above rmqtt's default of 1,000,
 //!   beyond which QoS 1 messages are dropped after PUBACK;
-//! - `SO_REUSEADDR` is set so a restarted `bot up` can rebind its port at once.
+//! - `SO_REUSEADDR` is set so a restarted `bot up` can rebind its port at once;
+//! - every expiry is explicit (rmqtt's own defaults expire any message that
+//!   carries no MQTT 5 expiry after 5 minutes, and the retainer falls back to
+//!   that, so `bot up` lost every agent's retained status after 5 minutes):
+//!   a retained message lives until it is replaced or cleared, a message with
+//!   no expiry of its own never expires (MQTT 5 §3.3.2.3.3, as mosquitto
+//!   does), and a persistent session outlives a week-long outage of its client.
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::time::Duration;
 
 use rmqtt::context::ServerContext;
 use rmqtt::net::Builder;
@@ -40,6 +47,20 @@ pub struct BrokerConfig {
     pub max_inflight: u16,
     /// Maximum simultaneous client connections.
     pub max_connections: usize,
+    /// How long a retained message is kept. `None`: until it is replaced or
+    /// cleared (an empty retained message), whatever expiry it carries.
+    pub retained_expiry: Option<Duration>,
+    /// Expiry of a message that carries none of its own (queued for an offline
+    /// persistent session, or in flight). `None`: it never expires. A message
+    /// published with an MQTT 5 expiry interval keeps that interval.
+    pub message_expiry: Option<Duration>,
+    /// How long the broker keeps a disconnected persistent session (MQTT 3.1.1
+    /// `clean_session = false`, e.g. the server's) and the messages queued for
+    /// it. An MQTT 5 client's own session expiry interval takes precedence.
+    pub session_expiry: Duration,
+    /// Most retained topics kept; a retained message on a new topic beyond it
+    /// is delivered but not retained (replacing an existing one still works).
+    pub max_retained_messages: usize,
 }
 
 impl Default for BrokerConfig {
@@ -53,6 +74,20 @@ impl Default for BrokerConfig {
             max_queued_messages: 100_000,
             max_inflight: 128,
             max_connections: 100_000,
+            // Agent statuses and `--reply-to` results are retained and must
+            // stay until replaced: the broker never expires them by itself.
+            retained_expiry: None,
+            // MQTT 5 semantics (and mosquitto's): no expiry unless the
+            // publisher asks for one. Requests carry their own TTL.
+            message_expiry: None,
+            // rmqtt's default is 2 hours: a server down for a long weekend
+            // would lose its queued replies. A week, bounded by the queue
+            // length above.
+            session_expiry: Duration::from_secs(7 * 24 * 3600),
+            // Room for three retained topics (status, heartbeat, config) per
+            // agent of a 300,000-agent fleet; bounds what a client that
+            // retains on ever-new topics can make the broker hold.
+            max_retained_messages: 1_000_000,
         }
     }
 }
@@ -97,7 +132,7 @@ impl Broker {
     pub async fn start(config: BrokerConfig) -> Result<Broker, BrokerError> {
         let scx = ServerContext::new()
             .busy_check_enable(false)
-            .plugins_config_map_add("rmqtt-retainer", "storage.type = \"ram\"\n")
+            .plugins_config_map_add("rmqtt-retainer", retainer_config(&config))
             .plugins_config_map_add("rmqtt-shared-subscription", "strategy = \"round_robin\"\n")
             .build()
             .await;
@@ -174,6 +209,23 @@ impl Broker {
     }
 }
 
+/// The retainer plugin's settings, every one explicit.
+fn retainer_config(config: &BrokerConfig) -> String {
+    // "0ms" means "never expires" to the retainer; unset would fall back to
+    // the listener's message expiry (the 5-minute defect).
+    let ttl_ms = config.retained_expiry.map_or(0, |d| d.as_millis().max(1));
+    format!(
+        "storage.type = \"ram\"\n\
+         retained_message_ttl = \"{ttl_ms}ms\"\n\
+         max_retained_messages = {max}\n\
+         # The retainer's default (1 MB) silently stops retaining larger\n\
+         # messages; anything the broker accepts may be retained.\n\
+         max_payload_size = \"{payload}B\"\n",
+        max = config.max_retained_messages,
+        payload = config.max_packet_size,
+    )
+}
+
 fn listener(
     config: &BrokerConfig,
     kind: &'static str,
@@ -188,6 +240,11 @@ fn listener(
         .max_mqueue_len(config.max_queued_messages)
         .max_inflight(NonZeroU16::new(config.max_inflight.max(1)).unwrap_or(NonZeroU16::MIN))
         .max_connections(config.max_connections)
+        // Zero is MQTT 5's "no expiry" to the listener (see `message_expiry`).
+        .message_expiry_interval(config.message_expiry.unwrap_or(Duration::ZERO))
+        .session_expiry_interval(config.session_expiry)
+        // No cap on what an MQTT 5 client asks for beyond our own default.
+        .max_session_expiry_interval(config.session_expiry)
         .bind()
         .map_err(|e| BrokerError::Bind {
             addr,
@@ -206,6 +263,7 @@ mod tests {
     fn client(addr: SocketAddr, id: &str) -> (AsyncClient, EventLoop) {
         let mut o = MqttOptions::new(id, addr.ip().to_string(), addr.port());
         o.set_keep_alive(Duration::from_secs(5));
+        o.set_max_packet_size(8 * 1024 * 1024, 8 * 1024 * 1024);
         AsyncClient::new(o, 64)
     }
 
@@ -255,6 +313,90 @@ mod tests {
         assert_eq!(msg.topic, "t/retained");
         assert!(msg.retain);
         assert_eq!(&msg.payload[..], b"kept");
+        broker.shutdown().await;
+    }
+
+    /// Publishes `payload` retained on `topic` at QoS 1 and waits for PUBACK.
+    async fn retain(addr: SocketAddr, topic: &str, payload: &str) {
+        let (p, mut pel) = client(addr, "retainer-pub");
+        p.publish(topic, QoS::AtLeastOnce, true, payload.to_owned())
+            .await
+            .expect("publish");
+        loop {
+            if let Event::Incoming(Packet::PubAck(_)) = pel.poll().await.expect("poll") {
+                break;
+            }
+        }
+    }
+
+    /// What a fresh subscriber to `topic` is given as retained within `wait`.
+    async fn retained_seen(addr: SocketAddr, topic: &str, wait: Duration) -> Option<String> {
+        let (s, mut sel) = client(addr, "late-sub");
+        s.subscribe(topic, QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            match tokio::time::timeout_at(deadline, sel.poll()).await {
+                Ok(Ok(Event::Incoming(Packet::Publish(p)))) if p.retain => {
+                    return Some(String::from_utf8_lossy(&p.payload).into_owned());
+                }
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => panic!("connection error: {e}"),
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// The 5-minute defect: rmqtt's default message expiry (5 minutes) also
+    /// expired retained messages, so `bot up` lost every agent's status. Here
+    /// the message expiry is set to 1 s: a retained message that carries no
+    /// expiry must survive well past it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retained_message_outlives_the_message_expiry() {
+        let config = BrokerConfig {
+            message_expiry: Some(Duration::from_secs(1)),
+            ..ephemeral()
+        };
+        let broker = Broker::start(config).await.expect("start");
+        retain(broker.mqtt_addr(), "t/status", "online").await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let seen = retained_seen(broker.mqtt_addr(), "t/#", Duration::from_secs(5)).await;
+        assert_eq!(seen.as_deref(), Some("online"), "retained status expired");
+        broker.shutdown().await;
+    }
+
+    /// The counterpart: the retained expiry is a real setting, so the test
+    /// above would see an expiry if there were one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_configured_retained_expiry_removes_the_message() {
+        let config = BrokerConfig {
+            retained_expiry: Some(Duration::from_secs(1)),
+            ..ephemeral()
+        };
+        let broker = Broker::start(config).await.expect("start");
+        retain(broker.mqtt_addr(), "t/status", "online").await;
+        let fresh = retained_seen(broker.mqtt_addr(), "t/#", Duration::from_secs(5)).await;
+        assert_eq!(fresh.as_deref(), Some("online"));
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let late = retained_seen(broker.mqtt_addr(), "t/#", Duration::from_millis(1500)).await;
+        assert_eq!(late, None, "a 1 s retained expiry was not applied");
+        broker.shutdown().await;
+    }
+
+    /// The defaults `bot up` runs with: nothing the broker holds expires by
+    /// itself, and retained messages as large as a packet stay retained.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn default_keeps_retained_messages_up_to_the_packet_size() {
+        let d = BrokerConfig::default();
+        assert_eq!(d.retained_expiry, None);
+        assert_eq!(d.message_expiry, None);
+        let broker = Broker::start(ephemeral()).await.expect("start");
+        // Above the retainer's own 1 MB default, below our packet limit.
+        let big = "x".repeat(2 * 1024 * 1024);
+        retain(broker.mqtt_addr(), "t/big", &big).await;
+        let seen = retained_seen(broker.mqtt_addr(), "t/#", Duration::from_secs(5)).await;
+        assert_eq!(seen.map(|s| s.len()), Some(big.len()));
         broker.shutdown().await;
     }
 
