@@ -9,6 +9,8 @@
 //!
 //! # Layout
 //!
+//! - [`action`]: the typed actions ([`Action`]: ping, facts, status, exec,
+//!   cancel), their arguments (unknown fields refused) and results.
 //! - [`api`]: the server's records and HTTP API bodies (agents, tasks,
 //!   targets and their states), shared by the store, the server and the CLI.
 //! - [`topics`]: the topic tree (`bot/v1/status/<id>`, `bot/v1/req/…`,
@@ -48,11 +50,14 @@
 //! assert!(req.is_expired(1_700_000_030_001));
 //! ```
 
+pub mod action;
 pub mod api;
 pub mod envelope;
 pub mod filter;
 pub mod topics;
 
+pub use action::{Action, ActionError};
+pub use envelope::Draft;
 pub use envelope::{
     DecodeError, Facts, Heartbeat, MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES, Reply, ReplyStatus,
     Request, Status, VERSION,

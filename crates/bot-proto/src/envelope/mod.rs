@@ -61,7 +61,7 @@ mod status;
 pub use error::DecodeError;
 pub use heartbeat::Heartbeat;
 pub use reply::{Reply, ReplyStatus};
-pub use request::Request;
+pub use request::{Draft, Request};
 pub use status::Status;
 
 /// The protocol version this crate speaks (the `v` of every envelope).

@@ -54,6 +54,21 @@ pub struct Request {
     pub sig: Option<String>,
 }
 
+/// What a requester wants, before the one constructor
+/// ([`Request::from_draft`], called by the signer that owns the clock and the
+/// nonce source) makes it a [`Request`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Draft {
+    /// The typed action.
+    pub action: crate::Action,
+    /// Which agents act; `None`: every agent that receives it.
+    pub filter: Option<String>,
+    /// Where replies go.
+    pub reply_to: String,
+    /// Lifetime in ms (clamped to 1..=[`MAX_TTL_MS`]).
+    pub ttl_ms: u64,
+}
+
 /// The wire form, borrowed; field order = key order on the wire.
 #[derive(Serialize)]
 struct Wire<'a> {
@@ -79,6 +94,35 @@ const MAX_SALVAGE_BYTES: usize = 4 * MAX_ENVELOPE_BYTES;
 impl Request {
     /// The `kind` of a request.
     pub const KIND: &'static str = "request";
+
+    /// The one constructor of requests: `draft` with the sender's identity,
+    /// a fresh id, the creation time and a nonce (all from the caller, who
+    /// owns the clock and the randomness), unsigned.
+    pub fn from_draft(
+        draft: Draft,
+        sender: String,
+        id: String,
+        created_ms: u64,
+        nonce: String,
+    ) -> Request {
+        Request {
+            id,
+            sender,
+            created_ms,
+            nonce,
+            ttl_ms: draft.ttl_ms.clamp(1, MAX_TTL_MS),
+            filter: draft.filter,
+            action: draft.action.name().to_owned(),
+            args: draft.action.args(),
+            reply_to: draft.reply_to,
+            sig: None,
+        }
+    }
+
+    /// The typed action of this request.
+    pub fn typed_action(&self) -> Result<crate::Action, crate::ActionError> {
+        crate::Action::from_parts(&self.action, &self.args)
+    }
 
     /// Decodes and validates a request (see the [module docs](super)).
     pub fn decode(bytes: &[u8]) -> Result<Request, DecodeError> {
