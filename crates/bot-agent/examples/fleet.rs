@@ -8,7 +8,10 @@
 //!
 //! It prints `started N agents` once all are launched (each then connects,
 //! publishes its retained status and answers requests), and runs until
-//! Ctrl-C. Used by `scripts/bench/structured.sh`.
+//! Ctrl-C. Used by `scripts/bench/structured.sh`. Every agent trusts the
+//! operator key named by `BOT_KEY` and the server key named by
+//! `BOT_SERVER_KEY` (key files), when set: without a trusted key the agents
+//! refuse every structured request.
 
 use std::time::Duration;
 
@@ -41,6 +44,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let mut trust = Vec::new();
+    for (var, name) in [("BOT_KEY", "operator"), ("BOT_SERVER_KEY", "server")] {
+        if let Some(path) = std::env::var_os(var) {
+            let key = bot_auth::SecretKey::load(std::path::Path::new(&path))?;
+            trust.push(bot_auth::TrustEntry::full(name, &key.public()));
+        }
+    }
     rt.block_on(async move {
         let shutdown = CancellationToken::new();
         let mut tasks = Vec::with_capacity(count);
@@ -53,6 +63,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 keep_alive: 120,
                 heartbeat: 3600,
                 facts_refresh: 86_400,
+                trust: trust.clone(),
                 ..AgentConfig::default()
             };
             let valid = config.validate()?;

@@ -80,6 +80,15 @@ pub struct AgentConfig {
     pub facts: std::collections::BTreeMap<String, toml::Value>,
     /// Limits of the classic text language.
     pub limits: LimitsConfig,
+    /// Answer the classic text protocol on `BUS` and `BUS/<name>` (it never
+    /// runs commands: `PING`, arithmetic, measuring). Default: true.
+    pub classic: bool,
+    /// The keys whose signed requests this agent obeys, each with its policy
+    /// (`[[trust]]` tables: `name`, `key` as `bot keys show` prints it,
+    /// optional `actions`, `commands` globs and `filter`). An unsigned
+    /// request, or one signed by any other key, runs nothing. Default: none
+    /// (the agent answers no structured request until a key is trusted).
+    pub trust: Vec<bot_auth::TrustEntry>,
 }
 
 /// Limits of the classic text language (see `shared/forth.md`).
@@ -127,6 +136,8 @@ impl Default for AgentConfig {
             exec_max_timeout: 86_400.0,
             facts: std::collections::BTreeMap::new(),
             limits: LimitsConfig::default(),
+            classic: true,
+            trust: Vec::new(),
         }
     }
 }
@@ -364,6 +375,13 @@ impl AgentConfig {
                 Err(e) => problems.push(format!("facts.{k}: {e}")),
             }
         }
+        let trust = match bot_auth::Trust::new(&self.trust) {
+            Ok(t) => t,
+            Err(p) => {
+                problems.extend(p);
+                bot_auth::Trust::default()
+            }
+        };
         if !problems.is_empty() {
             return Err(ConfigError::Invalid(problems));
         }
@@ -373,6 +391,7 @@ impl AgentConfig {
             brokers,
             state_dir,
             facts,
+            trust,
             config: self.clone(),
         })
     }
@@ -380,16 +399,7 @@ impl AgentConfig {
 
 /// `/var/lib/bot` for root, else `$XDG_STATE_HOME/bot` or `~/.local/state/bot`.
 pub fn default_state_dir() -> PathBuf {
-    if nix::unistd::geteuid().is_root() {
-        return PathBuf::from("/var/lib/bot");
-    }
-    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
-        return PathBuf::from(x).join("bot");
-    }
-    match std::env::var_os("HOME") {
-        Some(h) => PathBuf::from(h).join(".local/state/bot"),
-        None => PathBuf::from(".bot-state"),
-    }
+    bot_auth::paths::state_dir()
 }
 
 /// A configuration that passed [`AgentConfig::validate`].
@@ -403,6 +413,8 @@ pub struct ValidConfig {
     pub state_dir: PathBuf,
     /// Static facts, as JSON.
     pub facts: crate::facts::Facts,
+    /// The trusted keys, parsed.
+    pub trust: bot_auth::Trust,
     /// The rest, as given.
     pub config: AgentConfig,
 }
@@ -448,6 +460,14 @@ mod tests {
             name: Some("web1".to_owned()),
             tags: vec!["web".to_owned()],
             facts,
+            // And one trusted key with a policy (default: none).
+            trust: vec![bot_auth::TrustEntry {
+                name: "alice".to_owned(),
+                key: "ed25519:p7lcWwGhKeHoYiUpSC/6yngwXg/qZDqfKFM/RDWMIsY=".to_owned(),
+                actions: bot_proto::action::NAMES.map(str::to_owned).to_vec(),
+                commands: vec!["systemctl restart *".to_owned()],
+                filter: None,
+            }],
             ..AgentConfig::default()
         };
         assert_eq!(
@@ -473,6 +493,8 @@ mod tests {
             "max_eval_depth",
             "max_stored",
             "max_steps",
+            "classic",
+            "trust",
         ] {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),

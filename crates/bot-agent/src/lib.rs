@@ -28,6 +28,7 @@ pub mod facts;
 pub mod identity;
 pub mod plugins;
 
+mod audit;
 mod classic;
 mod measure;
 mod structured;
@@ -92,8 +93,6 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     options.backoff_max = Duration::from_secs_f64(c.backoff_max);
     options.max_packet_size = c.max_packet_size;
     options.subscriptions = vec![
-        (TOPIC_BUS.to_owned(), Qos::AtMostOnce),
-        (format!("{TOPIC_BUS}/{name}"), Qos::AtMostOnce),
         (
             bot_proto::topics::REQUEST_BROADCAST.to_owned(),
             Qos::AtLeastOnce,
@@ -103,6 +102,14 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
             Qos::AtLeastOnce,
         ),
     ];
+    if c.classic {
+        options
+            .subscriptions
+            .push((TOPIC_BUS.to_owned(), Qos::AtMostOnce));
+        options
+            .subscriptions
+            .push((format!("{TOPIC_BUS}/{name}"), Qos::AtMostOnce));
+    }
     for pool in &c.pools {
         options
             .subscriptions
@@ -146,8 +153,18 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         state_rx.clone(),
         exec_limits,
         c.max_concurrent_requests,
-        structured::Seen::with_journal(config.state_dir.join("seen-requests"), actions::now_ms()),
+        structured::Guard {
+            seen: structured::Seen::with_journal(
+                config.state_dir.join("seen-requests"),
+                actions::now_ms(),
+            ),
+            trust: config.trust.clone(),
+            audit: audit::Audit::new(config.state_dir.join("audit.log")),
+        },
     );
+    if config.trust.is_empty() {
+        tracing::warn!("no [[trust]] key configured: every structured request will be refused");
+    }
 
     let measurer = tokio::spawn(measure::run(
         measure::Measurer::new(&config, session.publisher.clone(), raise_tx),
@@ -169,7 +186,8 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         tokio::select! {
             event = session.events.recv() => match event {
                 Some(Event::Message(m)) if requests.wants(&m.topic) => requests.handle(&m.topic, &m.payload),
-                Some(Event::Message(m)) => classic.handle(&m.topic, &m.payload).await,
+                Some(Event::Message(m)) if c.classic => classic.handle(&m.topic, &m.payload).await,
+                Some(Event::Message(_)) => {}
                 Some(Event::Connected(_)) => requests.publish_status(true).await,
                 Some(Event::Subscribed) => tracing::info!(%name, %id, "ready: listening on BUS and BUS/{name}"),
                 Some(Event::Disconnected { .. }) => {}

@@ -2,11 +2,14 @@
 //! retained status and last will, heartbeats, and requests.
 //!
 //! A request goes through, in order: size and schema validation (a malformed
-//! request whose id and reply topic can be salvaged gets an `error` reply),
-//! clock and TTL checks (an expired request is ignored with a logged reason),
-//! the duplicate check (a request id is never run twice), the filter (a
-//! broadcast request whose filter does not match this agent is ignored), and
-//! then the action runs in its own task, bounded by a concurrency limit.
+//! request whose id and reply topic can be salvaged gets a `rejected`
+//! reply), then the trust checks of [`bot_auth::Trust::admit`] (clock and
+//! TTL, signature, a trusted key, typed arguments, the key's policy), then
+//! replay (a request id is never run twice; a nonce is never accepted under
+//! a second id), then the request's filter (a broadcast whose filter does
+//! not match this agent is ignored); only then does the action run, in its
+//! own task, bounded by a concurrency limit. A refused request gets a
+//! `rejected` reply naming the reason; every decision is an audit line.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -17,8 +20,11 @@ use bot_proto::{filter, topics};
 use serde_json::Value;
 use tokio::sync::{Semaphore, watch};
 
+use bot_auth::{Rejection, Trust};
+
 use crate::MeasureState;
 use crate::actions::{self, Context, now_ms};
+use crate::audit::{self, Audit};
 use crate::facts::Facts;
 
 /// Most request ids remembered for duplicate detection.
@@ -156,6 +162,11 @@ impl Seen {
         })
     }
 
+    /// Whether `id` is remembered and still within its TTL at `now_ms`.
+    pub fn contains(&self, id: &str, now_ms: u64) -> bool {
+        self.expiry.get(id).is_some_and(|until| *until >= now_ms)
+    }
+
     /// Records `id` (valid until `until_ms`); false if it was already there.
     pub fn insert(&mut self, id: &str, until_ms: u64, now_ms: u64) -> bool {
         while let Some((t, _)) = self.order.front() {
@@ -212,6 +223,22 @@ impl Seen {
     }
 }
 
+/// A stand-in request for auditing a message that failed to decode.
+fn salvaged(id: &str) -> Request {
+    Request {
+        id: id.to_owned(),
+        sender: "?".into(),
+        created_ms: 0,
+        nonce: String::new(),
+        ttl_ms: 0,
+        filter: None,
+        action: "?".into(),
+        args: Value::Null,
+        reply_to: String::new(),
+        sig: None,
+    }
+}
+
 /// Facts and tags as seen by a filter.
 struct Me<'a> {
     facts: &'a Facts,
@@ -231,6 +258,18 @@ impl filter::Target for Me<'_> {
     }
 }
 
+/// What stands between a request and running it: the keys this agent
+/// trusts, the replay memory, and the audit log.
+#[derive(Debug)]
+pub(crate) struct Guard {
+    /// Request ids and nonces seen.
+    pub seen: Seen,
+    /// Trusted keys and their policies.
+    pub trust: Trust,
+    /// Where every decision is written.
+    pub audit: Audit,
+}
+
 pub(crate) struct Structured {
     me: Identity,
     publisher: Publisher,
@@ -241,6 +280,8 @@ pub(crate) struct Structured {
     slots: Arc<Semaphore>,
     own_topic: String,
     running: actions::Running,
+    trust: Trust,
+    audit: Audit,
 }
 
 impl Structured {
@@ -251,8 +292,9 @@ impl Structured {
         measure: watch::Receiver<MeasureState>,
         exec: actions::exec::Limits,
         max_concurrent: usize,
-        seen: Seen,
+        guard: Guard,
     ) -> Structured {
+        let Guard { seen, trust, audit } = guard;
         let own_topic = topics::request_agent_topic(&me.id);
         Structured {
             me,
@@ -264,6 +306,8 @@ impl Structured {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             own_topic,
             running: actions::Running::default(),
+            trust,
+            audit,
         }
     }
 
@@ -319,7 +363,10 @@ impl Structured {
             .await;
     }
 
-    /// Handles one request message.
+    /// Handles one request message: decode, then [`bot_auth::Trust::admit`]
+    /// (clock, signature, trusted key, typed arguments, the key's policy),
+    /// then replay (id, nonce), then the request's own filter; only then
+    /// does anything run. Every decision is an audit line.
     pub fn handle(&mut self, topic: &str, payload: &[u8]) {
         let received_ms = now_ms();
         let request = match Request::decode(payload) {
@@ -327,9 +374,14 @@ impl Structured {
             Err(e) => {
                 tracing::warn!(%topic, error = %e, bytes = payload.len(), "malformed request");
                 if let Some((id, reply_to)) = Request::salvage(payload) {
+                    self.audit.record(&audit::Line {
+                        code: Some("malformed"),
+                        reason: Some(format!("malformed request: {e}")),
+                        ..audit::Line::about(&salvaged(&id), "rejected", received_ms)
+                    });
                     let reply = self.reply(
                         &id,
-                        ReplyStatus::Error,
+                        ReplyStatus::Rejected,
                         Value::Null,
                         Some(format!("malformed request: {e}")),
                         received_ms,
@@ -339,50 +391,51 @@ impl Structured {
                 return;
             }
         };
-        if let Err(why) = request.check_clock(received_ms) {
-            tracing::warn!(id = %request.id, sender = %request.sender, %why, "request ignored: bad clock");
-            return;
-        }
-        if request.is_expired(received_ms) {
-            tracing::info!(id = %request.id, sender = %request.sender,
-                age_ms = received_ms.saturating_sub(request.created_ms), ttl_ms = request.ttl_ms,
-                "request ignored: expired");
-            return;
-        }
-        if !self.seen.insert(
-            &request.id,
-            request.created_ms.saturating_add(request.ttl_ms),
-            received_ms,
-        ) {
-            tracing::info!(id = %request.id, "request ignored: duplicate (already run)");
-            return;
-        }
         let facts = self.facts.borrow().clone();
+        let me = Me {
+            facts: &facts,
+            tags: &self.me.tags,
+            name: &self.me.name,
+        };
+        let (action, key) = match self.trust.admit(&request, received_ms, &me) {
+            Ok(a) => (a.action, a.by.name.clone()),
+            Err(why) => return self.refuse(&request, &why, &me, received_ms),
+        };
+        // Replays: a second copy of an id (QoS 1 redelivery, a resend after
+        // a restart, or a replay) is dropped without a reply, since the
+        // first copy answers; a known nonce under a new id is refused.
+        let nonce_key = format!("n:{}", request.nonce);
+        if self.seen.contains(&request.id, received_ms) {
+            tracing::info!(id = %request.id, "request ignored: duplicate (already received)");
+            self.audit.record(&audit::Line {
+                key: Some(&key),
+                code: Some("replayed"),
+                reason: Some("request id already received".into()),
+                ..audit::Line::about(&request, "duplicate", received_ms)
+            });
+            return;
+        }
+        if self.seen.contains(&nonce_key, received_ms) {
+            let why = Rejection::Replayed("nonce already used by another request".into());
+            return self.refuse(&request, &why, &me, received_ms);
+        }
+        let until = request.expires_ms();
+        if !self.seen.insert(&request.id, until, received_ms) {
+            return;
+        }
+        self.seen.insert(&nonce_key, until, received_ms);
         if let Some(text) = &request.filter {
-            let matched = match filter::parse(text) {
-                Ok(f) => f.matches(&Me {
-                    facts: &facts,
-                    tags: &self.me.tags,
-                    name: &self.me.name,
-                }),
-                Err(e) => {
-                    // decode validated the filter; this cannot happen, but answer anyway.
-                    let reply = self.reply(
-                        &request.id,
-                        ReplyStatus::Error,
-                        Value::Null,
-                        Some(format!("bad filter: {e}")),
-                        received_ms,
-                    );
-                    self.send(request.reply_to.clone(), reply);
-                    return;
-                }
-            };
+            // decode validated the filter, so it parses.
+            let matched = filter::parse(text).is_ok_and(|f| f.matches(&me));
             if !matched {
                 tracing::debug!(id = %request.id, filter = %text, "request not for us");
                 return;
             }
         }
+        self.audit.record(&audit::Line {
+            key: Some(&key),
+            ..audit::Line::about(&request, "accepted", received_ms)
+        });
         let measure = *self.measure.borrow();
         let ctx = Context {
             id: self.me.id.clone(),
@@ -395,20 +448,27 @@ impl Structured {
             cancel: self.running.start(&request.id),
             running: self.running.clone(),
         };
-        tracing::info!(id = %request.id, sender = %request.sender, action = %request.action, "running request");
+        tracing::info!(id = %request.id, sender = %request.sender, %key, action = %request.action, "running request");
         let slots = self.slots.clone();
         let publisher = self.publisher.clone();
         let base = self.reply(&request.id, ReplyStatus::Ok, Value::Null, None, received_ms);
         let running = self.running.clone();
+        let audit = self.audit.clone();
         tokio::spawn(async move {
             // `cancel` must not queue behind the requests it cancels.
-            let _permit = if request.action == "cancel" {
+            let _permit = if matches!(action, bot_proto::Action::Cancel(_)) {
                 None
             } else {
                 slots.acquire_owned().await.ok()
             };
-            let outcome = actions::run(&request.action, &request.args, &ctx).await;
+            let outcome = actions::run(&action, &ctx).await;
             running.end(&request.id);
+            audit.record(&audit::Line {
+                key: Some(&key),
+                result: Some(outcome.status.as_str()),
+                reason: outcome.error.clone(),
+                ..audit::Line::about(&request, "done", now_ms())
+            });
             let reply = Reply {
                 status: outcome.status,
                 data: outcome.data,
@@ -419,6 +479,35 @@ impl Structured {
             };
             publish_reply(&publisher, request.reply_to, reply).await;
         });
+    }
+
+    /// Refuses `request`: a log line, an audit line, and a `rejected` reply
+    /// naming the reason, unless the request's own filter shows it was not
+    /// meant for this agent (no fleet-wide echo of a stranger's broadcast).
+    fn refuse(&self, request: &Request, why: &Rejection, me: &Me<'_>, received_ms: u64) {
+        let key = self.trust.claimed(request).map(|t| t.name.as_str());
+        tracing::warn!(id = %request.id, sender = %request.sender, key = ?key,
+            action = %request.action, reason = %why, "request refused");
+        self.audit.record(&audit::Line {
+            key,
+            code: Some(why.code()),
+            reason: Some(why.to_string()),
+            ..audit::Line::about(request, "rejected", received_ms)
+        });
+        let for_us = match &request.filter {
+            Some(text) => filter::parse(text).is_ok_and(|f| f.matches(me)),
+            None => true,
+        };
+        if for_us {
+            let reply = self.reply(
+                &request.id,
+                ReplyStatus::Rejected,
+                Value::Null,
+                Some(why.to_string()),
+                received_ms,
+            );
+            self.send(request.reply_to.clone(), reply);
+        }
     }
 
     fn reply(

@@ -249,26 +249,20 @@ pub fn expected(
         .collect()
 }
 
-/// A new request.
+/// A new signed request.
 pub fn request(
-    action: &str,
-    args: Value,
+    signer: &bot_auth::Signer,
+    action: bot_proto::Action,
     filter: Option<String>,
     reply_to: &str,
     ttl: Duration,
 ) -> Request {
-    Request {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        sender: sender(),
-        created_ms: now_ms(),
-        nonce: format!("{:016x}", uuid::Uuid::new_v4().as_u128() as u64),
-        ttl_ms: ttl.as_millis().clamp(1, 86_400_000) as u64,
+    signer.request(bot_proto::Draft {
+        action,
         filter,
-        action: action.to_owned(),
-        args,
         reply_to: reply_to.to_owned(),
-        sig: None,
-    }
+        ttl_ms: ttl.as_millis().min(u128::from(u64::MAX)) as u64,
+    })
 }
 
 /// Agents of `expected` that did not reply.

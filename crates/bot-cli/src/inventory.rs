@@ -54,8 +54,8 @@ pub async fn run(args: InventoryArgs, shutdown: CancellationToken) -> anyhow::Re
     let mut live = None;
     if status.online {
         let req = fleet::request(
-            "status",
-            json!({}),
+            &args.bus.signer()?,
+            bot_proto::Action::Status(bot_proto::action::StatusArgs {}),
             None,
             &client.reply_topic,
             Duration::from_secs(30),

@@ -11,6 +11,7 @@
 pub mod facts;
 pub mod fleet;
 pub mod inventory;
+pub mod keys;
 pub mod listen;
 pub mod ping;
 pub mod publish;
@@ -40,6 +41,17 @@ pub struct BusArgs {
     /// Seconds to wait for a connection before giving up.
     #[arg(long, default_value_t = 5.0, value_parser = positive_secs)]
     pub connect_timeout: f64,
+    /// Operator key that signs requests: a name in ~/.config/bot/keys or a
+    /// path (default: `default`, else the local `bot up`'s operator key).
+    #[arg(long, env = "BOT_KEY", hide_env_values = true)]
+    pub key: Option<String>,
+}
+
+impl BusArgs {
+    /// The signer for this command's requests (loads the key).
+    pub fn signer(&self) -> anyhow::Result<bot_auth::Signer> {
+        keys::signer(self.key.as_deref())
+    }
 }
 
 /// Parses a positive, finite number of seconds (≤ 1 day).

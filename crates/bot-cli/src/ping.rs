@@ -67,13 +67,14 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
         .as_deref()
         .map(fleet::parse_filter)
         .transpose()?;
+    let signer = args.bus.signer()?;
     let mut client = Client::connect(&args.bus, "ping", &shutdown).await?;
     let agents = client.discover(Duration::from_secs(5)).await?;
     let expected = fleet::expected(&agents, filter.as_ref());
     let wait = Duration::from_secs_f64(args.wait);
     let req = fleet::request(
-        "ping",
-        serde_json::json!({}),
+        &signer,
+        bot_proto::Action::Ping(bot_proto::action::PingArgs {}),
         args.filter.clone(),
         &client.reply_topic,
         wait.max(Duration::from_secs(10)),

@@ -10,8 +10,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
+use bot_proto::action::ExecArgs;
 use bot_proto::envelope::{Reply, ReplyStatus};
-use bot_proto::topics;
+use bot_proto::{Action, topics};
 use clap::Args;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -68,14 +69,16 @@ fn reply_topic(s: &str) -> Result<String, String> {
         .map_err(|e| format!("reply topic {s:?}: {e}"))
 }
 
-fn exec_args(args: &RunArgs) -> Value {
-    let mut a = if args.shell {
-        json!({ "shell": args.command.join(" ") })
+fn exec_args(args: &RunArgs) -> Action {
+    let a = if args.shell {
+        ExecArgs::shell(args.command.join(" "))
     } else {
-        json!({ "command": args.command })
+        ExecArgs::command(args.command.clone())
     };
-    a["timeout_s"] = json!(args.timeout);
-    a
+    Action::Exec(ExecArgs {
+        timeout_s: Some(args.timeout),
+        ..a
+    })
 }
 
 /// Runs `bot run`.
@@ -85,16 +88,23 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
         .as_deref()
         .map(fleet::parse_filter)
         .transpose()?;
+    let signer = args.bus.signer()?;
     let mut client = Client::connect(&args.bus, "run", &shutdown).await?;
     let ttl = Duration::from_secs_f64(args.ttl);
     let wait = Duration::from_secs_f64(args.timeout) + Duration::from_secs(5);
 
     if let Some(reply_to) = &args.reply_to {
-        let req = fleet::request("exec", exec_args(&args), args.filter.clone(), reply_to, ttl);
+        let req = fleet::request(
+            &signer,
+            exec_args(&args),
+            args.filter.clone(),
+            reply_to,
+            ttl,
+        );
         match (&args.any, &args.pool) {
             (Some(n), Some(pool)) => {
                 for _ in 0..*n {
-                    let req = fleet::request("exec", exec_args(&args), None, reply_to, ttl);
+                    let req = fleet::request(&signer, exec_args(&args), None, reply_to, ttl);
                     client.send(&topics::request_pool_topic(pool), &req).await?;
                     println!("{}", req.id);
                 }
@@ -111,7 +121,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
     let (replies, expected) = if let (Some(n), Some(pool)) = (args.any, &args.pool) {
         let mut ids = HashSet::new();
         for _ in 0..n {
-            let req = fleet::request("exec", exec_args(&args), None, &client.reply_topic, ttl);
+            let req = fleet::request(&signer, exec_args(&args), None, &client.reply_topic, ttl);
             ids.insert(req.id.clone());
             client.send(&topics::request_pool_topic(pool), &req).await?;
         }
@@ -143,7 +153,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
         match args.batch {
             None => {
                 let req = fleet::request(
-                    "exec",
+                    &signer,
                     exec_args(&args),
                     args.filter.clone(),
                     &client.reply_topic,
@@ -163,7 +173,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
                 for chunk in all.chunks(size as usize) {
                     let batch: BTreeMap<String, String> = chunk.iter().cloned().collect();
                     let req =
-                        fleet::request("exec", exec_args(&args), None, &client.reply_topic, ttl);
+                        fleet::request(&signer, exec_args(&args), None, &client.reply_topic, ttl);
                     let ids = HashSet::from([req.id.clone()]);
                     for id in batch.keys() {
                         client.send(&topics::request_agent_topic(id), &req).await?;

@@ -8,6 +8,12 @@
 
 /// Whether `text` matches the glob `pattern` (`*`, `?`, ASCII case-insensitive).
 pub fn glob_match(pattern: &str, text: &str) -> bool {
+    glob_match_with(pattern, text, true)
+}
+
+/// [`glob_match`], with ASCII case ignored only when `ignore_case` (command
+/// lines in a key's policy are matched exactly: `SYSTEMCTL` is another program).
+pub fn glob_match_with(pattern: &str, text: &str, ignore_case: bool) -> bool {
     let p: Vec<char> = pattern.chars().collect();
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0, 0);
@@ -19,7 +25,9 @@ pub fn glob_match(pattern: &str, text: &str) -> bool {
                 star = Some((pi, ti));
                 pi += 1;
             }
-            Some(&c) if c == '?' || c.eq_ignore_ascii_case(&t[ti]) => {
+            Some(&c)
+                if c == '?' || c == t[ti] || (ignore_case && c.eq_ignore_ascii_case(&t[ti])) =>
+            {
                 pi += 1;
                 ti += 1;
             }

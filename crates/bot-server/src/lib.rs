@@ -79,6 +79,9 @@ pub struct ServerConfig {
     pub token_file: PathBuf,
     /// MQTT client id; default: one generated once and kept in the database.
     pub client_id: Option<String>,
+    /// The server's signing key (PKCS#8 PEM, mode 0600), made on first start
+    /// if missing. Agents obey the server only if they trust its public key.
+    pub key_file: PathBuf,
 }
 
 /// A running server.
@@ -90,6 +93,8 @@ pub struct Server {
     pub generated_token: Option<String>,
     /// The MQTT client id used.
     pub client_id: String,
+    /// The public key the server signs requests with.
+    pub public_key: bot_auth::PublicKey,
     router: axum::Router,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -164,13 +169,20 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         (call_topic.clone(), Qos::AtMostOnce),
     ];
     let session = Session::start(options, &shutdown);
+    let (key, made) = bot_auth::SecretKey::load_or_create(&config.key_file)
+        .context("cannot load the server's signing key")?;
+    if made {
+        tracing::info!(path = %config.key_file.display(), public = %key.public(), "made the server's signing key");
+    }
     let sender = format!("server:{client_id}");
+    let signer = Arc::new(bot_auth::Signer::new(key, sender.clone()));
+    let public_key = signer.public();
     let (engine, engine_handle) = Engine::new(
         store.clone(),
         session.publisher.clone(),
         registry.clone(),
         results_topic.clone(),
-        sender.clone(),
+        signer.clone(),
         offline_rx,
     );
     let core = Arc::new(Core {
@@ -179,7 +191,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         engine: engine_handle.clone(),
         publisher: session.publisher.clone(),
         calls: Calls::default(),
-        sender,
+        signer,
         call_topic: call_topic.clone(),
         tokens,
     });
@@ -219,6 +231,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         addr,
         generated_token,
         client_id,
+        public_key,
         router,
         task,
     })

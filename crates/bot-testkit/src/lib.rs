@@ -11,6 +11,9 @@
 //! - [`Sub`]: a `mosquitto_sub -v` process, ready once its SUBACK was seen.
 //! - [`publish`] and friends: `mosquitto_pub`.
 //! - [`Postgres`]: a private PostgreSQL cluster on a free port (`postgres.rs`).
+//! - [`keys`]: this test process's operator and server keys; agents started
+//!   here trust both, and `bot` commands run here sign with the operator's
+//!   (`BOT_KEY`), so the whole suite runs with signed requests.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -24,6 +27,59 @@ use anyhow::{Context, Result, anyhow, bail};
 mod postgres;
 
 pub use postgres::{PG_USER, Postgres};
+
+/// The signing keys of this test process.
+#[derive(Debug)]
+pub struct TestKeys {
+    /// The operator key file (what `BOT_KEY` names for `bot` commands).
+    pub operator: PathBuf,
+    /// The server key file (for `bot server --server-key` / `bot up`).
+    pub server: PathBuf,
+    /// `[[trust]]` tables for both keys, to append to an agent's config.
+    pub trust_toml: String,
+}
+
+/// This process's keys, made once (in a directory that outlives the tests
+/// of this process; it is under the system's temporary directory).
+pub fn keys() -> &'static TestKeys {
+    static KEYS: std::sync::OnceLock<TestKeys> = std::sync::OnceLock::new();
+    KEYS.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("bot-test-keys-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let make = |name: &str| {
+            let path = dir.join(format!("{name}.key"));
+            let key = bot_auth::SecretKey::generate().expect("random key");
+            key.save(&path).expect("save test key");
+            (path, key.public())
+        };
+        let (operator, op_pub) = make("operator");
+        let (server, srv_pub) = make("server");
+        let trust_toml = format!(
+            "\n[[trust]]\nname = \"test-operator\"\nkey = \"{op_pub}\"\n\n\
+             [[trust]]\nname = \"test-server\"\nkey = \"{srv_pub}\"\n"
+        );
+        TestKeys {
+            operator,
+            server,
+            trust_toml,
+        }
+    })
+}
+
+/// A signer with this process's operator key (for hand-made requests).
+pub fn operator_signer() -> bot_auth::Signer {
+    let key = bot_auth::SecretKey::load(&keys().operator).expect("test operator key");
+    bot_auth::Signer::new(key, "tester@test")
+}
+
+/// `bot` as a command that signs with this process's operator key and
+/// gives a server this process's server key.
+pub fn bot_command(bot: &Path) -> Command {
+    let mut c = Command::new(bot);
+    c.env("BOT_KEY", &keys().operator)
+        .env("BOT_SERVER_KEY", &keys().server);
+    c
+}
 
 /// The default deadline for anything a test waits for.
 pub const WAIT: Duration = Duration::from_secs(20);
@@ -232,7 +288,7 @@ impl Drop for Broker {
 }
 
 fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
-    let mut child = Command::new(bot)
+    let mut child = bot_command(bot)
         .args(["up", "--no-agent", "--no-server", "--no-ws", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .env("BOT_LOG", "warn")
@@ -342,8 +398,14 @@ impl Agent {
                 dir.path().join("state").display().to_string()
             )
         };
-        std::fs::write(&config, format!("{state}{extra_toml}"))?;
-        let mut cmd = Command::new(bot);
+        // Trust this process's keys unless the test sets its own trust list.
+        let trust = if extra_toml.contains("[[trust]]") {
+            ""
+        } else {
+            keys().trust_toml.as_str()
+        };
+        std::fs::write(&config, format!("{state}{extra_toml}{trust}"))?;
+        let mut cmd = bot_command(bot);
         cmd.args(["agent", "--name", name, "--config"]).arg(&config);
         for b in brokers {
             cmd.arg("--broker").arg(b);
@@ -611,7 +673,7 @@ pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
 
 /// Runs `bot ARGS…` to completion and returns (exit code, stdout, stderr).
 pub fn run_bot(bot: &Path, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = Command::new(bot).args(args).stdin(Stdio::null()).output()?;
+    let out = bot_command(bot).args(args).stdin(Stdio::null()).output()?;
     Ok((
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -66,6 +66,8 @@ enum Command {
     Results(bot_cli::results::ResultsArgs),
     /// Tasks on the server: submit, list, show, watch, cancel, retry.
     Task(bot_cli::task::TaskArgs),
+    /// Operator keys that sign requests: new, list, show.
+    Keys(bot_cli::keys::KeysArgs),
 }
 
 /// Agent options; each overrides the same key of the config file.
@@ -246,6 +248,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Task(args) => {
             current_thread()?.block_on(async { bot_cli::task::run(args, signals()).await })
         }
+        Command::Keys(args) => bot_cli::keys::run(args),
     }
 }
 
@@ -267,11 +270,22 @@ fn toml_of(c: &AgentConfig) -> String {
     s += &format!("keep_alive = {}\n", c.keep_alive);
     s += &format!("backoff_max = {:?}\n", c.backoff_max);
     s += &format!("max_packet_size = {}\n", c.max_packet_size);
+    s += &format!("classic = {}\n", c.classic);
     let l = &c.limits;
     s += &format!(
         "\n[limits]\nmax_payload = {}\nmax_stack = {}\nmax_string = {}\nmax_eval_depth = {}\nmax_stored = {}\nmax_steps = {}\n",
         l.max_payload, l.max_stack, l.max_string, l.max_eval_depth, l.max_stored, l.max_steps
     );
+    #[derive(serde::Serialize)]
+    struct TrustOnly<'a> {
+        trust: &'a [bot_auth::TrustEntry],
+    }
+    if !c.trust.is_empty()
+        && let Ok(t) = toml::to_string(&TrustOnly { trust: &c.trust })
+    {
+        s += "\n";
+        s += &t;
+    }
     s
 }
 

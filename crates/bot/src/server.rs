@@ -39,6 +39,11 @@ pub(crate) struct ServerOpts {
         hide_env_values = true
     )]
     pub api_tokens: Vec<String>,
+    /// The server's signing key (PKCS#8 PEM, mode 0600; made on first start
+    /// if missing). Agents obey the server only when they trust its public
+    /// key, which the server prints at start. Default: DATA_DIR/server.key.
+    #[arg(long, env = "BOT_SERVER_KEY", hide_env_values = true)]
+    pub server_key: Option<PathBuf>,
 }
 
 /// Default HTTP API address.
@@ -127,6 +132,14 @@ impl ServerOpts {
         }
     }
 
+    /// The data directory: the flag, the file's, else the default.
+    pub(crate) fn data_dir(&self, file: &ServerFile) -> PathBuf {
+        self.data_dir
+            .clone()
+            .or_else(|| file.data_dir.clone())
+            .unwrap_or_else(bot_auth::paths::server_data_dir)
+    }
+
     /// The server configuration for `brokers`: the file, then flags and
     /// environment.
     pub(crate) fn config(
@@ -134,11 +147,7 @@ impl ServerOpts {
         file: ServerFile,
         brokers: Vec<BrokerUrl>,
     ) -> anyhow::Result<ServerConfig> {
-        let data_dir = self
-            .data_dir
-            .clone()
-            .or(file.data_dir)
-            .unwrap_or_else(|| bot_agent::config::default_state_dir().join("server"));
+        let data_dir = self.data_dir(&file);
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let db = match self.db.clone().or(file.db) {
@@ -177,6 +186,10 @@ impl ServerOpts {
             tokens,
             token_file: data_dir.join("api-token"),
             client_id: None,
+            key_file: self
+                .server_key
+                .clone()
+                .unwrap_or_else(|| data_dir.join("server.key")),
         })
     }
 }
@@ -210,6 +223,10 @@ pub(crate) fn broker_urls(urls: &[String]) -> anyhow::Result<Vec<BrokerUrl>> {
 /// Prints how to reach a started server.
 pub(crate) fn announce(server: &bot_server::Server) {
     println!("listening: http://{}/api", server.addr);
+    println!(
+        "server key: {} (agents run tasks only if they trust it)",
+        server.public_key
+    );
     if let Some(token) = &server.generated_token {
         println!("api token: {token}");
         println!(

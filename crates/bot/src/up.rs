@@ -43,6 +43,45 @@ pub(crate) struct UpArgs {
     agent: AgentArgs,
 }
 
+/// The keys the local agent of `bot up` trusts with every action: the
+/// server's, the local operator's (`DATA_DIR/operator.key`, made on first
+/// start, mode 0600: only this user can sign with it), and the key the CLI
+/// would use here (`BOT_KEY`, else `~/.config/bot/keys/default.key`), so
+/// `bot ping` and `bot run` work with no flags.
+fn local_trust(
+    data_dir: &std::path::Path,
+    server_key: Option<bot_auth::PublicKey>,
+) -> anyhow::Result<Vec<bot_auth::TrustEntry>> {
+    use bot_auth::{SecretKey, TrustEntry};
+    let mut out = Vec::new();
+    if let Some(k) = server_key {
+        out.push(TrustEntry::full("server", &k));
+    }
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+    let op_path = data_dir.join("operator.key");
+    let (op, made) =
+        SecretKey::load_or_create(&op_path).context("cannot load the local operator key")?;
+    println!(
+        "operator key: {}{}",
+        op_path.display(),
+        if made { " (new)" } else { "" }
+    );
+    out.push(TrustEntry::full("local-operator", &op.public()));
+    let cli_key = std::env::var("BOT_KEY").ok().filter(|k| !k.is_empty());
+    if let Ok(path) = bot_cli::keys::resolve(cli_key.as_deref())
+        && path != op_path
+    {
+        match SecretKey::load(&path) {
+            Ok(k) => out.push(TrustEntry::full("operator", &k.public())),
+            Err(e) => {
+                tracing::warn!(error = %e, "the CLI's operator key is not usable; not trusted")
+            }
+        }
+    }
+    Ok(out)
+}
+
 pub(crate) async fn run(
     args: UpArgs,
     signals: impl FnOnce() -> CancellationToken,
@@ -94,6 +133,21 @@ pub(crate) async fn run(
     if let Some(mut config) = agent {
         if args.agent.brokers.is_empty() {
             config.brokers = vec![format!("mqtt://{mqtt}")];
+        }
+        #[cfg(feature = "server")]
+        let data_dir = args
+            .server
+            .data_dir(&args.server.file().map_err(crate::usage)?);
+        #[cfg(not(feature = "server"))]
+        let data_dir = bot_auth::paths::server_data_dir();
+        #[cfg(feature = "server")]
+        let server_key = server.as_ref().map(|s| s.public_key);
+        #[cfg(not(feature = "server"))]
+        let server_key = None;
+        for entry in local_trust(&data_dir, server_key)? {
+            if !config.trust.iter().any(|t| t.key == entry.key) {
+                config.trust.push(entry);
+            }
         }
         let valid = config.validate()?;
         println!(

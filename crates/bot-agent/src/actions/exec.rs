@@ -19,13 +19,14 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
+use bot_proto::action::{ExecArgs, ExecResult, Program};
 use bot_proto::envelope::ReplyStatus;
-use serde_json::{Value, json};
+use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 
-use super::{Outcome, secs_arg};
+use super::Outcome;
 
 /// Bounds on what a request may ask of `exec`.
 #[derive(Debug, Clone, PartialEq)]
@@ -102,137 +103,60 @@ async fn drain(mut r: impl AsyncRead + Unpin, cap: usize) -> Tail {
     tail
 }
 
-enum What {
-    Argv(Vec<String>),
-    Script { interpreter: String, body: String },
-}
-
-fn parse(args: &Value, limits: &Limits) -> Result<(What, Duration, usize), String> {
-    let Value::Object(map) = args else {
-        return Err("exec: arguments must be an object".into());
-    };
-    for key in map.keys() {
-        if ![
-            "command",
-            "shell",
-            "script",
-            "interpreter",
-            "env",
-            "cwd",
-            "timeout_s",
-            "output_limit",
-        ]
-        .contains(&key.as_str())
-        {
-            return Err(format!("exec: unknown argument {key:?}"));
-        }
-    }
-    let given: Vec<&str> = ["command", "shell", "script"]
-        .into_iter()
-        .filter(|k| map.contains_key(*k))
-        .collect();
-    if given.len() != 1 {
-        return Err(format!(
-            "exec: give exactly one of command, shell, script (got {})",
-            if given.is_empty() {
-                "none".to_owned()
-            } else {
-                given.join(", ")
-            }
-        ));
-    }
-    let what = match given[0] {
-        "command" => {
-            let Some(Value::Array(parts)) = map.get("command") else {
-                return Err("exec: command must be an array of strings".into());
-            };
-            let argv: Option<Vec<String>> = parts
-                .iter()
-                .map(|p| p.as_str().map(str::to_owned))
-                .collect();
-            match argv {
-                Some(a) if !a.is_empty() && !a[0].is_empty() => What::Argv(a),
-                _ => return Err("exec: command must be a non-empty array of strings".into()),
-            }
-        }
-        "shell" => match map.get("shell") {
-            Some(Value::String(s)) if !s.is_empty() => {
-                What::Argv(vec!["/bin/sh".into(), "-c".into(), s.clone()])
-            }
-            _ => return Err("exec: shell must be a non-empty string".into()),
-        },
-        _ => {
-            let body = match map.get("script") {
-                Some(Value::String(s)) => s.clone(),
-                _ => return Err("exec: script must be a string".into()),
-            };
-            let interpreter = match map.get("interpreter") {
-                None => "/bin/sh".to_owned(),
-                Some(Value::String(s)) if !s.is_empty() => s.clone(),
-                Some(other) => {
-                    return Err(format!("exec: interpreter must be a path, got {other}"));
-                }
-            };
-            What::Script { interpreter, body }
+/// The timeout and output cap of a request, within the agent's limits.
+fn bounds(args: &ExecArgs, limits: &Limits) -> Result<(Duration, usize), String> {
+    let timeout = match args.timeout_s {
+        None => limits.default_timeout,
+        Some(s) if s > 0.0 && s <= limits.max_timeout.as_secs_f64() => Duration::from_secs_f64(s),
+        Some(s) => {
+            return Err(format!(
+                "exec: timeout_s {s} is not in (0, {}]",
+                limits.max_timeout.as_secs_f64()
+            ));
         }
     };
-    let timeout = secs_arg(
-        args,
-        "timeout_s",
-        limits.default_timeout,
-        limits.max_timeout,
-    )
-    .map_err(|e| format!("exec: {e}"))?;
-    let output = match map.get("output_limit") {
+    let output = match args.output_limit {
         None => limits.default_output,
-        Some(v) => match v.as_u64() {
-            Some(n) if n >= 1 && n as usize <= limits.max_output => n as usize,
-            _ => {
-                return Err(format!(
-                    "exec: output_limit {v} is not in 1..{}",
-                    limits.max_output
-                ));
-            }
-        },
+        Some(n) if n >= 1 && n as usize <= limits.max_output => n as usize,
+        Some(n) => {
+            return Err(format!(
+                "exec: output_limit {n} is not in 1..{}",
+                limits.max_output
+            ));
+        }
     };
-    Ok((what, timeout, output))
+    Ok((timeout, output))
 }
 
 /// Runs `exec`; `cancel` stops it like a timeout does (the whole process
 /// group: SIGTERM, then SIGKILL after the grace period).
-pub async fn run(args: &Value, limits: &Limits, cancel: &CancellationToken) -> Outcome {
-    let (what, timeout, output) = match parse(args, limits) {
+pub async fn run(args: &ExecArgs, limits: &Limits, cancel: &CancellationToken) -> Outcome {
+    let (timeout, output) = match bounds(args, limits) {
         Ok(p) => p,
         Err(e) => return Outcome::error(e),
     };
-    let (mut cmd, stdin_body) = match what {
-        What::Argv(argv) => {
+    let program = match args.program() {
+        Ok(p) => p,
+        Err(e) => return Outcome::error(format!("exec: {e}")),
+    };
+    let (mut cmd, stdin_body) = match program {
+        Program::Argv(argv) => {
             let mut c = Command::new(&argv[0]);
             c.args(&argv[1..]);
             (c, None)
         }
-        What::Script { interpreter, body } => (Command::new(interpreter), Some(body)),
+        Program::Shell(line) => {
+            let mut c = Command::new("/bin/sh");
+            c.arg("-c").arg(line);
+            (c, None)
+        }
+        Program::Script { interpreter, body } => (Command::new(interpreter), Some(body.to_owned())),
     };
-    if let Some(Value::Object(env)) = args.get("env") {
-        for (k, v) in env {
-            let Some(v) = v.as_str() else {
-                return Outcome::error(format!("exec: env value of {k:?} must be a string"));
-            };
-            if k.is_empty() || k.contains('=') || k.contains('\0') {
-                return Outcome::error(format!("exec: bad environment variable name {k:?}"));
-            }
-            cmd.env(k, v);
-        }
-    } else if args.get("env").is_some() {
-        return Outcome::error("exec: env must be an object of strings");
+    for (k, v) in args.env.iter().flatten() {
+        cmd.env(k, v);
     }
-    if let Some(cwd) = args.get("cwd") {
-        match cwd.as_str() {
-            Some(d) => {
-                cmd.current_dir(d);
-            }
-            None => return Outcome::error("exec: cwd must be a string"),
-        }
+    if let Some(d) = &args.cwd {
+        cmd.current_dir(d);
     }
     cmd.stdin(if stdin_body.is_some() {
         Stdio::piped()
@@ -247,10 +171,14 @@ pub async fn run(args: &Value, limits: &Limits, cancel: &CancellationToken) -> O
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
+            let data = ExecResult {
+                started: false,
+                ..ExecResult::default()
+            };
             return Outcome {
-                status: ReplyStatus::Error,
-                data: json!({ "exit_code": Value::Null, "started": false }),
                 error: Some(format!("exec: cannot start: {e}")),
+                status: ReplyStatus::Error,
+                ..Outcome::data(&data)
             };
         }
     };
@@ -301,18 +229,20 @@ pub async fn run(args: &Value, limits: &Limits, cancel: &CancellationToken) -> O
         Err(_) => (None, None),
     };
     let truncated = out.total > out.buf.len() as u64 || err.total > err.buf.len() as u64;
-    let data = json!({
-        "exit_code": exit_code,
-        "signal": signal,
-        "timed_out": timed_out,
-        "cancelled": cancelled,
-        "stdout": out.text(),
-        "stderr": err.text(),
-        "stdout_bytes": out.total,
-        "stderr_bytes": err.total,
-        "truncated": truncated,
-        "duration_ms": duration_ms,
-    });
+    let data = serde_json::to_value(ExecResult {
+        exit_code,
+        signal,
+        timed_out,
+        cancelled,
+        stdout: out.text(),
+        stderr: err.text(),
+        stdout_bytes: out.total,
+        stderr_bytes: err.total,
+        truncated,
+        duration_ms,
+        started: true,
+    })
+    .unwrap_or(Value::Null);
     if cancelled {
         return Outcome {
             status: ReplyStatus::Error,
@@ -354,6 +284,17 @@ fn signal_group(pgid: Option<i32>, sig: nix::sys::signal::Signal) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bot_proto::Action;
+    use serde_json::json;
+
+    /// Runs `exec` with JSON arguments, typed as the agent types them.
+    async fn jrun(args: &Value, limits: &Limits, cancel: &CancellationToken) -> Outcome {
+        match Action::from_parts("exec", args) {
+            Ok(Action::Exec(a)) => run(&a, limits, cancel).await,
+            Ok(other) => Outcome::error(format!("not exec: {other:?}")),
+            Err(e) => Outcome::error(e.to_string()),
+        }
+    }
 
     fn limits() -> Limits {
         Limits {
@@ -364,7 +305,7 @@ mod tests {
 
     #[tokio::test]
     async fn argv_is_not_a_shell() {
-        let o = run(
+        let o = jrun(
             &json!({"command": ["echo", "a;b", "$HOME"]}),
             &limits(),
             &CancellationToken::new(),
@@ -377,7 +318,7 @@ mod tests {
 
     #[tokio::test]
     async fn shell_env_cwd_and_exit_codes() {
-        let o = run(&json!({"shell": "echo $GREETING; pwd; echo oops >&2; exit 3", "env": {"GREETING": "hi"}, "cwd": "/tmp"}), &limits(), &CancellationToken::new()).await;
+        let o = jrun(&json!({"shell": "echo $GREETING; pwd; echo oops >&2; exit 3", "env": {"GREETING": "hi"}, "cwd": "/tmp"}), &limits(), &CancellationToken::new()).await;
         assert_eq!(o.status, ReplyStatus::Error);
         assert_eq!(o.data["exit_code"], 3);
         assert_eq!(o.data["stdout"], "hi\n/tmp\n");
@@ -386,7 +327,7 @@ mod tests {
 
     #[tokio::test]
     async fn script_body_goes_to_the_interpreter() {
-        let o = run(
+        let o = jrun(
             &json!({"script": "x=40\necho $((x+2))\n"}),
             &limits(),
             &CancellationToken::new(),
@@ -397,7 +338,7 @@ mod tests {
 
     #[tokio::test]
     async fn the_tail_is_kept() {
-        let o = run(
+        let o = jrun(
             &json!({"shell": "seq 1 10000", "output_limit": 12}),
             &limits(),
             &CancellationToken::new(),
@@ -410,7 +351,7 @@ mod tests {
 
     #[tokio::test]
     async fn timeout_kills_the_whole_group() {
-        let o = run(
+        let o = jrun(
             &json!({"shell": "sleep 300 & sleep 300", "timeout_s": 0.3}),
             &limits(),
             &CancellationToken::new(),
@@ -427,22 +368,22 @@ mod tests {
             (json!({}), "exactly one of"),
             (json!({"command": ["a"], "shell": "b"}), "command, shell"),
             (json!({"command": []}), "non-empty"),
-            (json!({"command": "ls"}), "array"),
+            (json!({"command": "ls"}), "invalid type"),
             (json!({"shell": "true", "timeout_s": -1}), "timeout_s: -1"),
             (
                 json!({"shell": "true", "output_limit": 0}),
-                "output_limit 0",
+                "output_limit: 0",
             ),
             (
                 json!({"shell": "true", "bogus": 1}),
-                "unknown argument \"bogus\"",
+                "unknown field `bogus`",
             ),
             (
                 json!({"shell": "true", "env": {"A": 1}}),
-                "env value of \"A\"",
+                "invalid type: integer",
             ),
         ] {
-            let o = run(&args, &limits(), &CancellationToken::new()).await;
+            let o = jrun(&args, &limits(), &CancellationToken::new()).await;
             assert_eq!(o.status, ReplyStatus::Error, "{args}");
             assert!(
                 o.error.as_deref().unwrap_or("").contains(want),
@@ -457,7 +398,7 @@ mod tests {
             t2.cancel();
         });
         let started = Instant::now();
-        let o = run(&json!({"shell": "sleep 30"}), &limits(), &token).await;
+        let o = jrun(&json!({"shell": "sleep 30"}), &limits(), &token).await;
         assert!(started.elapsed() < Duration::from_secs(10), "not stopped");
         assert_eq!(o.status, ReplyStatus::Error);
         assert_eq!(o.data["cancelled"], true);
@@ -467,12 +408,20 @@ mod tests {
                 .is_some_and(|e| e.starts_with("cancelled")),
             "{o:?}"
         );
-        let o = run(
+        let o = jrun(
             &json!({"command": ["/nonexistent/prog"]}),
             &limits(),
             &CancellationToken::new(),
         )
         .await;
         assert!(o.error.unwrap_or_default().contains("cannot start"));
+        assert_eq!(o.data["started"], false);
+        let o = jrun(
+            &json!({"shell": "true", "timeout_s": 1e9}),
+            &limits(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(o.error.unwrap_or_default().contains("timeout_s 1000000000"));
     }
 }

@@ -1,16 +1,19 @@
-//! Request actions of the structured protocol. Every action has the same
-//! shape: a file with `pub async fn run(args: &Value, ctx: &Context) ->
-//! Outcome`, registered in [`ACTIONS`] and dispatched by [`run`]. Adding an
-//! action = one file + one line here.
+//! Request actions of the structured protocol. The typed [`Action`] (from
+//! `bot-proto`, arguments already validated) is dispatched by [`run`]; each
+//! action is a function (or, for `exec`, a file) returning an [`Outcome`]
+//! whose data is the action's typed result. Adding an action = a variant in
+//! `bot_proto::action` + one function here.
 
 pub mod exec;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
+use bot_proto::Action;
+use bot_proto::action::{CancelArgs, CancelResult, FactsArgs, PingResult, StatusResult};
 use bot_proto::envelope::ReplyStatus;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use tokio_util::sync::CancellationToken;
 
@@ -95,6 +98,10 @@ impl Outcome {
             error: None,
         }
     }
+    /// Success with a typed result as data.
+    pub fn data(result: &impl serde::Serialize) -> Outcome {
+        Outcome::ok(serde_json::to_value(result).unwrap_or(Value::Null))
+    }
     /// Failure with a message.
     pub fn error(message: impl Into<String>) -> Outcome {
         Outcome {
@@ -106,81 +113,48 @@ impl Outcome {
 }
 
 /// The actions this agent answers.
-pub const ACTIONS: [&str; 5] = ["ping", "facts", "status", "exec", "cancel"];
+pub const ACTIONS: [&str; 5] = bot_proto::action::NAMES;
 
 /// Runs `action`.
-pub async fn run(action: &str, args: &Value, ctx: &Context) -> Outcome {
+pub async fn run(action: &Action, ctx: &Context) -> Outcome {
     match action {
-        "ping" => ping(),
-        "facts" => facts(args, ctx),
-        "status" => status(ctx),
-        "exec" => exec::run(args, &ctx.exec, &ctx.cancel).await,
-        "cancel" => cancel(args, ctx),
-        other => Outcome {
-            status: ReplyStatus::Rejected,
-            data: Value::Null,
-            error: Some(format!(
-                "unknown action {other:?} (this agent knows: {})",
-                ACTIONS.join(", ")
-            )),
-        },
+        Action::Ping(_) => Outcome::data(&PingResult { pong: true }),
+        Action::Facts(a) => facts(a, ctx),
+        Action::Status(_) => status(ctx),
+        Action::Exec(a) => exec::run(a, &ctx.exec, &ctx.cancel).await,
+        Action::Cancel(a) => cancel(a, ctx),
     }
 }
 
-/// `ping`: answers `{"pong": true}`.
-fn ping() -> Outcome {
-    Outcome::ok(json!({ "pong": true }))
+/// `facts`: all facts, or those named.
+fn facts(args: &FactsArgs, ctx: &Context) -> Outcome {
+    let all = || ctx.facts.iter().map(|(k, v)| (k.clone(), v.clone()));
+    Outcome::ok(Value::Object(match &args.names {
+        None => all().collect(),
+        Some(names) => all().filter(|(k, _)| names.contains(k)).collect(),
+    }))
 }
 
-/// `facts`: all facts, or those named in `{"names": [..]}`.
-fn facts(args: &Value, ctx: &Context) -> Outcome {
-    match args.get("names") {
-        None => Outcome::ok(Value::Object(
-            ctx.facts
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
-        )),
-        Some(Value::Array(names)) => {
-            let mut out = serde_json::Map::new();
-            for n in names {
-                let Some(n) = n.as_str() else {
-                    return Outcome::error(format!("facts: names must be strings, got {n}"));
-                };
-                if let Some(v) = ctx.facts.get(n) {
-                    out.insert(n.to_owned(), v.clone());
-                }
-            }
-            Outcome::ok(Value::Object(out))
-        }
-        Some(other) => Outcome::error(format!(
-            "facts: \"names\" must be an array of strings, got {other}"
-        )),
-    }
-}
-
-/// `cancel`: `{"request_id": "…"}` stops that running request (for `exec`:
-/// its process group gets SIGTERM, then SIGKILL after the grace period).
-/// Answers `{"cancelled": true}`, or false if it is not running here.
-fn cancel(args: &Value, ctx: &Context) -> Outcome {
-    match args.get("request_id").and_then(Value::as_str) {
-        Some(id) => Outcome::ok(json!({ "cancelled": ctx.running.cancel(id) })),
-        None => Outcome::error("cancel: args.request_id (a string) is required"),
-    }
+/// `cancel`: stops that running request (for `exec`: its process group gets
+/// SIGTERM, then SIGKILL after the grace period); false if it is not
+/// running here.
+fn cancel(args: &CancelArgs, ctx: &Context) -> Outcome {
+    Outcome::data(&CancelResult {
+        cancelled: ctx.running.cancel(&args.request_id),
+    })
 }
 
 /// `status`: uptime, version, classic selection and interval.
 fn status(ctx: &Context) -> Outcome {
-    let uptime = now_ms().saturating_sub(ctx.started_ms) / 1000;
-    Outcome::ok(json!({
-        "id": ctx.id,
-        "name": ctx.name,
-        "version": env!("CARGO_PKG_VERSION"),
-        "uptime_s": uptime,
-        "selected": ctx.selected,
-        "interval_s": ctx.interval,
-        "actions": ACTIONS,
-    }))
+    Outcome::data(&StatusResult {
+        id: ctx.id.clone(),
+        name: ctx.name.clone(),
+        version: env!("CARGO_PKG_VERSION").to_owned(),
+        uptime_s: now_ms().saturating_sub(ctx.started_ms) / 1000,
+        selected: ctx.selected,
+        interval_s: ctx.interval,
+        actions: ACTIONS.iter().map(|a| (*a).to_owned()).collect(),
+    })
 }
 
 /// Unix time in milliseconds.
@@ -191,30 +165,10 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// A duration from JSON seconds (positive, finite), for action arguments.
-pub fn secs_arg(
-    args: &Value,
-    key: &str,
-    default: Duration,
-    max: Duration,
-) -> Result<Duration, String> {
-    match args.get(key) {
-        None | Some(Value::Null) => Ok(default),
-        Some(v) => match v.as_f64() {
-            Some(s) if s.is_finite() && s > 0.0 && s <= max.as_secs_f64() => {
-                Ok(Duration::from_secs_f64(s))
-            }
-            _ => Err(format!(
-                "{key}: {v} is not a number of seconds in (0, {}]",
-                max.as_secs_f64()
-            )),
-        },
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn ctx() -> Context {
         let mut facts = Facts::new();
@@ -233,23 +187,24 @@ mod tests {
         }
     }
 
+    fn parse(action: &str, args: Value) -> Action {
+        Action::from_parts(action, &args).expect("valid action")
+    }
+
     #[tokio::test]
     async fn cancel_finds_running_requests_only() {
         let c = ctx();
         let token = c.running.start("r1");
+        let cancel = parse("cancel", json!({"request_id": "r1"}));
         assert_eq!(
-            run("cancel", &json!({"request_id": "r1"}), &c).await,
+            run(&cancel, &c).await,
             Outcome::ok(json!({"cancelled": true}))
         );
         assert!(token.is_cancelled());
         c.running.end("r1");
         assert_eq!(
-            run("cancel", &json!({"request_id": "r1"}), &c).await,
+            run(&cancel, &c).await,
             Outcome::ok(json!({"cancelled": false}))
-        );
-        assert_eq!(
-            run("cancel", &json!({}), &c).await.status,
-            ReplyStatus::Error
         );
     }
 
@@ -257,20 +212,14 @@ mod tests {
     async fn dispatch() {
         let c = ctx();
         assert_eq!(
-            run("ping", &json!({}), &c).await,
+            run(&parse("ping", json!({})), &c).await,
             Outcome::ok(json!({"pong": true}))
         );
-        let f = run("facts", &json!({"names": ["os", "nope"]}), &c).await;
+        let f = run(&parse("facts", json!({"names": ["os", "nope"]})), &c).await;
         assert_eq!(f.data, json!({"os": "linux"}));
-        assert_eq!(run("facts", &json!({}), &c).await.data["cpus"], 4);
-        assert_eq!(
-            run("facts", &json!({"names": "os"}), &c).await.status,
-            ReplyStatus::Error
-        );
-        let s = run("status", &json!({}), &c).await;
+        assert_eq!(run(&parse("facts", json!({})), &c).await.data["cpus"], 4);
+        let s = run(&parse("status", json!({})), &c).await;
         assert_eq!(s.data["name"], "n1");
-        let unknown = run("reboot", &json!({}), &c).await;
-        assert_eq!(unknown.status, ReplyStatus::Rejected);
-        assert!(unknown.error.unwrap_or_default().contains("\"reboot\""));
+        assert_eq!(s.data["actions"], json!(ACTIONS));
     }
 }

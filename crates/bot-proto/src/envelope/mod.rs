@@ -99,8 +99,9 @@ pub const MAX_ARGS_BYTES: usize = 128 * 1024;
 /// Longest `ttl_ms`: one day (the shortest is 1).
 pub const MAX_TTL_MS: u64 = 86_400_000;
 
-/// How far in the future a request's `created_ms` may be (clock skew).
-pub const MAX_CLOCK_SKEW_MS: u64 = 5 * 60 * 1000;
+/// How far in the future a request's `created_ms` may be (clock skew):
+/// 30 s. Further would let a signed request outlive its TTL by that much.
+pub const MAX_CLOCK_SKEW_MS: u64 = 30_000;
 
 /// A reply's `data`, encoded as compact JSON, at most this many bytes.
 pub const MAX_REPLY_DATA_BYTES: usize = 1024 * 1024;

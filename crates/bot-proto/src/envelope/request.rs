@@ -233,7 +233,7 @@ impl Request {
         self.expires_ms() < now_ms
     }
 
-    /// Refuses a request created more than [`MAX_CLOCK_SKEW_MS`] (5 min) in
+    /// Refuses a request created more than [`MAX_CLOCK_SKEW_MS`] (30 s) in
     /// the future of `now_ms`: the sender's clock (or the message) is wrong,
     /// and honouring it would stretch its lifetime. Expiry is
     /// [`Request::is_expired`]'s business, not this one's.

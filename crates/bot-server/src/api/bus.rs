@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
 use bot_bus::Qos;
-use bot_proto::{Request, topics};
+use bot_proto::topics;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -146,6 +147,7 @@ pub struct CallResult {
               (status = 503, description = "Not connected to the bus", body = bot_proto::api::ApiError)))]
 pub(super) async fn call(
     State(core): State<Arc<Core>>,
+    Extension(caller): Extension<super::Caller>,
     Body(c): Body<CallRequest>,
 ) -> Result<Response, Error> {
     let timeout_s = c.timeout_s.unwrap_or(10.0);
@@ -161,18 +163,20 @@ pub(super) async fn call(
     let args = c.args.unwrap_or_else(|| Value::Object(Default::default()));
     let now = now_ms();
     let timeout_ms = (timeout_s * 1000.0) as u64;
-    let request = Request {
-        id: uuid::Uuid::now_v7().simple().to_string(),
-        sender: core.sender.clone(),
-        created_ms: now,
-        nonce: format!("{:016x}", fastrand::u64(..)),
-        ttl_ms: timeout_ms.max(1),
-        filter: filter.as_ref().map(ToString::to_string),
-        action: c.action,
-        args,
-        reply_to: core.call_topic.clone(),
-        sig: None,
-    };
+    let action =
+        bot_proto::Action::from_parts(&c.action, &args).map_err(|e| Error::bad(e.to_string()))?;
+    let sender = format!("{} (token {})", core.signer.sender(), caller.0);
+    let request = core.signer.request_as(
+        bot_proto::Draft {
+            action,
+            filter: filter.as_ref().map(ToString::to_string),
+            reply_to: core.call_topic.clone(),
+            ttl_ms: timeout_ms.max(1),
+        },
+        &sender,
+        uuid::Uuid::now_v7().simple().to_string(),
+        now,
+    );
     request.validate().map_err(|e| Error::bad(e.to_string()))?;
     let mut expected: BTreeMap<String, String> = core
         .registry

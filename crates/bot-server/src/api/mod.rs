@@ -43,7 +43,8 @@ pub struct Core {
     pub(crate) engine: EngineHandle,
     pub(crate) publisher: Publisher,
     pub(crate) calls: Calls,
-    pub(crate) sender: String,
+    /// Signs every request the API sends (`/api/call`).
+    pub(crate) signer: std::sync::Arc<bot_auth::Signer>,
     pub(crate) call_topic: String,
     pub(crate) tokens: Vec<Token>,
 }

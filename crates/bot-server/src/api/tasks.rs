@@ -12,7 +12,7 @@ use bot_proto::api::{
     NewTask, RetryTask, TargetCounts, TargetRun, TargetState, Task, TaskDetail, TaskState,
     TaskSummary,
 };
-use bot_proto::{Request, topics};
+use bot_proto::topics;
 use bot_store::TaskQuery;
 use serde::Deserialize;
 use serde_json::Value;
@@ -115,18 +115,14 @@ pub(crate) fn build(
     let now = now_ms();
     // The request every target will get, checked once now (action name,
     // argument size, …), so that bad input fails here and not per target.
-    let probe = Request {
-        id: "probe".into(),
-        sender: core.sender.clone(),
-        created_ms: now,
-        nonce: "0000000000000000".into(),
-        ttl_ms: (timeout_s * 1000.0) as u64 + REPLY_GRACE_MS,
+    let action =
+        bot_proto::Action::from_parts(&new.action, &args).map_err(|e| Error::bad(e.to_string()))?;
+    let probe = core.signer.request(bot_proto::Draft {
+        action,
         filter: None,
-        action: new.action.clone(),
-        args: args.clone(),
         reply_to: core.call_topic.clone(),
-        sig: None,
-    };
+        ttl_ms: (timeout_s * 1000.0) as u64 + REPLY_GRACE_MS,
+    });
     probe.validate().map_err(|e| Error::bad(e.to_string()))?;
 
     let id = uuid::Uuid::now_v7().simple().to_string();

@@ -106,8 +106,8 @@ pub(crate) struct Engine {
     registry: Registry,
     /// Where agents send task results (`bot/v1/reply/<client id>/durable`).
     results_topic: String,
-    /// `sender` of the requests.
-    sender: String,
+    /// Signs every request (its sender names the token that asked).
+    signer: std::sync::Arc<bot_auth::Signer>,
     rx: mpsc::UnboundedReceiver<Input>,
     offline_rx: mpsc::UnboundedReceiver<String>,
     active: HashMap<String, Rollout>,
@@ -144,7 +144,7 @@ impl Engine {
         publisher: Publisher,
         registry: Registry,
         results_topic: String,
-        sender: String,
+        signer: std::sync::Arc<bot_auth::Signer>,
         offline_rx: mpsc::UnboundedReceiver<String>,
     ) -> (Engine, EngineHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -153,7 +153,7 @@ impl Engine {
             publisher,
             registry,
             results_topic,
-            sender,
+            signer,
             rx,
             offline_rx,
             active: HashMap::new(),
@@ -271,10 +271,21 @@ impl Engine {
                             let Some(running) = &t.request_id else {
                                 continue;
                             };
-                            let mut c = self.new_request(&r.task, now);
-                            c.action = "cancel".into();
-                            c.args = serde_json::json!({ "request_id": running });
-                            c.ttl_ms = CANCEL_TTL_MS;
+                            let draft = bot_proto::Draft {
+                                action: bot_proto::Action::Cancel(bot_proto::action::CancelArgs {
+                                    request_id: running.clone(),
+                                }),
+                                filter: None,
+                                reply_to: self.results_topic.clone(),
+                                ttl_ms: CANCEL_TTL_MS,
+                            };
+                            let sender = format!("{} (token {who})", self.signer.sender());
+                            let c = self.signer.request_as(
+                                draft,
+                                &sender,
+                                uuid::Uuid::now_v7().simple().to_string(),
+                                now,
+                            );
                             out.sends
                                 .push((topics::request_agent_topic(&t.agent_id), c));
                         }
@@ -396,7 +407,19 @@ impl Engine {
                         lost_now = true;
                         continue;
                     }
-                    let request = self.new_request(&r.task, now);
+                    let Some(request) = self.new_request(&r.task, now, None) else {
+                        r.finish(
+                            i,
+                            Outcome::bare(
+                                TargetState::Failed,
+                                "the task's stored action is invalid".into(),
+                            ),
+                            now,
+                            &mut step,
+                        );
+                        lost_now = true;
+                        continue;
+                    };
                     let t = &mut r.targets[i];
                     t.request_id = Some(request.id.clone());
                     t.request_created_ms = Some(now);
@@ -473,28 +496,34 @@ impl Engine {
         }
     }
 
-    fn new_request(&self, task: &Task, now: u64) -> Request {
-        Request {
-            id: uuid::Uuid::now_v7().simple().to_string(),
-            sender: self.sender.clone(),
-            created_ms: now,
-            nonce: format!("{:016x}", fastrand::u64(..)),
-            ttl_ms: task.timeout_ms + REPLY_GRACE_MS,
+    /// A target's request, signed: a new id at `now`, or (resending a
+    /// RUNNING target after a restart) the id and time it was first sent
+    /// with. `None` if the task's stored action is not valid (it was checked
+    /// at submission, so only a hand-edited database gets here).
+    fn new_request(&self, task: &Task, now: u64, resend: Option<String>) -> Option<Request> {
+        let action = match bot_proto::Action::from_parts(&task.action, &task.args) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!(task = %task.id, error = %e, "stored task action is invalid");
+                return None;
+            }
+        };
+        let draft = bot_proto::Draft {
+            action,
             filter: None,
-            action: task.action.clone(),
-            args: task.args.clone(),
             reply_to: self.results_topic.clone(),
-            sig: None,
-        }
+            ttl_ms: task.timeout_ms + REPLY_GRACE_MS,
+        };
+        let sender = format!("{} (token {})", self.signer.sender(), task.created_by);
+        let id = resend.unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+        Some(self.signer.request_as(draft, &sender, id, now))
     }
 
     /// The request a RUNNING target was sent, rebuilt to send again.
     fn request_for(&self, task: &Task, t: &TargetRun) -> Option<Request> {
         let id = t.request_id.clone()?;
         let created = t.request_created_ms.or(t.started_ms)?;
-        let mut r = self.new_request(task, created);
-        r.id = id;
-        Some(r)
+        self.new_request(task, created, Some(id))
     }
 }
 

@@ -198,6 +198,7 @@ impl Harness {
             }],
             token_file: dir.path().join("api-token"),
             client_id: None,
+            key_file: bot_testkit::keys().server.clone(),
         };
         let shutdown = CancellationToken::new();
         let server = bot_server::start(config, shutdown.clone())

@@ -72,7 +72,7 @@ fn pub_and_listen_round_trip(kind: BrokerKind) -> Result<()> {
     assert_eq!(reply, "42:");
 
     // bot listen prints `topic payload` lines like mosquitto_sub -v.
-    let mut listen = std::process::Command::new(bot())
+    let mut listen = bot_testkit::bot_command(bot())
         .args(["listen", "--broker", &url, "-C", "1", "-W", "20", "RES"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -197,7 +197,7 @@ fn snapshot(file: &str, actual: &str, expected: &str) {
 fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     use std::process::{Command, Stdio};
     let state = bot_testkit::TempDir::new("up-state");
-    let mut up = Command::new(bot())
+    let mut up = bot_testkit::bot_command(bot())
         .env("BOT_STATE_DIR", state.path())
         .env("BOT_DATA_DIR", state.path().join("server"))
         .args([
@@ -244,7 +244,7 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     assert_eq!(pong, "'local':PONG");
 
     // The server sees the local agent; `bot task` runs a command on it.
-    let run = Command::new(bot())
+    let run = bot_testkit::bot_command(bot())
         .args([
             "task", "submit", "--server", &http, "-T", "local", "--watch", "--json",
         ])
@@ -266,7 +266,7 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     );
     assert_eq!(task["targets"][0]["agent_name"], "local", "{task:#}");
     // Without the token the API refuses, and says how to get one.
-    let denied = Command::new(bot())
+    let denied = bot_testkit::bot_command(bot())
         .args(["task", "list", "--server", &http])
         .env_remove("BOT_TOKEN")
         .output()?;
@@ -306,7 +306,7 @@ fn bot_up_stops_with_a_clear_error_when_its_agent_cannot_start() -> Result<()> {
     let dir = bot_testkit::TempDir::new("badstate");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory")?;
-    let out = std::process::Command::new(bot())
+    let out = bot_testkit::bot_command(bot())
         .args([
             "up",
             "--no-ws",

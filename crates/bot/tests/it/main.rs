@@ -8,6 +8,7 @@
 mod classic;
 mod cli;
 mod resilience;
+mod security;
 mod structured;
 mod tasks;
 mod tidy;

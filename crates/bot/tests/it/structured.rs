@@ -207,18 +207,32 @@ fn request(action: &str, args: Value, reply_to: &str) -> Request {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0);
-    Request {
+    let mut r = Request {
         id: format!("test{}", now % 1_000_000_000),
         sender: "tester@test".into(),
         created_ms: now,
-        nonce: "0123456789abcdef".into(),
+        nonce: format!("{:016x}", fastrand_u64()),
         ttl_ms: 60_000,
         filter: None,
         action: action.into(),
         args,
         reply_to: reply_to.into(),
         sig: None,
-    }
+    };
+    bot_testkit::operator_signer().sign(&mut r);
+    r
+}
+
+/// A unique-enough number for nonces (no extra dependency).
+fn fastrand_u64() -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.finish()
 }
 
 fn next_reply(sub: &mut Sub, timeout: Duration) -> Option<Reply> {
@@ -270,10 +284,20 @@ fn requests_run_once_expire_and_malformed_ones_get_errors(kind: BrokerKind) -> R
     old.id = "expired1".into();
     old.created_ms -= 120_000;
     old.ttl_ms = 1_000;
+    bot_testkit::operator_signer().sign(&mut old);
     publish(broker.port, &topic, &old.encode())?;
     agent.log.wait_for("the expiry log line", WAIT, |l| {
         l.contains("expired") && l.contains("expired1")
     })?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no expiry reply"))?;
+    assert_eq!(
+        (r.request_id.as_str(), r.status),
+        ("expired1", ReplyStatus::Rejected)
+    );
+    assert!(
+        r.error.as_deref().unwrap_or("").starts_with("expired"),
+        "{r:?}"
+    );
     assert_eq!(
         std::fs::read_to_string(&marker)?,
         "x\n",
@@ -289,7 +313,7 @@ fn requests_run_once_expire_and_malformed_ones_get_errors(kind: BrokerKind) -> R
     let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no error reply"))?;
     assert_eq!(
         (r.request_id.as_str(), r.status),
-        ("bad1", ReplyStatus::Error)
+        ("bad1", ReplyStatus::Rejected)
     );
     assert!(
         r.error.as_deref().unwrap_or("").contains("malformed"),

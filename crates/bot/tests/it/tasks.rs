@@ -60,7 +60,7 @@ struct Server {
 
 impl Server {
     fn start(broker: &str, db: &str, data_dir: &Path) -> Result<Server> {
-        let mut child = Command::new(bot())
+        let mut child = bot_testkit::bot_command(bot())
             .args([
                 "server",
                 "--broker",

@@ -1,0 +1,68 @@
+//! Where keys live by default.
+//!
+//! - Operator keys: `$XDG_CONFIG_HOME/bot/keys/<name>.key` (else
+//!   `~/.config/bot/keys`), made by `bot keys new`.
+//! - `bot up` and `bot server` keep theirs in their data directory
+//!   (`<state dir>/server`): `server.key`, and `operator.key`, the local
+//!   operator's key that `bot up` makes on first start.
+//! - The state directory: `/var/lib/bot` for root, else
+//!   `$XDG_STATE_HOME/bot` or `~/.local/state/bot`.
+
+use std::path::PathBuf;
+
+/// The user's `bot` config directory.
+pub fn config_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CONFIG_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("bot");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".config/bot"),
+        None => PathBuf::from(".bot-config"),
+    }
+}
+
+/// Where `bot keys new` puts operator keys.
+pub fn keys_dir() -> PathBuf {
+    config_dir().join("keys")
+}
+
+/// `/var/lib/bot` for root, else `$XDG_STATE_HOME/bot` or `~/.local/state/bot`.
+pub fn state_dir() -> PathBuf {
+    if nix::unistd::geteuid().is_root() {
+        return PathBuf::from("/var/lib/bot");
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("bot");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state/bot"),
+        None => PathBuf::from(".bot-state"),
+    }
+}
+
+/// The default data directory of `bot up` and `bot server`.
+pub fn server_data_dir() -> PathBuf {
+    state_dir().join("server")
+}
+
+/// The key a name or path given to `--key` means: a path when it contains
+/// `/` or ends in `.key`, else `<keys dir>/<name>.key`.
+pub fn key_path(name_or_path: &str) -> PathBuf {
+    if name_or_path.contains('/') || name_or_path.ends_with(".key") {
+        PathBuf::from(name_or_path)
+    } else {
+        keys_dir().join(format!("{name_or_path}.key"))
+    }
+}
+
+/// The operator key the CLI uses when none is named: `default` in the keys
+/// directory, else the local `bot up`'s `operator.key` (if this user can
+/// read it).
+pub fn default_operator_key() -> Option<PathBuf> {
+    [
+        keys_dir().join("default.key"),
+        server_data_dir().join("operator.key"),
+    ]
+    .into_iter()
+    .find(|p| p.exists())
+}

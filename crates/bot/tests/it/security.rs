@@ -1,0 +1,346 @@
+//! The attack table of the security issue, rows 9–20 (signed requests),
+//! end to end: a real agent process on each broker, hand-made hostile
+//! requests published with the stock `mosquitto_pub`, replies read by a
+//! fresh `mosquitto_sub`. Each attack names a marker file that its command
+//! would create; a test fails if any marker exists, and each refusal must
+//! come back as a `rejected` reply naming the reason (a replayed id gets no
+//! second reply: the first copy's reply answers it) and as a line in the
+//! agent's audit log. Also: the CLI signs with the operator key the agent
+//! trusts, and is refused with a key it does not.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{Result, anyhow, ensure};
+use bot_auth::{SecretKey, Signer, TrustEntry};
+use bot_proto::action::{ExecArgs, PingArgs};
+use bot_proto::envelope::{Reply, ReplyStatus};
+use bot_proto::{Action, Draft};
+use bot_testkit::{TempDir, operator_signer, publish, run_bot};
+use serde_json::json;
+
+use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
+
+both_brokers!(
+    hostile_requests_are_refused_and_nothing_runs,
+    the_cli_signs_and_an_untrusted_key_is_refused,
+);
+
+const REPLIES: &str = "test/sec-replies";
+
+fn touch(marker: &Path) -> Action {
+    Action::Exec(ExecArgs::command(vec![
+        "/usr/bin/touch".into(),
+        marker.display().to_string(),
+    ]))
+}
+
+fn draft(action: Action) -> Draft {
+    Draft {
+        action,
+        filter: None,
+        reply_to: REPLIES.into(),
+        ttl_ms: 60_000,
+    }
+}
+
+/// The next reply to `id` within `wait` (other replies are skipped).
+fn reply_to(sub: &mut Sub, id: &str, wait: Duration) -> Option<Reply> {
+    let deadline = std::time::Instant::now() + wait;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let (_, payload) = sub.next(left)?;
+        if let Ok(r) = Reply::decode(payload.as_bytes())
+            && r.request_id == id
+        {
+            return Some(r);
+        }
+    }
+}
+
+/// Publishes `payload` to the agent and expects a `rejected` reply to `id`
+/// whose error contains `why`.
+fn expect_rejected(
+    port: u16,
+    topic: &str,
+    sub: &mut Sub,
+    id: &str,
+    payload: &[u8],
+    why: &str,
+) -> Result<()> {
+    publish(port, topic, payload)?;
+    let r = reply_to(sub, id, WAIT).ok_or_else(|| anyhow!("{id}: no reply ({why})"))?;
+    ensure!(
+        r.status == ReplyStatus::Rejected,
+        "{id}: status {:?}, expected rejected ({why}): {r:?}",
+        r.status
+    );
+    let error = r.error.unwrap_or_default();
+    ensure!(
+        error.contains(why),
+        "{id}: error {error:?} does not say {why:?}"
+    );
+    Ok(())
+}
+
+fn hostile_requests_are_refused_and_nothing_runs(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let dir = TempDir::new("attacks");
+    let state = dir.path().join("state");
+    // A key allowed `ping` only, and one allowed one command line only.
+    let pinger = Signer::new(SecretKey::generate()?, "pinger");
+    let narrow = Signer::new(SecretKey::generate()?, "narrow");
+    let entries = [
+        TrustEntry {
+            actions: vec!["ping".into()],
+            ..TrustEntry::full("pinger", &pinger.public())
+        },
+        TrustEntry {
+            commands: vec!["/bin/echo hello *".into()],
+            ..TrustEntry::full("narrow", &narrow.public())
+        },
+        TrustEntry::full("test-operator", &operator_signer().public()),
+    ];
+    let trust = toml::to_string(&serde_json::json!({ "trust": entries }))?;
+    let mut agent = Agent::start(
+        bot(),
+        "target",
+        &[broker.url()],
+        &format!("state_dir = {:?}\n{trust}", state.display().to_string()),
+    )?;
+    let id = std::fs::read_to_string(state.join("agent-id"))?;
+    let topic = bot_proto::topics::request_agent_topic(id.trim());
+    let mut sub = Sub::start(broker.port, &[REPLIES])?;
+    let op = operator_signer();
+    let marker = |n: u32| dir.path().join(format!("ran-{n}"));
+
+    // The operator's genuine request runs: the harness itself is sound.
+    let ok = op.request(draft(touch(&marker(0))));
+    publish(broker.port, &topic, &ok.encode())?;
+    let r =
+        reply_to(&mut sub, &ok.id, WAIT).ok_or_else(|| anyhow!("no reply to a signed request"))?;
+    ensure!(r.status == ReplyStatus::Ok, "{r:?}");
+    ensure!(marker(0).exists(), "the genuine request did not run");
+
+    // 9: unsigned.
+    let mut r9 = op.request(draft(touch(&marker(9))));
+    r9.sig = None;
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r9.id,
+        &r9.encode(),
+        "unsigned",
+    )?;
+    // 10: forged signature under the trusted key's id.
+    let mut r10 = op.request(draft(touch(&marker(10))));
+    let kid = op.public().id();
+    r10.sig = Some(format!("{kid}.{}", "A".repeat(86)));
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r10.id,
+        &r10.encode(),
+        "bad signature",
+    )?;
+    // 11: arguments changed after signing (as a man in the middle would).
+    let mut r11 = op.request(draft(Action::Ping(PingArgs {})));
+    r11.action = "exec".into();
+    r11.args = json!({"command": ["/usr/bin/touch", marker(11).display().to_string()]});
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r11.id,
+        &r11.encode(),
+        "bad signature",
+    )?;
+    // 12: a key the agent does not know.
+    let mallory = Signer::new(SecretKey::generate()?, "mallory");
+    let r12 = mallory.request(draft(touch(&marker(12))));
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r12.id,
+        &r12.encode(),
+        "unknown key",
+    )?;
+    // 13: a ping-only key asking for exec.
+    let r13 = pinger.request(draft(touch(&marker(13))));
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r13.id,
+        &r13.encode(),
+        "may not request exec",
+    )?;
+    // ... while its ping is answered.
+    let ping = pinger.request(draft(Action::Ping(PingArgs {})));
+    publish(broker.port, &topic, &ping.encode())?;
+    let r = reply_to(&mut sub, &ping.id, WAIT).ok_or_else(|| anyhow!("no pong"))?;
+    ensure!(r.status == ReplyStatus::Ok, "{r:?}");
+    // 14: a command outside the key's globs, and a shell (never matched by globs).
+    let r14 = narrow.request(draft(touch(&marker(14))));
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r14.id,
+        &r14.encode(),
+        "may not run",
+    )?;
+    let r14b = narrow.request(draft(Action::Exec(ExecArgs::shell(format!(
+        "/bin/echo hello; touch {}",
+        marker(14).display()
+    )))));
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r14b.id,
+        &r14b.encode(),
+        "not shell",
+    )?;
+    let allowed = narrow.request(draft(Action::Exec(ExecArgs::command(vec![
+        "/bin/echo".into(),
+        "hello".into(),
+        "world".into(),
+    ]))));
+    publish(broker.port, &topic, &allowed.encode())?;
+    let r = reply_to(&mut sub, &allowed.id, WAIT).ok_or_else(|| anyhow!("no reply"))?;
+    ensure!(
+        r.status == ReplyStatus::Ok && r.data["stdout"] == "hello world\n",
+        "{r:?}"
+    );
+    // 15: expired; 16: dated in the future.
+    let now = bot_auth::now_ms();
+    let r15 = op.request_at(draft(touch(&marker(15))), "expired15".into(), now - 120_000);
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r15.id,
+        &r15.encode(),
+        "expired",
+    )?;
+    let r16 = op.request_at(draft(touch(&marker(16))), "future16".into(), now + 120_000);
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r16.id,
+        &r16.encode(),
+        "in the future",
+    )?;
+    // 17: the genuine request replayed: not run again, no second reply.
+    std::fs::remove_file(marker(0))?;
+    publish(broker.port, &topic, &ok.encode())?;
+    agent.log.wait_for("the duplicate line", WAIT, |l| {
+        l.contains("duplicate") && l.contains(&ok.id)
+    })?;
+    ensure!(
+        reply_to(&mut sub, &ok.id, Duration::from_millis(500)).is_none(),
+        "replay answered"
+    );
+    ensure!(!marker(0).exists(), "a replayed request ran again");
+    // 18: the genuine request's nonce under a new id, signed (a replay that
+    // changes only the id would fail the signature; this is the stronger case).
+    let mut r18 = op.request(draft(touch(&marker(18))));
+    r18.nonce = ok.nonce.clone();
+    op.sign(&mut r18);
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r18.id,
+        &r18.encode(),
+        "replayed",
+    )?;
+    // 19: oversized; 20: malformed (a bad action, signed or not).
+    let big = format!(
+        r#"{{"v":1,"kind":"request","id":"big19","reply_to":"{REPLIES}","pad":"{}"}}"#,
+        "x".repeat(300 * 1024)
+    );
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        "big19",
+        big.as_bytes(),
+        "262144",
+    )?;
+    let mut r20 = op.request(draft(Action::Ping(PingArgs {})));
+    r20.action = "reboot".into();
+    op.sign(&mut r20);
+    expect_rejected(
+        broker.port,
+        &topic,
+        &mut sub,
+        &r20.id,
+        &r20.encode(),
+        "unknown action",
+    )?;
+
+    for n in [9, 10, 11, 12, 13, 14, 15, 16, 18] {
+        ensure!(!marker(n).exists(), "attack {n} ran its command");
+    }
+    // Every decision is in the audit log.
+    let audit = std::fs::read_to_string(state.join("audit.log"))?;
+    for code in [
+        "unsigned",
+        "bad_signature",
+        "unknown_key",
+        "not_allowed",
+        "expired",
+        "future",
+        "replayed",
+        "malformed",
+        "\"duplicate\"",
+        "\"accepted\"",
+        "\"done\"",
+    ] {
+        ensure!(audit.contains(code), "no {code} in the audit log:\n{audit}");
+    }
+    ensure!(agent.is_running());
+    Ok(())
+}
+
+fn the_cli_signs_and_an_untrusted_key_is_refused(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let _agent = Agent::start(bot(), "signed", &[broker.url()], "")?;
+    let url = broker.url();
+    // The harness's BOT_KEY is the operator key the agent trusts.
+    let (code, out, err) = run_bot(bot(), &["ping", "-b", &url, "--wait", "5"])?;
+    ensure!(code == 0, "ping with the trusted key: {code}\n{out}\n{err}");
+    let dir = TempDir::new("stranger");
+    let stranger = dir.path().join("stranger.key");
+    SecretKey::generate()?.save(&stranger)?;
+    let key = stranger.display().to_string();
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "run",
+            "-b",
+            &url,
+            "--key",
+            &key,
+            "--timeout",
+            "5",
+            "--",
+            "true",
+        ],
+    )?;
+    ensure!(
+        code == 1,
+        "an untrusted key must fail: {code}\n{out}\n{err}"
+    );
+    ensure!(
+        out.contains("unknown key") || err.contains("unknown key"),
+        "the refusal names the reason:\n{out}\n{err}"
+    );
+    Ok(())
+}
