@@ -8,9 +8,25 @@ use std::path::{Path, PathBuf};
 /// File name of the id inside the state directory.
 pub const ID_FILE: &str = "agent-id";
 
+/// File name of the agent's signing key inside the state directory.
+pub const KEY_FILE: &str = "agent.key";
+
+/// Loads the agent's signing key (`<dir>/agent.key`, PKCS#8 PEM, mode
+/// 0600), making it on first start.
+pub fn load_or_create_key(dir: &Path) -> Result<bot_auth::SecretKey, IdentityError> {
+    let (key, made) = bot_auth::SecretKey::load_or_create(&dir.join(KEY_FILE))?;
+    if made {
+        tracing::info!(public = %key.public(), "made this agent's signing key");
+    }
+    Ok(key)
+}
+
 /// Why the identity could not be loaded or created.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
+    /// The signing key could not be read or made.
+    #[error("agent key: {0}")]
+    Key(#[from] bot_auth::KeyError),
     /// The state directory could not be created or written.
     #[error("state directory {dir}: {source}")]
     Io {

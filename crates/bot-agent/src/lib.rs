@@ -70,8 +70,10 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     let name = config.name.clone();
     let c = &config.config;
     let id = identity::load_or_create(&config.state_dir)?;
+    let key = Arc::new(identity::load_or_create_key(&config.state_dir)?);
     let started_ms = actions::now_ms();
     let me = structured::Identity {
+        key,
         id: id.clone(),
         name: name.clone(),
         tags: c.tags.clone(),

@@ -33,6 +33,7 @@ const SEEN_CAPACITY: usize = 100_000;
 /// Who this agent is, as the structured protocol says it.
 #[derive(Debug, Clone)]
 pub(crate) struct Identity {
+    pub key: Arc<bot_auth::SecretKey>,
     pub id: String,
     pub name: String,
     pub tags: Vec<String>,
@@ -69,7 +70,36 @@ impl Identity {
             started_ms: self.started_ms,
             heartbeat_s: self.heartbeat_s,
             created_ms: now_ms(),
+            key: Some(self.key.public().to_string()),
+            sig: None,
         }
+        .signed(&self.key)
+    }
+}
+
+/// Envelopes the agent signs with its own key.
+trait SignedBy: Sized {
+    fn signed(self, key: &bot_auth::SecretKey) -> Self;
+}
+
+impl SignedBy for Status {
+    fn signed(mut self, key: &bot_auth::SecretKey) -> Status {
+        self.sig = Some(bot_auth::sign::detached(key, &self.signing_bytes()));
+        self
+    }
+}
+
+impl SignedBy for Heartbeat {
+    fn signed(mut self, key: &bot_auth::SecretKey) -> Heartbeat {
+        self.sig = Some(bot_auth::sign::detached(key, &self.signing_bytes()));
+        self
+    }
+}
+
+impl SignedBy for Reply {
+    fn signed(mut self, key: &bot_auth::SecretKey) -> Reply {
+        self.sig = Some(bot_auth::sign::detached(key, &self.signing_bytes()));
+        self
     }
 }
 
@@ -351,7 +381,9 @@ impl Structured {
             seq,
             uptime_s: now_ms().saturating_sub(self.me.started_ms) / 1000,
             created_ms: now_ms(),
-        };
+            sig: None,
+        }
+        .signed(&self.me.key);
         let _ = self
             .publisher
             .publish(
@@ -454,6 +486,7 @@ impl Structured {
         let base = self.reply(&request.id, ReplyStatus::Ok, Value::Null, None, received_ms);
         let running = self.running.clone();
         let audit = self.audit.clone();
+        let key_for_reply = self.me.key.clone();
         tokio::spawn(async move {
             // `cancel` must not queue behind the requests it cancels.
             let _permit = if matches!(action, bot_proto::Action::Cancel(_)) {
@@ -477,7 +510,7 @@ impl Structured {
                 created_ms: now_ms(),
                 ..base
             };
-            publish_reply(&publisher, request.reply_to, reply).await;
+            publish_reply(&publisher, &key_for_reply, request.reply_to, reply).await;
         });
     }
 
@@ -536,7 +569,8 @@ impl Structured {
 
     fn send(&self, reply_to: String, reply: Reply) {
         let publisher = self.publisher.clone();
-        tokio::spawn(async move { publish_reply(&publisher, reply_to, reply).await });
+        let key = self.me.key.clone();
+        tokio::spawn(async move { publish_reply(&publisher, &key, reply_to, reply).await });
     }
 }
 
@@ -545,7 +579,13 @@ impl Structured {
 /// per-client queue would drop a big fan-out's QoS 1 replies anyway. Replies
 /// to any other destination (`…/durable` for the server's task engine,
 /// asynchronous consumers) go at QoS 1.
-async fn publish_reply(publisher: &Publisher, reply_to: String, reply: Reply) {
+async fn publish_reply(
+    publisher: &Publisher,
+    key: &bot_auth::SecretKey,
+    reply_to: String,
+    reply: Reply,
+) {
+    let reply = reply.signed(key);
     let qos = if topics::reply_wants_qos1(&reply_to) {
         Qos::AtLeastOnce
     } else {

@@ -100,13 +100,35 @@ impl Signer {
 
     /// (Re)signs `request` in place.
     pub fn sign(&self, request: &mut Request) {
-        request.sig = None;
-        let sig = self.key.sign(&request.signing_bytes());
-        request.sig = Some(format!(
-            "{}.{}",
-            self.key.public().id(),
-            URL_SAFE_NO_PAD.encode(sig)
+        request.sig = Some(detached(&self.key, &request.signing_bytes()));
+    }
+}
+
+/// A `sig` field for `bytes`: `<key id>.<signature>`.
+pub fn detached(key: &SecretKey, bytes: &[u8]) -> String {
+    format!(
+        "{}.{}",
+        key.public().id(),
+        URL_SAFE_NO_PAD.encode(key.sign(bytes))
+    )
+}
+
+/// Checks that `sig` is a signature of `bytes` by `key`; the error says why
+/// not (unsigned, malformed, another key, or not matching the bytes).
+pub fn check(sig: Option<&str>, bytes: &[u8], key: &PublicKey) -> Result<(), String> {
+    let sig = sig.ok_or("unsigned")?;
+    let parts = parse_sig(sig)?;
+    if parts.key != *key {
+        return Err(format!(
+            "signed by key {}, expected {}",
+            parts.key.short(),
+            key.short()
         ));
+    }
+    if key.verify(bytes, &parts.sig) {
+        Ok(())
+    } else {
+        Err("the signature does not match (changed after signing, or forged)".into())
     }
 }
 

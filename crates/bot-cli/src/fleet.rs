@@ -12,7 +12,7 @@
 //! retained messages asynchronously, so discovery also waits until statuses
 //! have stopped arriving for 250 ms after the marker.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -38,6 +38,10 @@ pub struct Client {
     /// Session name (unique per process).
     pub name: String,
     sync_topic: String,
+    /// Agents' keys, from their signed statuses.
+    keys: HashMap<String, bot_auth::PublicKey>,
+    /// Replies refused: (agent id, name, why).
+    refused: Vec<(String, String, String)>,
 }
 
 /// Identity of the operator sending requests: `$BOT_IDENTITY`, else user@host.
@@ -94,7 +98,43 @@ impl Client {
             reply_topic,
             name,
             sync_topic,
+            keys: HashMap::new(),
+            refused: Vec::new(),
         })
+    }
+
+    /// Learns an agent's key from its status, if the status is signed by
+    /// the key it carries (a status without one, or a broken signature, is
+    /// noted and its key not learnt: that agent's replies will be refused).
+    fn learn(&mut self, s: &Status) {
+        let Some(text) = &s.key else {
+            return;
+        };
+        let Ok(key) = text.parse::<bot_auth::PublicKey>() else {
+            tracing::warn!(agent = %s.id, "status carries a malformed key");
+            return;
+        };
+        match bot_auth::sign::check(s.sig.as_deref(), &s.signing_bytes(), &key) {
+            Ok(()) => {
+                self.keys.insert(s.id.clone(), key);
+            }
+            Err(e) => tracing::warn!(agent = %s.id, error = %e, "status signature refused"),
+        }
+    }
+
+    /// Checks that `r` is signed by the key of the agent it names.
+    fn verify(&self, r: &Reply) -> Result<(), String> {
+        let key = self
+            .keys
+            .get(&r.agent_id)
+            .ok_or("no signed status of that agent is known, so its key is unknown")?;
+        bot_auth::sign::check(r.sig.as_deref(), &r.signing_bytes(), key)
+    }
+
+    /// Replies refused because their signature did not check out: (agent
+    /// id, agent name as claimed, why).
+    pub fn refused(&self) -> &[(String, String, String)] {
+        &self.refused
     }
 
     /// Every agent with a retained status, keyed by id (online or not).
@@ -142,6 +182,7 @@ impl Client {
                     }
                     match Status::decode(&m.payload) {
                         Ok(s) => {
+                            self.learn(&s);
                             agents.insert(s.id.clone(), s);
                         }
                         Err(e) => {
@@ -193,12 +234,29 @@ impl Client {
             };
             let m = match ev {
                 Some(Event::Message(m)) if m.topic == self.reply_topic => m,
+                Some(Event::Message(m)) if m.topic.starts_with(&topics::status_topic("")) => {
+                    // A status that changed meanwhile (an agent restarted).
+                    if let Ok(s) = Status::decode(&m.payload) {
+                        self.learn(&s);
+                    }
+                    continue;
+                }
                 Some(_) => continue,
                 None => break,
             };
             match Reply::decode(&m.payload) {
-                // One reply per agent and request: a duplicate delivery is ignored.
                 Ok(r) if request_ids.contains(&r.request_id) => {
+                    if let Err(why) = self.verify(&r) {
+                        bar.suspend(|| {
+                            eprintln!(
+                                "refused a reply claiming to be from {}: {why}",
+                                label(&r.agent_name, &r.agent_id)
+                            );
+                        });
+                        self.refused.push((r.agent_id, r.agent_name, why));
+                        continue;
+                    }
+                    // One reply per agent and request: a duplicate delivery is ignored.
                     if pairs.insert((r.agent_id.clone(), r.request_id.clone())) {
                         agents.insert(r.agent_id.clone());
                         bar.inc(1);

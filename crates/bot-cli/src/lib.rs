@@ -8,6 +8,7 @@
 //! Exit codes (documented in the README): 0 success, 1 the operation failed
 //! (no broker reachable, nobody answered), 2 bad usage.
 
+pub mod agents;
 pub mod facts;
 pub mod fleet;
 pub mod inventory;

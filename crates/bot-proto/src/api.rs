@@ -46,6 +46,72 @@ pub struct Agent {
     pub first_seen_ms: u64,
     /// When the registry last heard from it (status or heartbeat).
     pub last_seen_ms: u64,
+    /// The agent's signing key as the server knows it.
+    #[serde(default)]
+    pub key: KeyBinding,
+}
+
+/// An agent's signing key as the server has bound it to the agent's id
+/// (like ssh's known_hosts): the first key seen is bound (or held pending
+/// an operator's `bot agents accept ID` when the server does not accept new
+/// agents by itself); a different key later is an alarm, and the agent's
+/// statuses, heartbeats and results are refused until an operator accepts
+/// the new key.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct KeyBinding {
+    /// Where the binding stands.
+    pub state: KeyState,
+    /// The bound key (`ed25519:<base64>`): replies must be signed by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// A key seen but not (yet) accepted: a new agent's, or a changed one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<String>,
+}
+
+/// The state of an agent's [`KeyBinding`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(rename_all = "lowercase")]
+pub enum KeyState {
+    /// No key known yet.
+    #[default]
+    None,
+    /// `key` is bound; the agent is trusted.
+    Trusted,
+    /// A new agent waits for an operator to accept `pending`.
+    Pending,
+    /// The agent now signs with `pending`, not with the bound `key`: an
+    /// alarm; its messages are refused until an operator accepts `pending`.
+    Changed,
+}
+
+impl KeyState {
+    /// The wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyState::None => "none",
+            KeyState::Trusted => "trusted",
+            KeyState::Pending => "pending",
+            KeyState::Changed => "changed",
+        }
+    }
+}
+
+impl FromStr for KeyState {
+    type Err = String;
+    fn from_str(s: &str) -> Result<KeyState, String> {
+        [
+            KeyState::None,
+            KeyState::Trusted,
+            KeyState::Pending,
+            KeyState::Changed,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("unknown key state {s:?}"))
+    }
 }
 
 impl Agent {
@@ -65,6 +131,7 @@ impl Agent {
             heartbeat_s: status.heartbeat_s,
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
+            key: KeyBinding::default(),
         }
     }
 }

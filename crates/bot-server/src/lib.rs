@@ -82,6 +82,9 @@ pub struct ServerConfig {
     /// The server's signing key (PKCS#8 PEM, mode 0600), made on first start
     /// if missing. Agents obey the server only if they trust its public key.
     pub key_file: PathBuf,
+    /// Bind a new agent's key on first sight (true), or keep the agent
+    /// pending until an operator accepts it (`bot agents accept ID`).
+    pub auto_accept: bool,
 }
 
 /// A running server.
@@ -155,7 +158,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     topics::valid_topic_level(&client_id)
         .map_err(|e| anyhow::anyhow!("bad MQTT client id: {e}"))?;
 
-    let (registry, offline_rx) = Registry::new(store.agents().await?);
+    let (registry, offline_rx) = Registry::new(store.agents().await?, config.auto_accept);
     let results_topic = topics::durable_reply_topic(&client_id);
     let call_topic = topics::reply_topic(&client_id);
     let mut options = Options::new(client_id.clone(), config.brokers.clone());
@@ -264,7 +267,16 @@ async fn ingest(
         };
         if message.topic == results_topic {
             match Reply::decode(&message.payload) {
-                Ok(reply) => engine.send(Input::Reply(Box::new(reply), message.ack)),
+                Ok(reply) => match registry.verify_reply(&reply) {
+                    Ok(()) => engine.send(Input::Reply(Box::new(reply), message.ack)),
+                    Err(why) => {
+                        tracing::warn!(agent = %reply.agent_id, request = %reply.request_id, %why,
+                            "task result refused: not signed by the agent's bound key");
+                        if let Some(ack) = message.ack {
+                            let _ = ack.ack().await;
+                        }
+                    }
+                },
                 Err(e) => {
                     tracing::warn!(error = %e, "bad task result ignored");
                     if let Some(ack) = message.ack {
@@ -276,7 +288,11 @@ async fn ingest(
         }
         if message.topic == call_topic {
             if let Ok(reply) = Reply::decode(&message.payload) {
-                core.calls.deliver(reply);
+                match registry.verify_reply(&reply) {
+                    Ok(()) => core.calls.deliver(reply),
+                    Err(why) => tracing::warn!(agent = %reply.agent_id, %why,
+                        "call reply refused: not signed by the agent's bound key"),
+                }
             }
         } else if let Some(id) = message.topic.strip_prefix(&status_prefix) {
             registry.on_status(id, &message.payload);

@@ -13,14 +13,32 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use bot_proto::api::Agent;
+use bot_auth::PublicKey;
+use bot_auth::sign::check;
+use bot_proto::api::{Agent, KeyBinding, KeyState};
 use bot_proto::filter::Filter;
-use bot_proto::{Heartbeat, Status};
+use bot_proto::{Heartbeat, Reply, Status};
 use bot_store::Store;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::now_ms;
+
+fn trusted(key: &PublicKey) -> KeyBinding {
+    KeyBinding {
+        state: KeyState::Trusted,
+        key: Some(key.to_string()),
+        pending: None,
+    }
+}
+
+fn pending(key: &PublicKey) -> KeyBinding {
+    KeyBinding {
+        state: KeyState::Pending,
+        key: None,
+        pending: Some(key.to_string()),
+    }
+}
 
 /// Missed heartbeat intervals after which a silent agent counts as offline.
 pub const STALE_HEARTBEATS: u64 = 3;
@@ -38,6 +56,11 @@ pub struct Registry {
 #[derive(Debug, Default)]
 struct Inner {
     agents: HashMap<String, Agent>,
+    /// Each trusted agent's bound key, parsed (for checking its signatures).
+    keys: HashMap<String, PublicKey>,
+    /// Bind the key of an agent seen for the first time (else it waits for
+    /// an operator's accept).
+    auto_accept: bool,
     /// Each agent's JSON as the API shows it, kept up to date with `agents`,
     /// so that listing 10,000 agents is a concatenation, not 10,000
     /// serialisations.
@@ -49,6 +72,17 @@ impl Inner {
     /// Records that `id` changed: to be stored, and its JSON redone.
     fn changed(&mut self, id: &str) {
         if let Some(a) = self.agents.get(id) {
+            match (
+                a.key.state,
+                a.key.key.as_deref().map(str::parse::<PublicKey>),
+            ) {
+                (KeyState::Trusted, Some(Ok(k))) => {
+                    self.keys.insert(id.to_owned(), k);
+                }
+                _ => {
+                    self.keys.remove(id);
+                }
+            }
             match serde_json::to_string(a) {
                 Ok(j) => {
                     self.json.insert(id.to_owned(), j.into());
@@ -79,10 +113,17 @@ pub enum ResolveError {
 impl Registry {
     /// A registry holding `agents` (as loaded from the store). Agents going
     /// offline are announced on the returned channel (for the engine).
-    pub fn new(agents: Vec<Agent>) -> (Registry, mpsc::UnboundedReceiver<String>) {
+    ///
+    /// With `auto_accept`, the key of an agent seen for the first time is
+    /// bound at once; without, the agent waits (`pending`) for an operator.
+    pub fn new(
+        agents: Vec<Agent>,
+        auto_accept: bool,
+    ) -> (Registry, mpsc::UnboundedReceiver<String>) {
         let (offline_tx, offline_rx) = mpsc::unbounded_channel();
         let mut inner = Inner {
             agents: agents.into_iter().map(|a| (a.id.clone(), a)).collect(),
+            auto_accept,
             ..Inner::default()
         };
         let ids: Vec<String> = inner.agents.keys().cloned().collect();
@@ -107,7 +148,10 @@ impl Registry {
         self.inner.write().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// A status message arrived on `bot/v1/status/<topic_id>`.
+    /// A status message arrived on `bot/v1/status/<topic_id>`. It counts
+    /// only if signed by the key it carries, and that key is the one bound
+    /// to the agent's id (see [`KeyBinding`]): a status signed by another
+    /// key raises the alarm and changes nothing else.
     pub fn on_status(&self, topic_id: &str, payload: &[u8]) {
         let status = match Status::decode(payload) {
             Ok(s) => s,
@@ -120,22 +164,66 @@ impl Registry {
             tracing::warn!(topic_id, id = %status.id, "status for another id ignored");
             return;
         }
+        let signed_by = status
+            .key
+            .as_deref()
+            .ok_or_else(|| "it carries no key".to_owned())
+            .and_then(|k| k.parse::<PublicKey>().map_err(|e| e.to_string()))
+            .and_then(|k| check(status.sig.as_deref(), &status.signing_bytes(), &k).map(|()| k));
+        let key = match signed_by {
+            Ok(k) => k,
+            Err(why) => {
+                tracing::warn!(id = %status.id, name = %status.name, %why, "unsigned or badly signed status ignored");
+                return;
+            }
+        };
         let now = now_ms();
         let went_offline = {
             let mut inner = self.write();
+            let auto_accept = inner.auto_accept;
             let went_offline;
             match inner.agents.get_mut(&status.id) {
                 Some(known) => {
+                    let bound = known.key.key.clone();
+                    if bound.is_some() && bound.as_deref() != status.key.as_deref() {
+                        if known.key.state != KeyState::Changed
+                            || known.key.pending.as_deref() != status.key.as_deref()
+                        {
+                            tracing::error!(id = %status.id, name = %status.name,
+                                bound = ?bound, new = %key,
+                                "ALARM: an agent's key changed; its messages are refused until an operator accepts the new key (bot agents accept ID)");
+                        }
+                        known.key.state = KeyState::Changed;
+                        known.key.pending = status.key.clone();
+                        let id = status.id.clone();
+                        inner.changed(&id);
+                        return;
+                    }
                     went_offline = known.online && !status.online;
                     let first = known.first_seen_ms;
+                    let binding = known.key.clone();
                     *known = Agent::from_status(&status, now);
                     known.first_seen_ms = first;
+                    known.key = match binding.state {
+                        KeyState::None if auto_accept => trusted(&key),
+                        KeyState::None => pending(&key),
+                        KeyState::Pending => pending(&key),
+                        _ => binding,
+                    };
                 }
                 None => {
                     went_offline = !status.online;
-                    inner
-                        .agents
-                        .insert(status.id.clone(), Agent::from_status(&status, now));
+                    let mut agent = Agent::from_status(&status, now);
+                    agent.key = if auto_accept {
+                        trusted(&key)
+                    } else {
+                        pending(&key)
+                    };
+                    if !auto_accept {
+                        tracing::warn!(id = %status.id, name = %status.name, key = %key,
+                            "new agent waits for an operator: bot agents accept ID");
+                    }
+                    inner.agents.insert(status.id.clone(), agent);
                 }
             }
             inner.changed(&status.id);
@@ -146,18 +234,58 @@ impl Registry {
         }
     }
 
-    /// A heartbeat arrived.
+    /// A heartbeat arrived; it counts only if signed by the agent's bound key.
     pub fn on_heartbeat(&self, payload: &[u8]) {
         let Ok(hb) = Heartbeat::decode(payload) else {
             return;
         };
         let now = now_ms();
         let mut inner = self.write();
+        let Some(key) = inner.keys.get(&hb.id) else {
+            return;
+        };
+        if check(hb.sig.as_deref(), &hb.signing_bytes(), key).is_err() {
+            tracing::debug!(id = %hb.id, "heartbeat with a bad signature ignored");
+            return;
+        }
         if let Some(a) = inner.agents.get_mut(&hb.id) {
             a.last_seen_ms = a.last_seen_ms.max(now);
             let id = a.id.clone();
             inner.changed(&id);
         }
+    }
+
+    /// Checks that `reply` is signed by the key bound to the agent it
+    /// names, and that agent is trusted.
+    pub fn verify_reply(&self, reply: &Reply) -> Result<(), String> {
+        let inner = self.read();
+        let key = inner.keys.get(&reply.agent_id).ok_or_else(|| {
+            match inner.agents.get(&reply.agent_id).map(|a| a.key.state) {
+                None => "unknown agent".to_owned(),
+                Some(state) => format!("the agent's key is {}", state.as_str()),
+            }
+        })?;
+        check(reply.sig.as_deref(), &reply.signing_bytes(), key)
+    }
+
+    /// An operator accepts the agent's pending key (a new agent, or a
+    /// changed key). False if the agent is unknown or has no pending key.
+    pub fn accept(&self, id: &str) -> bool {
+        let mut inner = self.write();
+        let Some(a) = inner.agents.get_mut(id) else {
+            return false;
+        };
+        let Some(new) = a.key.pending.take() else {
+            return false;
+        };
+        tracing::warn!(%id, key = %new, "operator accepted the agent's key");
+        a.key = KeyBinding {
+            state: KeyState::Trusted,
+            key: Some(new),
+            pending: None,
+        };
+        inner.changed(id);
+        true
     }
 
     /// Marks agents offline whose heartbeats stopped.
@@ -192,14 +320,15 @@ impl Registry {
         self.read().agents.get(id).is_some_and(|a| a.online)
     }
 
-    /// Agents matching `filter` (all with `None`), online only if asked,
-    /// ordered by name then id.
+    /// Agents matching `filter` (all with `None`), ordered by name then id;
+    /// with `online_only`, only those online AND trusted (their key bound:
+    /// the only agents whose results the server accepts).
     pub fn select(&self, filter: Option<&Filter>, online_only: bool) -> Vec<Agent> {
         let mut v: Vec<Agent> = self
             .read()
             .agents
             .values()
-            .filter(|a| !online_only || a.online)
+            .filter(|a| !online_only || (a.online && a.key.state == KeyState::Trusted))
             .filter(|a| filter.is_none_or(|f| f.matches(*a)))
             .cloned()
             .collect();
@@ -341,16 +470,20 @@ mod tests {
             heartbeat_s: 30,
             first_seen_ms: 2,
             last_seen_ms: 3,
+            key: KeyBinding::default(),
         }
     }
 
     #[test]
     fn cached_json_lists_what_select_returns() {
-        let (r, _rx) = Registry::new(vec![
-            agent("3", "web2", true, "linux"),
-            agent("1", "web1", true, "linux"),
-            agent("2", "db1", false, "freebsd"),
-        ]);
+        let (r, _rx) = Registry::new(
+            vec![
+                agent("3", "web2", true, "linux"),
+                agent("1", "web1", true, "linux"),
+                agent("2", "db1", false, "freebsd"),
+            ],
+            true,
+        );
         let f = bot_proto::filter::parse("os=linux").expect("filter");
         for (filter, online) in [
             (None, None),
@@ -374,11 +507,14 @@ mod tests {
 
     #[test]
     fn names_resolve_unless_ambiguous() {
-        let (r, _rx) = Registry::new(vec![
-            agent("1", "web1", true, "linux"),
-            agent("2", "dup", true, "linux"),
-            agent("3", "dup", true, "linux"),
-        ]);
+        let (r, _rx) = Registry::new(
+            vec![
+                agent("1", "web1", true, "linux"),
+                agent("2", "dup", true, "linux"),
+                agent("3", "dup", true, "linux"),
+            ],
+            true,
+        );
         assert_eq!(r.resolve("web1").map(|a| a.id), Ok("1".to_owned()));
         assert_eq!(r.resolve("2").map(|a| a.id), Ok("2".to_owned()));
         assert!(matches!(
@@ -390,11 +526,96 @@ mod tests {
 
     #[test]
     fn silent_agents_go_offline_and_are_announced() {
-        let (r, mut rx) = Registry::new(vec![agent("1", "web1", true, "linux")]);
+        let (r, mut rx) = Registry::new(vec![agent("1", "web1", true, "linux")], true);
         r.sweep(3 + 30 * STALE_HEARTBEATS * 1000);
         assert!(r.is_online("1"), "not yet past the limit");
         r.sweep(4 + 30 * STALE_HEARTBEATS * 1000);
         assert!(!r.is_online("1"));
         assert_eq!(rx.try_recv().ok().as_deref(), Some("1"));
+    }
+
+    /// A signed status of agent `id` with `key`, as an agent makes it.
+    fn status(id: &str, key: &bot_auth::SecretKey, sign: bool) -> Vec<u8> {
+        let mut st = Status {
+            id: id.into(),
+            name: format!("n{id}"),
+            hostname: "h".into(),
+            ips: vec![],
+            version: "0.1.0".into(),
+            online: true,
+            facts: Default::default(),
+            tags: vec![],
+            pools: vec![],
+            started_ms: 1,
+            heartbeat_s: 30,
+            created_ms: 1,
+            key: Some(key.public().to_string()),
+            sig: None,
+        };
+        if sign {
+            st.sig = Some(bot_auth::sign::detached(key, &st.signing_bytes()));
+        }
+        st.encode()
+    }
+
+    fn reply(id: &str, key: &bot_auth::SecretKey) -> Reply {
+        let mut r = Reply {
+            request_id: "r1".into(),
+            agent_id: id.into(),
+            agent_name: format!("n{id}"),
+            sender: id.into(),
+            created_ms: 1,
+            nonce: "0123456789abcdef".into(),
+            status: bot_proto::ReplyStatus::Ok,
+            data: serde_json::Value::Null,
+            error: None,
+            received_ms: 1,
+            duration_ms: 1,
+            sig: None,
+        };
+        r.sig = Some(bot_auth::sign::detached(key, &r.signing_bytes()));
+        r
+    }
+
+    #[test]
+    fn keys_bind_on_first_sight_and_a_changed_key_is_refused_until_accepted() {
+        let (r, _rx) = Registry::new(vec![], true);
+        let k1 = bot_auth::SecretKey::generate().expect("key");
+        let k2 = bot_auth::SecretKey::generate().expect("key");
+        r.on_status("a", &status("a", &k1, false));
+        assert!(r.get("a").is_none(), "an unsigned status is ignored");
+        r.on_status("a", &status("a", &k1, true));
+        let a = r.get("a").expect("known");
+        assert_eq!(a.key.state, KeyState::Trusted);
+        assert_eq!(r.verify_reply(&reply("a", &k1)), Ok(()));
+        assert!(r.verify_reply(&reply("a", &k2)).is_err(), "wrong key");
+        assert_eq!(r.select(None, true).len(), 1);
+        // Another key for the same id: alarm, refused, nothing else changes.
+        r.on_status("a", &status("a", &k2, true));
+        let a = r.get("a").expect("known");
+        assert_eq!(a.key.state, KeyState::Changed);
+        assert_eq!(a.key.key, Some(k1.public().to_string()));
+        assert_eq!(a.key.pending, Some(k2.public().to_string()));
+        assert!(
+            r.verify_reply(&reply("a", &k1)).is_err(),
+            "refused while changed"
+        );
+        assert!(r.verify_reply(&reply("a", &k2)).is_err());
+        assert!(r.select(None, true).is_empty(), "no task goes to it");
+        // The operator accepts the new key.
+        assert!(r.accept("a"));
+        assert_eq!(r.verify_reply(&reply("a", &k2)), Ok(()));
+        assert!(!r.accept("a"), "nothing pending any more");
+    }
+
+    #[test]
+    fn without_auto_accept_new_agents_wait_for_an_operator() {
+        let (r, _rx) = Registry::new(vec![], false);
+        let k = bot_auth::SecretKey::generate().expect("key");
+        r.on_status("b", &status("b", &k, true));
+        assert_eq!(r.get("b").expect("known").key.state, KeyState::Pending);
+        assert!(r.verify_reply(&reply("b", &k)).is_err());
+        assert!(r.accept("b"));
+        assert_eq!(r.verify_reply(&reply("b", &k)), Ok(()));
     }
 }

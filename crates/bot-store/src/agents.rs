@@ -12,15 +12,16 @@ use crate::rows::{self, Fields, MAX_BINDS, Reader};
 use crate::{Store, StoreError};
 
 const COLUMNS: &str = "id, name, hostname, ips, version, online, facts, tags, pools, \
-     started_ms, heartbeat_s, first_seen_ms, last_seen_ms";
-const NCOLS: usize = 13;
+     started_ms, heartbeat_s, first_seen_ms, last_seen_ms, key_state, key, pending_key";
+const NCOLS: usize = 16;
 
 /// On conflict everything is replaced but the id and `first_seen_ms`.
 const UPSERT_TAIL: &str = " ON CONFLICT (id) DO UPDATE SET \
      name = excluded.name, hostname = excluded.hostname, ips = excluded.ips, \
      version = excluded.version, online = excluded.online, facts = excluded.facts, \
      tags = excluded.tags, pools = excluded.pools, started_ms = excluded.started_ms, \
-     heartbeat_s = excluded.heartbeat_s, last_seen_ms = excluded.last_seen_ms";
+     heartbeat_s = excluded.heartbeat_s, last_seen_ms = excluded.last_seen_ms, \
+     key_state = excluded.key_state, key = excluded.key, pending_key = excluded.pending_key";
 
 /// `last_seen_ms` never goes back.
 const LATEST_SEEN: &str = "CASE WHEN last_seen_ms > $2 THEN last_seen_ms ELSE $2 END";
@@ -66,7 +67,10 @@ impl Store {
                     .bind(f.int(a.started_ms, "started_ms")?)
                     .bind(f.int(a.heartbeat_s, "heartbeat_s")?)
                     .bind(f.int(first_seen_ms, "first_seen_ms")?)
-                    .bind(f.int(a.last_seen_ms, "last_seen_ms")?);
+                    .bind(f.int(a.last_seen_ms, "last_seen_ms")?)
+                    .bind(a.key.state.as_str())
+                    .bind(a.key.key.clone())
+                    .bind(a.key.pending.clone());
             }
             q.execute(&mut *tx).await?;
         }
@@ -175,5 +179,10 @@ fn read(row: &AnyRow) -> Result<Agent, StoreError> {
         heartbeat_s: r.uint("heartbeat_s")?,
         first_seen_ms: r.uint("first_seen_ms")?,
         last_seen_ms: r.uint("last_seen_ms")?,
+        key: bot_proto::api::KeyBinding {
+            state: r.parse("key_state")?,
+            key: r.opt_text("key")?,
+            pending: r.opt_text("pending_key")?,
+        },
     })
 }

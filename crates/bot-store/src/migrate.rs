@@ -21,11 +21,18 @@ struct Migration {
 
 /// Every migration, in order. Append only: a released migration is never
 /// edited (databases in the field already ran it).
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "agents, tasks, targets, settings",
-    sql: include_str!("../migrations/0001_init.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "agents, tasks, targets, settings",
+        sql: include_str!("../migrations/0001_init.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "agents' signing keys",
+        sql: include_str!("../migrations/0002_agent_keys.sql"),
+    },
+];
 
 /// The newest schema version this binary knows.
 pub const LATEST_VERSION: i64 = MIGRATIONS[MIGRATIONS.len() - 1].version;

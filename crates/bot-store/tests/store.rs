@@ -134,6 +134,12 @@ fn agent(id: &str, name: &str, seen_ms: u64) -> Agent {
         heartbeat_s: 30,
         first_seen_ms: seen_ms,
         last_seen_ms: seen_ms,
+        // Every column of the key binding, so round trips cover them.
+        key: bot_proto::api::KeyBinding {
+            state: bot_proto::api::KeyState::Changed,
+            key: Some(format!("ed25519:old-{id}")),
+            pending: Some(format!("ed25519:new-{id}")),
+        },
     }
 }
 

@@ -68,6 +68,8 @@ enum Command {
     Task(bot_cli::task::TaskArgs),
     /// Operator keys that sign requests: new, list, show.
     Keys(bot_cli::keys::KeysArgs),
+    /// Agents in the server's registry: accept a pending or changed key.
+    Agents(bot_cli::agents::AgentsArgs),
 }
 
 /// Agent options; each overrides the same key of the config file.
@@ -249,6 +251,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             current_thread()?.block_on(async { bot_cli::task::run(args, signals()).await })
         }
         Command::Keys(args) => bot_cli::keys::run(args),
+        Command::Agents(args) => {
+            current_thread()?.block_on(async { bot_cli::agents::run(args, signals()).await })
+        }
     }
 }
 

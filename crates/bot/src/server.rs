@@ -44,6 +44,11 @@ pub(crate) struct ServerOpts {
     /// key, which the server prints at start. Default: DATA_DIR/server.key.
     #[arg(long, env = "BOT_SERVER_KEY", hide_env_values = true)]
     pub server_key: Option<PathBuf>,
+    /// Bind a new agent's signing key on first sight (true, the default), or
+    /// keep new agents pending until `bot agents accept ID` (false, as
+    /// `salt-key -a`). A changed key always waits for an operator.
+    #[arg(long, env = "BOT_AUTO_ACCEPT", action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub auto_accept: Option<bool>,
 }
 
 /// Default HTTP API address.
@@ -61,6 +66,8 @@ pub(crate) struct ServerFile {
     pub db: Option<String>,
     /// Data directory.
     pub data_dir: Option<PathBuf>,
+    /// Bind new agents' keys on first sight (default true).
+    pub auto_accept: Option<bool>,
     /// Brokers (`bot server` only; `bot up` uses its embedded broker).
     #[serde(default)]
     pub brokers: Vec<String>,
@@ -190,6 +197,7 @@ impl ServerOpts {
                 .server_key
                 .clone()
                 .unwrap_or_else(|| data_dir.join("server.key")),
+            auto_accept: self.auto_accept.or(file.auto_accept).unwrap_or(true),
         })
     }
 }

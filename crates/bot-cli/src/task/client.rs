@@ -292,6 +292,12 @@ impl ApiClient {
             .await
     }
 
+    /// `POST /api/agents/{id}/accept`: binds the agent's pending key.
+    pub async fn accept_agent(&self, id: &str) -> Result<bot_proto::api::Agent, CallError> {
+        self.call(format!("/api/agents/{id}/accept"), Method::Post(Vec::new()))
+            .await
+    }
+
     /// `POST /api/tasks/{id}/retry`: a new task of the failed (and, if asked,
     /// skipped) targets (201 + the new task).
     pub async fn retry(&self, id: &str, body: &RetryTask) -> Result<TaskDetail, CallError> {

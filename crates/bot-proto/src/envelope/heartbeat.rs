@@ -4,8 +4,8 @@
 
 use serde::Serialize;
 
-use super::fields::{Fields, check_level};
-use super::{DecodeError, MAX_ENVELOPE_BYTES, VERSION, to_json};
+use super::fields::{Fields, check_level, check_token};
+use super::{DecodeError, MAX_ENVELOPE_BYTES, MAX_SIG_CHARS, VERSION, to_json};
 
 /// One heartbeat.
 ///
@@ -28,6 +28,9 @@ pub struct Heartbeat {
     pub uptime_s: u64,
     /// When it was sent, unix ms.
     pub created_ms: u64,
+    /// Signature over [`Heartbeat::signing_bytes`] by the agent's key (the
+    /// one in its status); `None` when unsigned.
+    pub sig: Option<String>,
 }
 
 /// The wire form, borrowed; field order = key order on the wire.
@@ -40,6 +43,8 @@ struct Wire<'a> {
     seq: u64,
     uptime_s: u64,
     created_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sig: Option<&'a str>,
 }
 
 impl Heartbeat {
@@ -55,6 +60,7 @@ impl Heartbeat {
             seq: f.u64("seq")?,
             uptime_s: f.u64("uptime_s")?,
             created_ms: f.u64("created_ms")?,
+            sig: f.opt_string("sig")?,
         };
         heartbeat.validate()?;
         Ok(heartbeat)
@@ -63,12 +69,26 @@ impl Heartbeat {
     /// Checks every limit; `decode` runs this, agents may too.
     pub fn validate(&self) -> Result<(), DecodeError> {
         check_level("id", &self.id)?;
-        check_level("name", &self.name)
+        check_level("name", &self.name)?;
+        if let Some(sig) = &self.sig {
+            check_token("sig", sig, 1, MAX_SIG_CHARS)?;
+        }
+        Ok(())
     }
 
     /// The JSON encoding (compact, fields in declaration order).
     pub fn encode(&self) -> Vec<u8> {
-        to_json(&Wire {
+        to_json(&self.wire(self.sig.as_deref()))
+    }
+
+    /// The canonical bytes a signature covers: [`Heartbeat::encode`]
+    /// without `sig`.
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        to_json(&self.wire(None))
+    }
+
+    fn wire<'a>(&'a self, sig: Option<&'a str>) -> Wire<'a> {
+        Wire {
             v: VERSION,
             kind: Self::KIND,
             id: &self.id,
@@ -76,6 +96,7 @@ impl Heartbeat {
             seq: self.seq,
             uptime_s: self.uptime_s,
             created_ms: self.created_ms,
-        })
+            sig,
+        }
     }
 }

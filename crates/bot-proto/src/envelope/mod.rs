@@ -90,6 +90,9 @@ pub const MAX_NONCE_CHARS: usize = 64;
 /// `sig`, when present: 1..=1024 printable ASCII characters.
 pub const MAX_SIG_CHARS: usize = 1024;
 
+/// A status's `key`, when present: 1..=128 printable ASCII characters.
+pub const MAX_KEY_CHARS: usize = 128;
+
 /// `action`: 1..=64 characters of `[a-z][a-z0-9_]*`.
 pub const MAX_ACTION_CHARS: usize = 64;
 

@@ -5,16 +5,18 @@
 
 use serde::Serialize;
 
-use super::fields::{Fields, check_count, check_level, check_text, check_word};
+use super::fields::{Fields, check_count, check_level, check_text, check_token, check_word};
 use super::{
     DecodeError, Facts, MAX_ENVELOPE_BYTES, MAX_FACT_KEY_BYTES, MAX_FACTS, MAX_HEARTBEAT_S,
-    MAX_HOSTNAME_BYTES, MAX_IP_BYTES, MAX_LIST_ENTRIES, MAX_VERSION_CHARS, VERSION, show, to_json,
+    MAX_HOSTNAME_BYTES, MAX_IP_BYTES, MAX_KEY_CHARS, MAX_LIST_ENTRIES, MAX_SIG_CHARS,
+    MAX_VERSION_CHARS, VERSION, show, to_json,
 };
 use crate::filter::Target;
 
 /// An agent's registration.
 ///
-/// On the wire (fields in this order, all required; `facts` sorted by name):
+/// On the wire (fields in this order, all required but `key` and `sig`;
+/// `facts` sorted by name):
 ///
 /// ```json
 /// {"v":1,"kind":"status","id":"0f1e2d3c","name":"web1","hostname":"web1.example.com",
@@ -52,6 +54,11 @@ pub struct Status {
     pub heartbeat_s: u64,
     /// When this status was made, unix ms.
     pub created_ms: u64,
+    /// The agent's public key (`ed25519:<base64>`), with which it signs its
+    /// replies, statuses and heartbeats; `None` from an agent without one.
+    pub key: Option<String>,
+    /// Signature over [`Status::signing_bytes`] by `key`; `None` when unsigned.
+    pub sig: Option<String>,
 }
 
 /// The wire form, borrowed; field order = key order on the wire.
@@ -71,6 +78,10 @@ struct Wire<'a> {
     started_ms: u64,
     heartbeat_s: u64,
     created_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sig: Option<&'a str>,
 }
 
 impl Status {
@@ -101,6 +112,8 @@ impl Status {
             started_ms: f.u64("started_ms")?,
             heartbeat_s: f.u64("heartbeat_s")?,
             created_ms: f.u64("created_ms")?,
+            key: f.opt_string("key")?,
+            sig: f.opt_string("sig")?,
         };
         status.validate()?;
         Ok(status)
@@ -135,6 +148,12 @@ impl Status {
                 check_level(field, entry)?;
             }
         }
+        if let Some(key) = &self.key {
+            check_token("key", key, 1, MAX_KEY_CHARS)?;
+        }
+        if let Some(sig) = &self.sig {
+            check_token("sig", sig, 1, MAX_SIG_CHARS)?;
+        }
         if self.heartbeat_s > MAX_HEARTBEAT_S {
             return Err(DecodeError::field(
                 "heartbeat_s",
@@ -146,7 +165,17 @@ impl Status {
 
     /// The JSON encoding (compact, fields in declaration order).
     pub fn encode(&self) -> Vec<u8> {
-        to_json(&Wire {
+        to_json(&self.wire(self.sig.as_deref()))
+    }
+
+    /// The canonical bytes a signature covers: [`Status::encode`] without
+    /// `sig` (see the [module docs](super#signing-bytes)).
+    pub fn signing_bytes(&self) -> Vec<u8> {
+        to_json(&self.wire(None))
+    }
+
+    fn wire<'a>(&'a self, sig: Option<&'a str>) -> Wire<'a> {
+        Wire {
             v: VERSION,
             kind: Self::KIND,
             id: &self.id,
@@ -161,7 +190,9 @@ impl Status {
             started_ms: self.started_ms,
             heartbeat_s: self.heartbeat_s,
             created_ms: self.created_ms,
-        })
+            key: self.key.as_deref(),
+            sig,
+        }
     }
 }
 

@@ -693,3 +693,34 @@ fn validate_matches_decode() {
     let e = bad.validate().expect_err("ttl 0");
     assert_eq!(Request::decode(&bad.encode()), Err(e));
 }
+
+#[test]
+fn status_and_heartbeat_carry_key_and_signature_outside_the_signing_bytes() {
+    let s = Status {
+        key: Some("ed25519:AAAA".into()),
+        sig: Some("kid.sig".into()),
+        ..status()
+    };
+    let back = Status::decode(&s.encode()).expect("decode");
+    assert_eq!(back, s);
+    let signed = json_of(&s.signing_bytes());
+    assert_eq!(signed["key"], "ed25519:AAAA", "the key is signed");
+    assert!(signed.get("sig").is_none(), "the signature is not");
+    let h = Heartbeat {
+        sig: Some("kid.sig".into()),
+        ..heartbeat()
+    };
+    assert_eq!(Heartbeat::decode(&h.encode()).expect("decode"), h);
+    assert!(json_of(&h.signing_bytes()).get("sig").is_none());
+    // Limits: a key or signature with whitespace is refused, naming the field.
+    let bad = Status {
+        key: Some("ed25519: x".into()),
+        ..status()
+    };
+    assert!(
+        bad.validate()
+            .expect_err("bad key")
+            .to_string()
+            .contains("key")
+    );
+}

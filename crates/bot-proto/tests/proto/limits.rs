@@ -485,6 +485,7 @@ fn status_identity() {
         seq: u64::MAX,
         uptime_s: u64::MAX,
         created_ms: u64::MAX,
+        sig: None,
     });
     ok(Status {
         hostname: s(MAX_HOSTNAME_BYTES),

@@ -137,6 +137,8 @@ pub fn status() -> Status {
         started_ms: 1_700_000_000_000,
         heartbeat_s: 30,
         created_ms: 1_700_000_000_001,
+        key: None,
+        sig: None,
     }
 }
 
@@ -148,6 +150,7 @@ pub fn heartbeat() -> Heartbeat {
         seq: 42,
         uptime_s: 1260,
         created_ms: 1_700_000_001_260,
+        sig: None,
     }
 }
 

@@ -35,13 +35,27 @@ fn kinds() -> Vec<(&'static str, Value, Decode, Value)> {
             "status",
             schema(STATUS),
             |b| Status::decode(b).map(drop),
-            json_of(&status().encode()),
+            // Signed, so that the optional fields are written too.
+            json_of(
+                &Status {
+                    key: Some("ed25519:AAAA".into()),
+                    sig: Some("kid.sig".into()),
+                    ..status()
+                }
+                .encode(),
+            ),
         ),
         (
             "heartbeat",
             schema(HEARTBEAT),
             |b| Heartbeat::decode(b).map(drop),
-            json_of(&heartbeat().encode()),
+            json_of(
+                &Heartbeat {
+                    sig: Some("kid.sig".into()),
+                    ..heartbeat()
+                }
+                .encode(),
+            ),
         ),
     ]
 }
@@ -195,7 +209,7 @@ fn schemas_list_exactly_the_fields_the_types_write() {
             .iter()
             .map(|v| v.as_str().expect("string"))
             .collect();
-        let optional = ["filter", "sig", "error"];
+        let optional = ["filter", "sig", "error", "key"];
         let expected: Vec<&str> = written
             .iter()
             .map(|s| s.as_str())

@@ -77,3 +77,34 @@ pub(super) async fn show(
         Err(e) => Err(Error::conflict(e.to_string())),
     }
 }
+
+/// Accepts the agent's pending signing key: a new agent waiting (the server
+/// runs with `--auto-accept false`), or an agent whose key changed (an
+/// alarm: until accepted its statuses, heartbeats and results are refused).
+/// Like adding a host to ssh's known_hosts: check out of band first.
+#[utoipa::path(post, path = "/api/agents/{id}/accept", params(("id" = String, Path, description = "Agent id or name")),
+    responses((status = 200, description = "The key is now bound; the agent as the registry knows it", body = Agent),
+              (status = 404, description = "No such agent", body = bot_proto::api::ApiError),
+              (status = 409, description = "No key is pending for this agent, or the name is ambiguous", body = bot_proto::api::ApiError)))]
+pub(super) async fn accept(
+    State(core): State<Arc<Core>>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let agent = match core.registry.resolve(&id) {
+        Ok(a) => a,
+        Err(crate::registry::ResolveError::Unknown(_)) => {
+            return Err(Error::not_found(format!("no agent {id:?}")));
+        }
+        Err(e) => return Err(Error::conflict(e.to_string())),
+    };
+    if !core.registry.accept(&agent.id) {
+        return Err(Error::conflict(format!(
+            "agent {} ({}) has no pending key (its key is {})",
+            agent.name,
+            agent.id,
+            agent.key.state.as_str()
+        )));
+    }
+    let now = core.registry.get(&agent.id).unwrap_or(agent);
+    Ok(json(StatusCode::OK, now))
+}

@@ -223,6 +223,7 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
         health,
         agents::list,
         agents::show,
+        agents::accept,
         tasks::submit,
         tasks::list,
         tasks::show,
@@ -255,6 +256,7 @@ pub fn router(core: Arc<Core>) -> Router {
     let protected = Router::new()
         .route("/api/agents", get(agents::list))
         .route("/api/agents/{id}", get(agents::show))
+        .route("/api/agents/{id}/accept", post(agents::accept))
         .route("/api/tasks", post(tasks::submit).get(tasks::list))
         .route("/api/tasks/{id}", get(tasks::show))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))

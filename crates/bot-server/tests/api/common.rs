@@ -95,6 +95,8 @@ pub struct FakeAgent {
     pub os: String,
     /// Online?
     pub online: bool,
+    /// Its signing key (its statuses are signed, as a real agent's are).
+    pub key: std::sync::Arc<bot_auth::SecretKey>,
 }
 
 impl FakeAgent {
@@ -105,6 +107,7 @@ impl FakeAgent {
             name: name.to_owned(),
             os: os.to_owned(),
             online: true,
+            key: std::sync::Arc::new(bot_auth::SecretKey::generate().expect("random key")),
         }
     }
 
@@ -117,7 +120,7 @@ impl FakeAgent {
         facts.insert("id".into(), json!(self.id));
         facts.insert("hostname".into(), json!(self.name));
         let now = now_ms();
-        Status {
+        let mut status = Status {
             id: self.id.clone(),
             name: self.name.clone(),
             hostname: self.name.clone(),
@@ -130,8 +133,11 @@ impl FakeAgent {
             started_ms: now,
             heartbeat_s: 0,
             created_ms: now,
-        }
-        .encode()
+            key: Some(self.key.public().to_string()),
+            sig: None,
+        };
+        status.sig = Some(bot_auth::sign::detached(&self.key, &status.signing_bytes()));
+        status.encode()
     }
 }
 
@@ -199,6 +205,7 @@ impl Harness {
             token_file: dir.path().join("api-token"),
             client_id: None,
             key_file: bot_testkit::keys().server.clone(),
+            auto_accept: true,
         };
         let shutdown = CancellationToken::new();
         let server = bot_server::start(config, shutdown.clone())
@@ -362,7 +369,7 @@ impl Harness {
     /// server's durable results topic (what a real agent would do).
     pub fn fake_reply(&self, agent: &FakeAgent, request_id: &str) -> Result<()> {
         let now = now_ms();
-        let reply = Reply {
+        let mut reply = Reply {
             request_id: request_id.to_owned(),
             agent_id: agent.id.clone(),
             agent_name: agent.name.clone(),
@@ -376,6 +383,8 @@ impl Harness {
             duration_ms: 1,
             sig: None,
         };
+        // Signed by the agent's key, as the server requires.
+        reply.sig = Some(bot_auth::sign::detached(&agent.key, &reply.signing_bytes()));
         self.mosquitto_pub(
             &topics::durable_reply_topic(&self.client_id),
             &reply.encode(),

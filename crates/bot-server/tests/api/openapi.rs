@@ -25,6 +25,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/health", &["get"]),
     ("/api/agents", &["get"]),
     ("/api/agents/{id}", &["get"]),
+    ("/api/agents/{id}/accept", &["post"]),
     ("/api/tasks", &["get", "post"]),
     ("/api/tasks/{id}", &["get"]),
     ("/api/tasks/{id}/cancel", &["post"]),
@@ -215,7 +216,7 @@ async fn documented_routes_are_the_served_routes() -> Result<()> {
                 "{method} {path}: the id path parameter is not documented: {params:?}"
             );
         }
-        if method == "post" && !path.ends_with("/cancel") {
+        if method == "post" && !path.ends_with("/cancel") && !path.ends_with("/accept") {
             ensure!(
                 op["requestBody"]["content"]["application/json"].is_object(),
                 "{method} {path}: no JSON request body documented"

@@ -24,6 +24,7 @@ use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 both_brokers!(
     hostile_requests_are_refused_and_nothing_runs,
     the_cli_signs_and_an_untrusted_key_is_refused,
+    forged_replies_are_refused_by_the_cli,
 );
 
 const REPLIES: &str = "test/sec-replies";
@@ -342,5 +343,65 @@ fn the_cli_signs_and_an_untrusted_key_is_refused(kind: BrokerKind) -> Result<()>
         out.contains("unknown key") || err.contains("unknown key"),
         "the refusal names the reason:\n{out}\n{err}"
     );
+    Ok(())
+}
+
+/// Attack row 21 on the CLI's side: while `bot ping` waits, replies that
+/// claim to come from the real agent (but are signed by another key) and
+/// from an agent nobody knows arrive on its reply topic. Both are reported
+/// and neither is counted.
+fn forged_replies_are_refused_by_the_cli(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let agent = Agent::start(bot(), "honest", &[broker.url()], "")?;
+    let id = agent.id()?;
+    let mut requests = Sub::start(broker.port, &[bot_proto::topics::REQUEST_BROADCAST])?;
+    let url = broker.url();
+    // --expect 2: one agent exists, so the CLI keeps listening for --wait s.
+    let child = bot_testkit::bot_command(bot())
+        .args(["ping", "-b", &url, "--expect", "2", "--wait", "4", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let (_, payload) = requests
+        .next(WAIT)
+        .ok_or_else(|| anyhow!("the CLI sent no request"))?;
+    let request = bot_proto::Request::decode(payload.as_bytes())?;
+    let mallory = SecretKey::generate()?;
+    for (agent_id, name) in [(id.as_str(), "honest"), ("ghost-id", "ghost")] {
+        let mut forged = Reply {
+            request_id: request.id.clone(),
+            agent_id: agent_id.to_owned(),
+            agent_name: name.to_owned(),
+            sender: agent_id.to_owned(),
+            created_ms: bot_auth::now_ms(),
+            nonce: "0123456789abcdef".into(),
+            status: ReplyStatus::Ok,
+            data: json!({"pong": true}),
+            error: None,
+            received_ms: bot_auth::now_ms(),
+            duration_ms: 0,
+            sig: None,
+        };
+        forged.sig = Some(bot_auth::sign::detached(&mallory, &forged.signing_bytes()));
+        publish(broker.port, &request.reply_to, &forged.encode())?;
+    }
+    let out = child.wait_with_output()?;
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for name in ["honest", "ghost"] {
+        ensure!(
+            stderr.contains(&format!("refused a reply claiming to be from {name}")),
+            "the forged {name} reply was not reported:\n{stderr}"
+        );
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&stdout).map_err(|e| anyhow!("not JSON ({e}): {stdout}\n{stderr}"))?;
+    let answered: Vec<&str> = v["replies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r["name"].as_str().or(r["agent_name"].as_str()))
+        .collect();
+    ensure!(answered == ["honest"], "only the genuine reply counts: {v}");
     Ok(())
 }

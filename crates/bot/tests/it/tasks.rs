@@ -669,6 +669,98 @@ pub fn pull_mode_pool_task(db: Db) -> Result<()> {
     Ok(())
 }
 
+/// Names of the agents that answered a `ping` through `/api/call`.
+fn pong_names(server: &Server, filter: &str) -> Result<Vec<String>> {
+    let (status, call) = server.post(
+        "/api/call",
+        &json!({ "action": "ping", "filter": filter, "timeout_s": 3 }),
+    )?;
+    ensure!(status == 200, "{status} {call}");
+    Ok(call["replies"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|r| r["status"] == "ok")
+        .filter_map(|r| r["agent_name"].as_str().map(str::to_owned))
+        .collect())
+}
+
+/// Waits until the server says `agent`'s key is in `state`.
+fn wait_key_state(server: &Server, agent: &str, state: &str) -> Result<Value> {
+    let deadline = Instant::now() + crate::WAIT;
+    loop {
+        let (code, a) = server.get(&format!("/api/agents/{agent}"))?;
+        if code == 200 && a["key"]["state"] == state {
+            return Ok(a);
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{agent}'s key never became {state}: {code} {a}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Attack row 22: an agent id that comes back with another key (its state
+/// dir copied to an impostor, or the machine reinstalled) raises the alarm;
+/// its replies are refused until an operator accepts the new key with
+/// `bot agents accept`.
+pub fn a_changed_agent_key_is_refused_until_accepted(db: Db) -> Result<()> {
+    let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
+    let dir = TempDir::new("rekey");
+    let database = Database::new(db, dir.path())?;
+    let server = Server::start(&broker.url(), &database.url, &dir.path().join("server"))?;
+    let state = dir.path().join("k1-state");
+    let config = format!("state_dir = {:?}\n", state.display().to_string());
+    let mut agent = Agent::start(bot(), "k1", &[broker.url()], &config)?;
+    let first = wait_key_state(&server, "k1", "trusted")?;
+    ensure!(
+        pong_names(&server, "k1")? == ["k1"],
+        "the trusted agent answers"
+    );
+
+    // Same id, new key.
+    agent.terminate()?;
+    std::fs::remove_file(state.join("agent.key"))?;
+    let _agent = Agent::start(bot(), "k1", &[broker.url()], &config)?;
+    let changed = wait_key_state(&server, "k1", "changed")?;
+    ensure!(
+        changed["key"]["key"] == first["key"]["key"],
+        "the bound key stays: {changed}"
+    );
+    ensure!(
+        changed["key"]["pending"] != first["key"]["key"],
+        "{changed}"
+    );
+    ensure!(
+        pong_names(&server, "k1")?.is_empty(),
+        "a changed key's replies are refused"
+    );
+
+    let (code, out, err) = bot_testkit::run_bot(
+        bot(),
+        &[
+            "agents",
+            "accept",
+            "k1",
+            "--server",
+            &server.base,
+            "--token",
+            TOKEN,
+        ],
+    )?;
+    ensure!(
+        code == 0 && out.contains("accepted: k1"),
+        "{code}\n{out}\n{err}"
+    );
+    wait_key_state(&server, "k1", "trusted")?;
+    ensure!(
+        pong_names(&server, "k1")? == ["k1"],
+        "accepted: answers again"
+    );
+    Ok(())
+}
+
 macro_rules! both_dbs {
     ($($scenario:ident),* $(,)?) => {
         mod sqlite {
@@ -687,4 +779,5 @@ both_dbs!(
     server_killed_mid_task_resumes_without_running_twice,
     server_killed_on_the_embedded_broker_resumes,
     pull_mode_pool_task,
+    a_changed_agent_key_is_refused_until_accepted,
 );

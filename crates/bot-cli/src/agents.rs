@@ -1,0 +1,58 @@
+//! `bot agents accept ID`: bind an agent's pending signing key on the
+//! server (a new agent when the server does not accept new agents by itself,
+//! or an agent whose key changed — an alarm until accepted). A client of
+//! the server's HTTP API, like `bot task`.
+
+use std::process::ExitCode;
+
+use clap::{Args, Subcommand};
+use tokio_util::sync::CancellationToken;
+
+use crate::task::client::{ApiClient, ServerArgs};
+
+/// Agents in the server's registry.
+#[derive(Debug, Clone, Args)]
+pub struct AgentsArgs {
+    #[command(subcommand)]
+    pub command: AgentsCommand,
+}
+
+/// `bot agents` subcommands.
+#[derive(Debug, Clone, Subcommand)]
+pub enum AgentsCommand {
+    /// Accept an agent's pending signing key (check it out of band first,
+    /// as with ssh's known_hosts): a new agent waiting to be admitted, or an
+    /// agent whose key changed, whose results are refused until then.
+    Accept {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The agent's id or name.
+        id: String,
+    },
+}
+
+/// Runs `bot agents`.
+pub async fn run(args: AgentsArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    match args.command {
+        AgentsCommand::Accept { server, id } => {
+            let client = match ApiClient::from_args(&server) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("bot: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let agent = tokio::select! {
+                () = shutdown.cancelled() => return Ok(ExitCode::from(130)),
+                r = client.accept_agent(&id) => r?,
+            };
+            println!(
+                "accepted: {} ({}) now signs with {}",
+                agent.name,
+                agent.id,
+                agent.key.key.as_deref().unwrap_or("?")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
