@@ -45,21 +45,77 @@ pub fn now_ms() -> u64 {
         .map_or(0, |d| d.as_millis() as u64)
 }
 
-/// An API token: who (shown in audit fields such as `created_by`) and the
-/// secret sent as `Authorization: Bearer <secret>`.
+/// What an API token may do; each route needs one (the OpenAPI document
+/// lists it as the bearer requirement's role). Ordered: a higher scope
+/// includes the lower ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Scope {
+    /// Read the registry, tasks and results (`GET` routes).
+    Read,
+    /// Also act: submit, cancel and retry tasks, `/api/call`, `/api/publish`.
+    Operate,
+    /// Also administer: accept agents' keys.
+    Admin,
+}
+
+impl Scope {
+    /// The name used in configuration and in the OpenAPI document.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Read => "read",
+            Scope::Operate => "operate",
+            Scope::Admin => "admin",
+        }
+    }
+}
+
+impl std::str::FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Scope, String> {
+        match s {
+            "read" => Ok(Scope::Read),
+            "operate" => Ok(Scope::Operate),
+            "admin" => Ok(Scope::Admin),
+            other => Err(format!(
+                "unknown scope {:?} (known: read, operate, admin)",
+                other.chars().take(40).collect::<String>()
+            )),
+        }
+    }
+}
+
+/// An API token: who (shown in audit fields such as `created_by`), what it
+/// may do, and the SHA-256 of the secret sent as `Authorization: Bearer
+/// <secret>`. The secret itself is never kept: a token is checked by
+/// hashing what is presented (secrets are 16+ random characters, so a fast
+/// hash is enough, as for GitHub's tokens).
 #[derive(Clone)]
 pub struct Token {
     /// Who holds it.
     pub name: String,
-    /// The secret.
-    pub secret: String,
+    /// What it may do.
+    pub scope: Scope,
+    /// SHA-256 of the secret, 64 lowercase hex digits.
+    pub sha256: String,
+}
+
+impl Token {
+    /// A token from its secret (hashed here; the secret is not kept).
+    pub fn from_secret(name: impl Into<String>, secret: &str, scope: Scope) -> Token {
+        Token {
+            name: name.into(),
+            scope,
+            sha256: bot_auth::digest_hex(secret.as_bytes()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Token {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Token")
             .field("name", &self.name)
-            .field("secret", &"<hidden>")
+            .field("scope", &self.scope)
+            .field("sha256", &"<hidden>")
             .finish()
     }
 }
@@ -132,10 +188,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let (tokens, generated_token) = if config.tokens.is_empty() {
         let secret = load_or_make_token(&config.token_file)?;
         (
-            vec![Token {
-                name: "admin".into(),
-                secret: secret.clone(),
-            }],
+            vec![Token::from_secret("admin", &secret, Scope::Admin)],
             Some(secret),
         )
     } else {
@@ -194,6 +247,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         engine: engine_handle.clone(),
         publisher: session.publisher.clone(),
         calls: Calls::default(),
+        failures: Default::default(),
         signer,
         call_topic: call_topic.clone(),
         tokens,
@@ -218,9 +272,13 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let http_shutdown = shutdown.clone();
     let served_router = router.clone();
     let task = tokio::spawn(async move {
-        let served = axum::serve(listener, served_router)
-            .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
-            .await;
+        // With the peer's address, for the authentication-failure limit.
+        let served = axum::serve(
+            listener,
+            served_router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
+        .await;
         let engine_result = engine_task.await;
         let _ = keep_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;

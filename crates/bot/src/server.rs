@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use bot_bus::BrokerUrl;
-use bot_server::{ServerConfig, Token};
+use bot_server::{Scope, ServerConfig, Token};
 use clap::Args;
 use tokio_util::sync::CancellationToken;
 
@@ -29,8 +29,9 @@ pub(crate) struct ServerOpts {
     /// Default: the agent's state directory + `/server`.
     #[arg(long, env = "BOT_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// API tokens as NAME=SECRET (repeat, or comma-separated); replace the
-    /// file's `[[tokens]]`. Without any, one is generated into
+    /// API tokens as NAME=SECRET or NAME:SCOPE=SECRET, SCOPE one of read,
+    /// operate, admin (the default): repeat, or comma-separated; replace the
+    /// file's `[[tokens]]`. Without any, one (admin) is generated into
     /// DATA_DIR/api-token and printed.
     #[arg(
         long = "api-token",
@@ -82,8 +83,13 @@ pub(crate) struct ServerFile {
 pub(crate) struct TokenEntry {
     /// Who holds it (recorded as `created_by`).
     pub name: String,
-    /// The bearer secret, 16+ characters.
-    pub secret: String,
+    /// The bearer secret, 16+ characters (or give `secret_sha256`).
+    pub secret: Option<String>,
+    /// The SHA-256 of the secret, 64 hex digits: the file then holds no
+    /// secret (`printf %s SECRET | sha256sum`).
+    pub secret_sha256: Option<String>,
+    /// read, operate or admin. Default: admin.
+    pub scope: Option<String>,
 }
 
 impl ServerFile {
@@ -114,20 +120,58 @@ impl ServerFile {
     }
 }
 
+/// The scope of a token when none is given: admin (a token could do
+/// everything before scopes existed; give `scope` to narrow it).
+const DEFAULT_SCOPE: Scope = Scope::Admin;
+
 /// Checks one token; `what` names where it came from.
-fn token(name: &str, secret: &str, what: &str) -> anyhow::Result<Token> {
-    anyhow::ensure!(
-        !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
-        "{what}: the token name {name:?} must be 1..=64 characters without control characters"
-    );
+fn token(name: &str, secret: &str, scope: Scope, what: &str) -> anyhow::Result<Token> {
+    check_token_name(name, what)?;
     anyhow::ensure!(
         secret.len() >= 16 && !secret.chars().any(char::is_whitespace),
         "{what}: the secret of token {name:?} must be at least 16 characters, without spaces"
     );
-    Ok(Token {
-        name: name.to_owned(),
-        secret: secret.to_owned(),
-    })
+    Ok(Token::from_secret(name, secret, scope))
+}
+
+fn check_token_name(name: &str, what: &str) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        !name.is_empty() && name.len() <= 64 && !name.chars().any(char::is_control),
+        "{what}: the token name {name:?} must be 1..=64 characters without control characters"
+    );
+    Ok(())
+}
+
+/// One `[[tokens]]` entry of the file, checked.
+fn file_token(t: &TokenEntry) -> anyhow::Result<Token> {
+    let what = "[[tokens]]";
+    let scope = match &t.scope {
+        Some(s) => s
+            .parse::<Scope>()
+            .map_err(|e| anyhow::anyhow!("{what}: token {:?}: scope: {e}", t.name))?,
+        None => DEFAULT_SCOPE,
+    };
+    match (&t.secret, &t.secret_sha256) {
+        (Some(secret), None) => token(&t.name, secret, scope, what),
+        (None, Some(hash)) => {
+            check_token_name(&t.name, what)?;
+            let hash = hash.trim().to_ascii_lowercase();
+            anyhow::ensure!(
+                hash.len() == 64 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{what}: token {:?}: secret_sha256 must be 64 hex digits",
+                t.name
+            );
+            Ok(Token {
+                name: t.name.clone(),
+                scope,
+                sha256: hash,
+            })
+        }
+        _ => anyhow::bail!(
+            "{what}: token {:?}: give exactly one of secret and secret_sha256",
+            t.name
+        ),
+    }
 }
 
 impl ServerOpts {
@@ -164,14 +208,24 @@ impl ServerOpts {
         let mut tokens = Vec::new();
         if self.api_tokens.is_empty() {
             for t in &file.tokens {
-                tokens.push(token(&t.name, &t.secret, "[[tokens]]")?);
+                tokens.push(file_token(t)?);
             }
         } else {
             for t in &self.api_tokens {
                 let Some((name, secret)) = t.split_once('=') else {
-                    anyhow::bail!("--api-token: expected NAME=SECRET, got a value without '='");
+                    anyhow::bail!(
+                        "--api-token: expected NAME[:SCOPE]=SECRET, got a value without '='"
+                    );
                 };
-                tokens.push(token(name, secret, "--api-token")?);
+                let (name, scope) = match name.split_once(':') {
+                    Some((n, s)) => (
+                        n,
+                        s.parse::<Scope>()
+                            .map_err(|e| anyhow::anyhow!("--api-token {n:?}: {e}"))?,
+                    ),
+                    None => (name, DEFAULT_SCOPE),
+                };
+                tokens.push(token(name, secret, scope, "--api-token")?);
             }
         }
         let mut names = std::collections::HashSet::new();
@@ -275,8 +329,35 @@ mod tests {
         assert!(f.http.is_some() && f.db.is_some() && f.data_dir.is_some());
         assert!(!f.brokers.is_empty() && !f.tokens.is_empty());
         for t in &f.tokens {
-            token(&t.name, &t.secret, "example").expect("example tokens are valid");
+            file_token(t).expect("example tokens are valid");
         }
+        assert!(f.auto_accept.is_some(), "the example shows auto_accept");
+    }
+
+    #[test]
+    fn tokens_carry_scopes_and_only_hashes() {
+        let f = ServerFile::parse(
+            "[[tokens]]\nname = \"ro\"\nsecret = \"0123456789abcdef\"\nscope = \"read\"\n\
+             [[tokens]]\nname = \"h\"\nsecret_sha256 = \"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"\n",
+        )
+        .expect("parses");
+        let ro = file_token(&f.tokens[0]).expect("valid");
+        assert_eq!(ro.scope, Scope::Read);
+        assert_eq!(ro.sha256, bot_auth::digest_hex(b"0123456789abcdef"));
+        assert!(!format!("{ro:?}").contains("0123456789abcdef"));
+        let h = file_token(&f.tokens[1]).expect("valid");
+        assert_eq!(h.scope, Scope::Admin, "the default scope");
+        let bad = ServerFile::parse(
+            "[[tokens]]\nname = \"x\"\nsecret = \"0123456789abcdef\"\nscope = \"root\"\n",
+        )
+        .expect("parses");
+        let e = file_token(&bad.tokens[0]).expect_err("unknown scope");
+        assert!(e.to_string().contains("root"), "{e}");
+        let both = ServerFile::parse("[[tokens]]\nname = \"x\"\n").expect("parses");
+        assert!(
+            file_token(&both.tokens[0]).is_err(),
+            "a token needs a secret"
+        );
     }
 
     #[test]
@@ -285,7 +366,7 @@ mod tests {
         assert!(e.to_string().contains("htp"), "{e}");
         let e = ServerFile::parse("http = \"not an address\"").expect_err("bad address");
         assert!(e.to_string().contains("http"), "{e}");
-        let e = token("ops", "short", "[[tokens]]").expect_err("short secret");
+        let e = token("ops", "short", Scope::Read, "[[tokens]]").expect_err("short secret");
         assert!(
             e.to_string().contains("ops") && e.to_string().contains("16"),
             "{e}"

@@ -27,7 +27,7 @@ pub(super) struct ListQuery {
 
 /// Lists the agents in the registry, ordered by name (then id); pages with
 /// `limit` and `offset`, the total in `X-Total-Count`.
-#[utoipa::path(get, path = "/api/agents", params(ListQuery),
+#[utoipa::path(get, path = "/api/agents", security(("bearer" = ["read"])), params(ListQuery),
     responses((status = 200, description = "Success", body = Vec<Agent>), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError)))]
 pub(super) async fn list(
     State(core): State<Arc<Core>>,
@@ -63,7 +63,7 @@ pub(super) async fn list(
 }
 
 /// One agent by id (or by name, when exactly one agent has it).
-#[utoipa::path(get, path = "/api/agents/{id}", params(("id" = String, Path, description = "Agent id or name")),
+#[utoipa::path(get, path = "/api/agents/{id}", security(("bearer" = ["read"])), params(("id" = String, Path, description = "Agent id or name")),
     responses((status = 200, description = "Success", body = Agent), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError)))]
 pub(super) async fn show(
     State(core): State<Arc<Core>>,
@@ -82,7 +82,7 @@ pub(super) async fn show(
 /// runs with `--auto-accept false`), or an agent whose key changed (an
 /// alarm: until accepted its statuses, heartbeats and results are refused).
 /// Like adding a host to ssh's known_hosts: check out of band first.
-#[utoipa::path(post, path = "/api/agents/{id}/accept", params(("id" = String, Path, description = "Agent id or name")),
+#[utoipa::path(post, path = "/api/agents/{id}/accept", security(("bearer" = ["admin"])), params(("id" = String, Path, description = "Agent id or name")),
     responses((status = 200, description = "The key is now bound; the agent as the registry knows it", body = Agent),
               (status = 404, description = "No such agent", body = bot_proto::api::ApiError),
               (status = 409, description = "No key is pending for this agent, or the name is ambiguous", body = bot_proto::api::ApiError)))]

@@ -49,7 +49,7 @@ pub struct Published {
 }
 
 /// Publishes one message on the bus.
-#[utoipa::path(post, path = "/api/publish", request_body = PublishRequest,
+#[utoipa::path(post, path = "/api/publish", security(("bearer" = ["operate"])), request_body = PublishRequest,
     responses((status = 200, description = "Success", body = Published), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError),
               (status = 503, description = "Not connected to the bus", body = bot_proto::api::ApiError)))]
 pub(super) async fn publish(
@@ -142,7 +142,7 @@ pub struct CallResult {
 
 /// Sends one request to the agents matching a filter and waits for their
 /// replies (until every expected agent answered, or the timeout).
-#[utoipa::path(post, path = "/api/call", request_body = CallRequest,
+#[utoipa::path(post, path = "/api/call", security(("bearer" = ["operate"])), request_body = CallRequest,
     responses((status = 200, description = "Success", body = CallResult), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError),
               (status = 503, description = "Not connected to the bus", body = bot_proto::api::ApiError)))]
 pub(super) async fn call(

@@ -13,6 +13,7 @@ mod tasks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::rejection::JsonRejection;
@@ -31,7 +32,7 @@ use utoipa::OpenApi;
 
 use crate::engine::EngineHandle;
 use crate::registry::Registry;
-use crate::{MAX_BODY_BYTES, Token};
+use crate::{MAX_BODY_BYTES, Scope, Token};
 
 pub use bus::{CallReply, CallRequest, CallResult, NoReply, PublishRequest, Published};
 
@@ -47,6 +48,8 @@ pub struct Core {
     pub(crate) signer: std::sync::Arc<bot_auth::Signer>,
     pub(crate) call_topic: String,
     pub(crate) tokens: Vec<Token>,
+    /// Authentication failures per client address (429 beyond a limit).
+    pub(crate) failures: FailureLimit,
 }
 
 /// `/api/call` requests waiting for replies, by request id.
@@ -321,8 +324,80 @@ async fn method_not_allowed(req: Request) -> Error {
     )
 }
 
-/// Checks `Authorization: Bearer <token>` against the configured tokens.
+/// The scope a route needs: `GET` reads; accepting an agent's key is
+/// administration; every other `POST` operates. The OpenAPI document states
+/// the same per route (a test checks that the two agree).
+pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
+    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+        Scope::Read
+    } else if path.starts_with("/api/agents/") && path.ends_with("/accept") {
+        Scope::Admin
+    } else {
+        Scope::Operate
+    }
+}
+
+/// Authentication failures allowed per client address per window before
+/// every request from it gets 429 until the window ends.
+pub const AUTH_FAILURES_PER_WINDOW: u32 = 10;
+/// The window of [`AUTH_FAILURES_PER_WINDOW`].
+pub const AUTH_FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// Addresses tracked at most (the oldest windows are dropped beyond it).
+const MAX_TRACKED_ADDRESSES: usize = 10_000;
+
+/// Counts authentication failures per client address (fixed windows).
+#[derive(Debug, Default)]
+pub(crate) struct FailureLimit {
+    windows: std::sync::Mutex<HashMap<std::net::IpAddr, (tokio::time::Instant, u32)>>,
+}
+
+impl FailureLimit {
+    /// Seconds until `ip` may try again, if it is over the limit.
+    fn blocked(&self, ip: std::net::IpAddr) -> Option<u64> {
+        let w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let (start, n) = w.get(&ip)?;
+        let left = AUTH_FAILURE_WINDOW.checked_sub(start.elapsed())?;
+        (*n >= AUTH_FAILURES_PER_WINDOW).then(|| left.as_secs().max(1))
+    }
+
+    fn fail(&self, ip: std::net::IpAddr) {
+        let mut w = self.windows.lock().unwrap_or_else(|e| e.into_inner());
+        let now = tokio::time::Instant::now();
+        if w.len() >= MAX_TRACKED_ADDRESSES {
+            w.retain(|_, (start, _)| now.duration_since(*start) < AUTH_FAILURE_WINDOW);
+        }
+        let e = w.entry(ip).or_insert((now, 0));
+        if now.duration_since(e.0) >= AUTH_FAILURE_WINDOW {
+            *e = (now, 0);
+        }
+        e.1 += 1;
+        if e.1 == AUTH_FAILURES_PER_WINDOW {
+            tracing::warn!(%ip, "repeated API authentication failures: answering 429 for a while");
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <token>` against the configured tokens
+/// (by SHA-256, in constant time) and the token's scope against the
+/// route's; limits repeated failures per client address (429).
 async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Response {
+    // Requests from the network carry the peer's address; in-process calls
+    // (the router driven directly) have none and are not limited.
+    let ip = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    if let Some(retry) = ip.and_then(|ip| core.failures.blocked(ip)) {
+        let mut r = Error::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("too many failed authentications from this address; retry in {retry} s"),
+        )
+        .into_response();
+        if let Ok(v) = header::HeaderValue::from_str(&retry.to_string()) {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        return r;
+    }
     let presented = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -333,25 +408,45 @@ async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Res
         })
         .map(str::trim);
     let Some(presented) = presented else {
+        if let Some(ip) = ip {
+            core.failures.fail(ip);
+        }
         return Error::new(
             StatusCode::UNAUTHORIZED,
             "missing token: send Authorization: Bearer <token> (bot up prints one)",
         )
         .into_response();
     };
+    let hash = bot_auth::digest_hex(presented.as_bytes());
     let mut found = None;
     for t in &core.tokens {
-        if constant_time_eq(t.secret.as_bytes(), presented.as_bytes()) {
-            found = Some(t.name.clone());
+        if constant_time_eq(t.sha256.as_bytes(), hash.as_bytes()) {
+            found = Some(t.clone());
         }
     }
-    match found {
-        Some(name) => {
-            req.extensions_mut().insert(Caller(name));
-            next.run(req).await
+    let Some(token) = found else {
+        if let Some(ip) = ip {
+            core.failures.fail(ip);
         }
-        None => Error::new(StatusCode::UNAUTHORIZED, "invalid token").into_response(),
+        return Error::new(StatusCode::UNAUTHORIZED, "invalid token").into_response();
+    };
+    let needed = required_scope(req.method(), req.uri().path());
+    if token.scope < needed {
+        return Error::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "token {:?} has scope {}; {} {} needs {}",
+                token.name,
+                token.scope.as_str(),
+                req.method(),
+                req.uri().path(),
+                needed.as_str()
+            ),
+        )
+        .into_response();
     }
+    req.extensions_mut().insert(Caller(token.name));
+    next.run(req).await
 }
 
 /// Compares without an early exit on the first differing byte.

@@ -31,7 +31,7 @@ pub const DEFAULT_TIMEOUT_S: f64 = 60.0;
 /// Submits a task. Targets come from `targets` (ids or names), a `filter`
 /// (resolved now against the online agents; the list is stored), or a
 /// `pool` with a `count` (pull mode).
-#[utoipa::path(post, path = "/api/tasks", request_body = NewTask,
+#[utoipa::path(post, path = "/api/tasks", security(("bearer" = ["operate"])), request_body = NewTask,
     responses((status = 201, description = "Created", body = TaskDetail), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError),
               (status = 422, description = "Well-formed but unusable (unknown agent, no agent matches)", body = bot_proto::api::ApiError)))]
 pub(super) async fn submit(
@@ -220,7 +220,7 @@ pub(super) struct ListQuery {
 }
 
 /// Lists tasks, newest first, with target counts.
-#[utoipa::path(get, path = "/api/tasks", params(ListQuery),
+#[utoipa::path(get, path = "/api/tasks", security(("bearer" = ["read"])), params(ListQuery),
     responses((status = 200, description = "Success", body = Vec<TaskSummary>), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError)))]
 pub(super) async fn list(
     State(core): State<Arc<Core>>,
@@ -262,7 +262,7 @@ pub(crate) async fn detail(core: &Core, id: &str) -> Result<TaskDetail, Error> {
 }
 
 /// One task with every target's state, exit code, output and times.
-#[utoipa::path(get, path = "/api/tasks/{id}", params(("id" = String, Path, description = "Task id")),
+#[utoipa::path(get, path = "/api/tasks/{id}", security(("bearer" = ["read"])), params(("id" = String, Path, description = "Task id")),
     responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError)))]
 pub(super) async fn show(
     State(core): State<Arc<Core>>,
@@ -275,7 +275,7 @@ pub(super) async fn show(
 /// SKIPPED), and each running target's agent is told to kill its command
 /// (the target then ends FAILED, "cancelled"). The task ends CANCELLED once
 /// nothing runs.
-#[utoipa::path(post, path = "/api/tasks/{id}/cancel", params(("id" = String, Path, description = "Task id")),
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", security(("bearer" = ["operate"])), params(("id" = String, Path, description = "Task id")),
     responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
               (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]
 pub(super) async fn cancel(
@@ -305,7 +305,7 @@ pub(super) async fn cancel(
 
 /// Runs the failed targets of a task again, as a new task with the same
 /// action and settings (`retry_of` points back).
-#[utoipa::path(post, path = "/api/tasks/{id}/retry", params(("id" = String, Path, description = "Task id")),
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", security(("bearer" = ["operate"])), params(("id" = String, Path, description = "Task id")),
     request_body = RetryTask,
     responses((status = 201, description = "Created", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
               (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]

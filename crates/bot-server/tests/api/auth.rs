@@ -6,7 +6,7 @@ use anyhow::{Result, ensure};
 use axum::http::{Method, StatusCode, header};
 use serde_json::json;
 
-use crate::common::{Harness, SECRET};
+use crate::common::{Harness, OPERATE_SECRET, READ_SECRET, SECRET};
 
 /// Every protected route with a method it serves.
 const PROTECTED: &[(&str, &str)] = &[
@@ -19,6 +19,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/api/tasks/x/retry"),
     ("POST", "/api/publish"),
     ("POST", "/api/call"),
+    ("POST", "/api/agents/x/accept"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -119,5 +120,99 @@ async fn wrong_method_is_a_json_405() -> Result<()> {
         a.check_error(StatusCode::METHOD_NOT_ALLOWED, &[method.as_str()])
             .map_err(|e| e.context(format!("{method} {path}")))?;
     }
+    h.stop().await
+}
+
+/// Attack row 23, scopes: a read token may read but not act; an operate
+/// token may act but not accept agents' keys. 403 names the scopes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_scopes_limit_what_a_token_may_do() -> Result<()> {
+    let h = Harness::start().await?;
+    for (method, path) in PROTECTED {
+        let method: Method = method.parse()?;
+        let needed = bot_server::api::required_scope(&method, path);
+        for (secret, scope) in [
+            (READ_SECRET, bot_server::Scope::Read),
+            (OPERATE_SECRET, bot_server::Scope::Operate),
+            (SECRET, bot_server::Scope::Admin),
+        ] {
+            let a = h
+                .send(
+                    method.clone(),
+                    path,
+                    Some(secret),
+                    Some("application/json"),
+                    b"{}".to_vec(),
+                )
+                .await?;
+            if scope < needed {
+                a.check_error(StatusCode::FORBIDDEN, &[needed.as_str(), scope.as_str()])
+                    .map_err(|e| e.context(format!("{method} {path} with scope {scope:?}")))?;
+            } else {
+                ensure!(
+                    a.status != StatusCode::FORBIDDEN && a.status != StatusCode::UNAUTHORIZED,
+                    "{method} {path} with scope {scope:?}: {} {}",
+                    a.status,
+                    a.text
+                );
+            }
+        }
+    }
+    // The OpenAPI document states the same scope for every route.
+    let doc = h
+        .send(Method::GET, "/api/openapi.json", None, None, vec![])
+        .await?
+        .expect(StatusCode::OK)?;
+    for (path, item) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in item.as_object().into_iter().flatten() {
+            if path == "/api/health" {
+                continue;
+            }
+            let m: Method = method.to_uppercase().parse()?;
+            let needed = bot_server::api::required_scope(&m, &path.replace("{id}", "x"));
+            ensure!(
+                op["security"] == json!([{ "bearer": [needed.as_str()] }]),
+                "{method} {path}: documented {} but needs {}",
+                op["security"],
+                needed.as_str()
+            );
+        }
+    }
+    h.stop().await
+}
+
+/// Attack row 24: a burst of bad tokens from one address gets 429 (with
+/// Retry-After), even for a right token afterwards, until the window ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_bad_tokens_gets_429() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await?;
+    let addr = h.addr().ok_or_else(|| anyhow::anyhow!("no address"))?;
+    async fn get(addr: std::net::SocketAddr, token: &str) -> Result<String> {
+        let mut s = tokio::net::TcpStream::connect(addr).await?;
+        let req = format!(
+            "GET /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+        );
+        s.write_all(req.as_bytes()).await?;
+        let mut out = String::new();
+        s.read_to_string(&mut out).await?;
+        Ok(out)
+    }
+    let ok = get(addr, SECRET).await?;
+    ensure!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+    let limit = bot_server::api::AUTH_FAILURES_PER_WINDOW;
+    for i in 0..limit {
+        let r = get(addr, "wrong-token-0123456789").await?;
+        ensure!(r.starts_with("HTTP/1.1 401"), "attempt {i}: {r}");
+    }
+    let r = get(addr, "wrong-token-0123456789").await?;
+    ensure!(r.starts_with("HTTP/1.1 429"), "after {limit} failures: {r}");
+    ensure!(r.to_ascii_lowercase().contains("retry-after:"), "{r}");
+    ensure!(r.contains("too many failed authentications"), "{r}");
+    let r = get(addr, SECRET).await?;
+    ensure!(
+        r.starts_with("HTTP/1.1 429"),
+        "the right token waits too: {r}"
+    );
     h.stop().await
 }

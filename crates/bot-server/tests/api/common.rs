@@ -13,7 +13,7 @@ use anyhow::{Context, Result, anyhow, bail, ensure};
 use axum::body::Body;
 use axum::http::{HeaderMap, Method, Request, StatusCode, header};
 use bot_proto::{Facts, Reply, ReplyStatus, Status, topics};
-use bot_server::{Server, ServerConfig, Token};
+use bot_server::{Scope, Server, ServerConfig, Token};
 use bot_testkit::{Broker, BrokerKind, TempDir};
 use http_body_util::BodyExt;
 use serde_json::{Value, json};
@@ -22,8 +22,12 @@ use tower::ServiceExt;
 
 /// The API token's secret (32 characters).
 pub const SECRET: &str = "0123456789abcdef0123456789abcdef";
-/// The API token's name (what `created_by` shows).
+/// The API token's name (what `created_by` shows); its scope is admin.
 pub const TOKEN_NAME: &str = "test";
+/// A read-only token's secret.
+pub const READ_SECRET: &str = "read-only-0123456789abcdef012345";
+/// An operate-scoped token's secret.
+pub const OPERATE_SECRET: &str = "operate-0123456789abcdef01234567";
 /// The longest any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -198,10 +202,11 @@ impl Harness {
             ],
             db: format!("sqlite:{}/bot.db", dir.path().display()),
             listen: "127.0.0.1:0".parse()?,
-            tokens: vec![Token {
-                name: TOKEN_NAME.into(),
-                secret: SECRET.into(),
-            }],
+            tokens: vec![
+                Token::from_secret(TOKEN_NAME, SECRET, Scope::Admin),
+                Token::from_secret("reader", READ_SECRET, Scope::Read),
+                Token::from_secret("operator", OPERATE_SECRET, Scope::Operate),
+            ],
             token_file: dir.path().join("api-token"),
             client_id: None,
             key_file: bot_testkit::keys().server.clone(),
@@ -233,6 +238,11 @@ impl Harness {
         })
         .await?;
         Ok(h)
+    }
+
+    /// The server's HTTP address (for requests over a real socket).
+    pub fn addr(&self) -> Option<std::net::SocketAddr> {
+        self.server.as_ref().map(|s| s.addr)
     }
 
     /// Stops the server (cancels its token) and waits for it to end.

@@ -542,6 +542,16 @@ pub fn timeouts_lost_agents_and_cancel(db: Db) -> Result<()> {
     }))?;
     f.server
         .wait_task(&id2, "first running", |t| count(t, "RUNNING") == 1)?;
+    // RUNNING is recorded when the request is sent: wait until the command
+    // has really started on its agent before cancelling it.
+    let started = Instant::now();
+    while runs(&log).is_empty() {
+        ensure!(
+            started.elapsed() < crate::WAIT,
+            "the first command never started"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let (status, body) = f
         .server
         .post(&format!("/api/tasks/{id2}/cancel"), &json!({}))?;
