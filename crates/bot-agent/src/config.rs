@@ -83,6 +83,12 @@ pub struct AgentConfig {
     /// Answer the classic text protocol on `BUS` and `BUS/<name>` (it never
     /// runs commands: `PING`, arithmetic, measuring). Default: true.
     pub classic: bool,
+    /// MQTT user name for brokers whose URL names none. Default: the agent's
+    /// id (what `bot broker add-agent --id ID` registers on a secure `bot up`).
+    pub username: Option<String>,
+    /// File holding the MQTT password (mode 0600; its first line). Default:
+    /// none (log in only as the broker URLs say).
+    pub password_file: Option<PathBuf>,
     /// The keys whose signed requests this agent obeys, each with its policy
     /// (`[[trust]]` tables: `name`, `key` as `bot keys show` prints it,
     /// optional `actions`, `commands` globs and `filter`). An unsigned
@@ -137,6 +143,8 @@ impl Default for AgentConfig {
             facts: std::collections::BTreeMap::new(),
             limits: LimitsConfig::default(),
             classic: true,
+            username: None,
+            password_file: None,
             trust: Vec::new(),
         }
     }
@@ -375,6 +383,13 @@ impl AgentConfig {
                 Err(e) => problems.push(format!("facts.{k}: {e}")),
             }
         }
+        let mut password = None;
+        if let Some(p) = &self.password_file {
+            match bot_auth::paths::read_password(p) {
+                Ok(pw) => password = Some(pw),
+                Err(e) => problems.push(format!("password_file: {e}")),
+            }
+        }
         let trust = match bot_auth::Trust::new(&self.trust) {
             Ok(t) => t,
             Err(p) => {
@@ -392,6 +407,7 @@ impl AgentConfig {
             state_dir,
             facts,
             trust,
+            password,
             config: self.clone(),
         })
     }
@@ -415,6 +431,8 @@ pub struct ValidConfig {
     pub facts: crate::facts::Facts,
     /// The trusted keys, parsed.
     pub trust: bot_auth::Trust,
+    /// The MQTT password (from `password_file`), if any.
+    pub password: Option<String>,
     /// The rest, as given.
     pub config: AgentConfig,
 }
@@ -495,6 +513,8 @@ mod tests {
             "max_steps",
             "classic",
             "trust",
+            "username",
+            "password_file",
         ] {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),

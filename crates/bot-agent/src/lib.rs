@@ -90,7 +90,18 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     };
     let initial_facts = facts::gather(&fact_sources).await;
 
-    let mut options = Options::new(client_id(&name), config.brokers.clone());
+    let brokers = match &config.password {
+        Some(pw) => {
+            let user = c.username.clone().unwrap_or_else(|| id.clone());
+            config
+                .brokers
+                .iter()
+                .map(|b| b.or_credentials(&user, pw))
+                .collect()
+        }
+        None => config.brokers.clone(),
+    };
+    let mut options = Options::new(client_id(&name), brokers);
     options.keep_alive = Duration::from_secs(c.keep_alive);
     options.backoff_max = Duration::from_secs_f64(c.backoff_max);
     options.max_packet_size = c.max_packet_size;

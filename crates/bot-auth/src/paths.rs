@@ -66,3 +66,43 @@ pub fn default_operator_key() -> Option<PathBuf> {
     .into_iter()
     .find(|p| p.exists())
 }
+
+/// The embedded broker's users and generated passwords (`bot up`):
+/// `<data dir>/broker`.
+pub fn broker_dir(data_dir: &std::path::Path) -> PathBuf {
+    data_dir.join("broker")
+}
+
+/// The MQTT password file of the local operator that `bot up` makes
+/// (`<default data dir>/broker/operator.password`), if this user can read it.
+pub fn default_operator_password() -> Option<PathBuf> {
+    let p = broker_dir(&server_data_dir()).join("operator.password");
+    std::fs::File::open(&p).is_ok().then_some(p)
+}
+
+/// Reads a password file: its first line, trimmed; refused when group or
+/// others may read it, or when it is empty or larger than 4 KiB.
+pub fn read_password(path: &std::path::Path) -> Result<String, String> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(format!(
+            "{}: other users may read this password file; run `chmod 600 {}`",
+            path.display(),
+            path.display()
+        ));
+    }
+    if meta.len() > 4096 {
+        return Err(format!(
+            "{}: {} bytes is too large for a password file",
+            path.display(),
+            meta.len()
+        ));
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let line = text.lines().next().unwrap_or("").trim().to_owned();
+    if line.is_empty() {
+        return Err(format!("{}: the password file is empty", path.display()));
+    }
+    Ok(line)
+}

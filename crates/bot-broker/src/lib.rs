@@ -23,13 +23,20 @@
 //!   no expiry of its own never expires (MQTT 5 §3.3.2.3.3, as mosquitto
 //!   does), and a persistent session outlives a week-long outage of its client.
 
+pub mod auth;
+
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
+use rmqtt::codec::v5::SubscribeAckReason;
 use rmqtt::context::ServerContext;
+use rmqtt::hook::{Handler, HookResult, Parameter, ReturnType, Type};
 use rmqtt::net::Builder;
 use rmqtt::server::MqttServer;
+use rmqtt::types::{AuthResult, LastWill, PublishAclResult, SubscribeAclResult};
 use tokio::task::JoinHandle;
 
 /// Settings of the embedded broker. `Default` is what `bot up` uses.
@@ -61,6 +68,10 @@ pub struct BrokerConfig {
     /// Most retained topics kept; a retained message on a new topic beyond it
     /// is delivered but not retained (replacing an existing one still works).
     pub max_retained_messages: usize,
+    /// The users file ([`auth`]): every client must log in as one of its
+    /// users and is held to its role's topic rules. `None`: anyone may
+    /// connect and publish anything (`bot up --insecure`).
+    pub users: Option<PathBuf>,
 }
 
 impl Default for BrokerConfig {
@@ -88,6 +99,7 @@ impl Default for BrokerConfig {
             // agent of a 300,000-agent fleet; bounds what a client that
             // retains on ever-new topics can make the broker hold.
             max_retained_messages: 1_000_000,
+            users: None,
         }
     }
 }
@@ -105,6 +117,9 @@ pub enum BrokerError {
         /// The underlying error, as text (the broker crate's error type is not exposed).
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// The users file cannot be used.
+    #[error("broker users: {0}")]
+    Users(#[from] auth::UsersError),
     /// A broker plugin (retained messages, shared subscriptions) failed to start.
     #[error("cannot start broker plugin {name}: {message}")]
     Plugin {
@@ -149,6 +164,20 @@ impl Broker {
                 message: format!("{e:#}"),
             })?;
 
+        if let Some(path) = &config.users {
+            let users = Arc::new(auth::Users::open(path)?);
+            let register = scx.extends.hook_mgr().register();
+            for typ in [
+                Type::ClientAuthenticate,
+                Type::MessagePublishCheckAcl,
+                Type::ClientSubscribeCheckAcl,
+            ] {
+                register
+                    .add_priority(typ, u32::MAX, Box::new(Guard(users.clone())))
+                    .await;
+            }
+            register.start().await;
+        }
         let tcp = listener(&config, "mqtt", config.listen)?;
         let mqtt_addr = tcp.local_addr().map_err(|e| BrokerError::Bind {
             addr: config.listen,
@@ -226,6 +255,95 @@ fn retainer_config(config: &BrokerConfig) -> String {
     )
 }
 
+/// The rmqtt hooks that hold every client to [`auth`]'s rules.
+struct Guard(Arc<auth::Users>);
+
+#[async_trait::async_trait]
+impl Handler for Guard {
+    async fn hook(&self, param: &Parameter, acc: Option<HookResult>) -> ReturnType {
+        match param {
+            Parameter::ClientAuthenticate(ci) => {
+                let client_id = ci.id().client_id.to_string();
+                let (Some(name), Some(password)) = (ci.username(), ci.password()) else {
+                    tracing::warn!(%client_id, "MQTT connection without credentials refused");
+                    return (
+                        false,
+                        Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+                    );
+                };
+                let Some(user) = self.0.check(name, password) else {
+                    tracing::warn!(%client_id, user = %name, "MQTT login refused: bad user name or password");
+                    return (
+                        false,
+                        Some(HookResult::AuthResult(AuthResult::BadUsernameOrPassword)),
+                    );
+                };
+                // Last wills bypass the publish check: check the will here.
+                let will = ci.last_will().map(|w| match w {
+                    LastWill::V3(lw) => lw.topic.to_string(),
+                    LastWill::V5(lw) => lw.topic.to_string(),
+                });
+                if let Err(why) = auth::may_connect(&user, &client_id, will.as_deref()) {
+                    tracing::warn!(%client_id, user = %name, %why, "MQTT connection refused");
+                    return (
+                        false,
+                        Some(HookResult::AuthResult(AuthResult::NotAuthorized)),
+                    );
+                }
+                (
+                    false,
+                    Some(HookResult::AuthResult(AuthResult::Allow(false, None))),
+                )
+            }
+            Parameter::MessagePublishCheckAcl(session, publish) => {
+                let user = session.id.username.as_deref().and_then(|u| self.0.get(u));
+                let topic: &str = &publish.topic;
+                let allowed = user.as_ref().is_some_and(|u| auth::may_publish(u, topic));
+                if allowed {
+                    (
+                        false,
+                        Some(HookResult::PublishAclResult(PublishAclResult::allow())),
+                    )
+                } else {
+                    tracing::warn!(user = ?session.id.username, %topic, "publish refused by ACL");
+                    (
+                        false,
+                        Some(HookResult::PublishAclResult(PublishAclResult::rejected(
+                            false,
+                            Some("not allowed for this user".into()),
+                        ))),
+                    )
+                }
+            }
+            Parameter::ClientSubscribeCheckAcl(session, subscribe) => {
+                let user = session.id.username.as_deref().and_then(|u| self.0.get(u));
+                let filter: &str = &subscribe.topic_filter;
+                let group = subscribe.opts.shared_group().map(|g| g.to_string());
+                let allowed = user
+                    .as_ref()
+                    .is_some_and(|u| auth::may_subscribe(u, filter, group.as_deref()));
+                if allowed {
+                    (
+                        false,
+                        Some(HookResult::SubscribeAclResult(
+                            SubscribeAclResult::new_success(subscribe.opts.qos(), None),
+                        )),
+                    )
+                } else {
+                    tracing::warn!(user = ?session.id.username, %filter, group = ?group, "subscription refused by ACL");
+                    (
+                        false,
+                        Some(HookResult::SubscribeAclResult(
+                            SubscribeAclResult::new_failure(SubscribeAckReason::NotAuthorized),
+                        )),
+                    )
+                }
+            }
+            _ => (true, acc),
+        }
+    }
+}
+
 fn listener(
     config: &BrokerConfig,
     kind: &'static str,
@@ -245,6 +363,9 @@ fn listener(
         .session_expiry_interval(config.session_expiry)
         // No cap on what an MQTT 5 client asks for beyond our own default.
         .max_session_expiry_interval(config.session_expiry)
+        // rmqtt's default lets a CONNECT without a user name in without
+        // calling any hook: with a users file, every client must log in.
+        .allow_anonymous(config.users.is_none())
         .bind()
         .map_err(|e| BrokerError::Bind {
             addr,
@@ -492,5 +613,151 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains(&first.mqtt_addr().to_string()), "{text}");
         first.shutdown().await;
+    }
+
+    /// A broker with three users: an operator, an agent (id `id-1`, name
+    /// `web1`), and a second agent (`id-2`).
+    async fn secure() -> (Broker, std::path::PathBuf) {
+        let dir = std::env::temp_dir().join(format!(
+            "bot-broker-auth-{}-{}",
+            std::process::id(),
+            fastrand_suffix()
+        ));
+        let path = dir.join("users.toml");
+        for (name, role, agent_name) in [
+            ("operator", auth::Role::Operator, None),
+            ("id-1", auth::Role::Agent, Some("web1")),
+            ("id-2", auth::Role::Agent, Some("web2")),
+        ] {
+            auth::add_user(
+                &path,
+                auth::User {
+                    name: name.into(),
+                    role,
+                    password_sha256: bot_auth::digest_hex(format!("pw-{name}").as_bytes()),
+                    agent_name: agent_name.map(Into::into),
+                },
+            )
+            .expect("users file");
+        }
+        let config = BrokerConfig {
+            users: Some(path),
+            ..ephemeral()
+        };
+        (Broker::start(config).await.expect("start"), dir)
+    }
+
+    fn fastrand_suffix() -> u128 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos())
+    }
+
+    fn login(
+        addr: SocketAddr,
+        client_id: &str,
+        user: Option<(&str, &str)>,
+    ) -> (AsyncClient, EventLoop) {
+        let mut o = MqttOptions::new(client_id, addr.ip().to_string(), addr.port());
+        o.set_keep_alive(Duration::from_secs(5));
+        if let Some((u, p)) = user {
+            o.set_credentials(u, p);
+        }
+        AsyncClient::new(o, 64)
+    }
+
+    /// The CONNACK code, or the connection error as text.
+    async fn connack(el: &mut EventLoop) -> Result<rumqttc::ConnectReturnCode, String> {
+        match tokio::time::timeout(Duration::from_secs(10), el.poll()).await {
+            Ok(Ok(Event::Incoming(Packet::ConnAck(a)))) => Ok(a.code),
+            Ok(Ok(other)) => Err(format!("unexpected {other:?}")),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("no CONNACK".into()),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn secure_broker_refuses_strangers_and_holds_agents_to_their_topics() {
+        let (broker, dir) = secure().await;
+        let addr = broker.mqtt_addr();
+        // Rows 1 and 2: anonymous, and a wrong password.
+        let (_c, mut el) = login(addr, "anon", None);
+        assert!(connack(&mut el).await.is_err(), "anonymous accepted");
+        let (_c, mut el) = login(addr, "guess", Some(("operator", "nope")));
+        assert!(connack(&mut el).await.is_err(), "bad password accepted");
+        // An agent may not take the server's client id, nor will on another's status.
+        let (_c, mut el) = login(addr, "bot-server-x", Some(("id-1", "pw-id-1")));
+        assert!(connack(&mut el).await.is_err(), "agent as server");
+
+        // The operator watches everything.
+        let (op, mut opel) = login(addr, "bot-watch-1", Some(("operator", "pw-operator")));
+        assert_eq!(
+            connack(&mut opel).await,
+            Ok(rumqttc::ConnectReturnCode::Success)
+        );
+        op.subscribe("#", QoS::AtLeastOnce)
+            .await
+            .expect("subscribe");
+        until_suback(&mut opel).await;
+
+        let (ag, mut agel) = login(addr, "bot-agent-web1-1", Some(("id-1", "pw-id-1")));
+        assert_eq!(
+            connack(&mut agel).await,
+            Ok(rumqttc::ConnectReturnCode::Success)
+        );
+        // Rows 5, 6, 8: requests, BUS, another agent's status: refused.
+        for topic in ["bot/v1/req/all", "BUS", "bot/v1/status/id-2", "DATA/web2"] {
+            ag.publish(topic, QoS::AtMostOnce, false, "forged")
+                .await
+                .expect("queue");
+        }
+        // Its own status is fine: the operator sees only that.
+        ag.publish("bot/v1/status/id-1", QoS::AtMostOnce, false, "mine")
+            .await
+            .expect("queue");
+        // Row 7: another agent's requests, and everyone's replies.
+        ag.subscribe("bot/v1/req/agent/id-2", QoS::AtLeastOnce)
+            .await
+            .expect("queue");
+        ag.subscribe("bot/v1/reply/#", QoS::AtLeastOnce)
+            .await
+            .expect("queue");
+        ag.subscribe("bot/v1/req/agent/id-1", QoS::AtLeastOnce)
+            .await
+            .expect("queue");
+        let mut codes = Vec::new();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while codes.len() < 3 && tokio::time::Instant::now() < deadline {
+            if let Ok(Ok(Event::Incoming(Packet::SubAck(a)))) =
+                tokio::time::timeout(Duration::from_secs(1), agel.poll()).await
+            {
+                codes.extend(a.return_codes);
+            }
+        }
+        assert_eq!(
+            codes,
+            [
+                rumqttc::SubscribeReasonCode::Failure,
+                rumqttc::SubscribeReasonCode::Failure,
+                rumqttc::SubscribeReasonCode::Success(QoS::AtLeastOnce),
+            ]
+        );
+        let seen = next_publish(&mut opel).await;
+        assert_eq!(
+            (seen.topic.as_str(), &seen.payload[..]),
+            ("bot/v1/status/id-1", &b"mine"[..])
+        );
+        // Nothing forged arrives after it either.
+        let more = tokio::time::timeout(Duration::from_millis(500), async {
+            loop {
+                if let Ok(Event::Incoming(Packet::Publish(p))) = opel.poll().await {
+                    return p;
+                }
+            }
+        })
+        .await;
+        assert!(more.is_err(), "a forged publish got through: {more:?}");
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -168,6 +168,19 @@ impl FromStr for BrokerUrl {
     }
 }
 
+impl BrokerUrl {
+    /// This URL logging in as `username` with `password`, unless it names
+    /// a user itself (then it is kept as it is).
+    pub fn or_credentials(&self, username: &str, password: &str) -> BrokerUrl {
+        let mut u = self.clone();
+        if u.username.is_none() {
+            u.username = Some(username.to_owned());
+            u.password = Some(password.to_owned());
+        }
+        u
+    }
+}
+
 impl fmt::Display for BrokerUrl {
     /// The URL without the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

@@ -46,13 +46,57 @@ pub struct BusArgs {
     /// path (default: `default`, else the local `bot up`'s operator key).
     #[arg(long, env = "BOT_KEY", hide_env_values = true)]
     pub key: Option<String>,
+    /// MQTT user name for brokers whose URL names none (default with
+    /// --password-file: operator).
+    #[arg(long, env = "BOT_USERNAME")]
+    pub username: Option<String>,
+    /// File holding the MQTT password (mode 0600). Default: the local `bot
+    /// up`'s operator password, when this user can read it.
+    #[arg(long, env = "BOT_PASSWORD_FILE", value_name = "PATH")]
+    pub password_file: Option<std::path::PathBuf>,
 }
 
 impl BusArgs {
+    /// The broker URLs with the credentials to log in: `--password-file`
+    /// (user `--username`, default operator) for every broker; else, for
+    /// brokers on this machine (loopback) only, the local `bot up`'s
+    /// operator password if readable, so it never goes to another host. A
+    /// URL naming its own user keeps it.
+    pub fn brokers_with_credentials(&self) -> anyhow::Result<Vec<BrokerUrl>> {
+        let (file, only_local) = match &self.password_file {
+            Some(p) => (Some(p.clone()), false),
+            None => (bot_auth::paths::default_operator_password(), true),
+        };
+        let Some(file) = file else {
+            return Ok(self.brokers.clone());
+        };
+        let password = bot_auth::paths::read_password(&file).map_err(anyhow::Error::msg)?;
+        let user = self.username.as_deref().unwrap_or("operator");
+        Ok(self
+            .brokers
+            .iter()
+            .map(|b| {
+                if only_local && !is_loopback(&b.host) {
+                    b.clone()
+                } else {
+                    b.or_credentials(user, &password)
+                }
+            })
+            .collect())
+    }
+
     /// The signer for this command's requests (loads the key).
     pub fn signer(&self) -> anyhow::Result<bot_auth::Signer> {
         keys::signer(self.key.as_deref())
     }
+}
+
+/// Is `host` this machine (a loopback address or `localhost`)?
+fn is_loopback(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Parses a positive, finite number of seconds (≤ 1 day).
@@ -81,7 +125,7 @@ pub async fn connect(
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Session> {
     let id = format!("bot-{role}-{:08x}", fastrand_id());
-    let mut options = Options::new(id, bus.brokers.clone());
+    let mut options = Options::new(id, bus.brokers_with_credentials()?);
     options.subscriptions = subscriptions;
     options.backoff_max = Duration::from_secs(1);
     options.queue = 100_000;

@@ -58,7 +58,10 @@ pub async fn run(args: ResultsArgs, shutdown: CancellationToken) -> anyhow::Resu
             .await?
         }
         Some(name) => {
-            let mut o = Options::new(format!("bot-results-{name}"), args.bus.brokers.clone());
+            let mut o = Options::new(
+                format!("bot-results-{name}"),
+                args.bus.brokers_with_credentials()?,
+            );
             o.clean_session = false;
             o.subscriptions = vec![(args.topic.clone(), Qos::AtLeastOnce)];
             o.queue = 100_000;

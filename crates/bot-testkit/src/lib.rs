@@ -289,7 +289,14 @@ impl Drop for Broker {
 
 fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
     let mut child = bot_command(bot)
-        .args(["up", "--no-agent", "--no-server", "--no-ws", "--listen"])
+        .args([
+            "up",
+            "--insecure",
+            "--no-agent",
+            "--no-server",
+            "--no-ws",
+            "--listen",
+        ])
         .arg(format!("127.0.0.1:{port}"))
         .env("BOT_LOG", "warn")
         .stdin(Stdio::null())
@@ -615,8 +622,14 @@ impl Drop for Sub {
 /// `mosquitto_pub -t TOPIC -s` with `payload` on standard input (any bytes;
 /// an empty payload is sent with `-n`).
 pub fn publish(port: u16, topic: &str, payload: &[u8]) -> Result<()> {
+    publish_with(port, topic, payload, &[])
+}
+
+/// [`publish`] with extra `mosquitto_pub` arguments (`-u USER -P PASS`, …).
+pub fn publish_with(port: u16, topic: &str, payload: &[u8], extra: &[&str]) -> Result<()> {
     let mut cmd = Command::new("mosquitto_pub");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic]);
+    cmd.args(extra);
     if payload.is_empty() {
         cmd.arg("-n");
     } else {

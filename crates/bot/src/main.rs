@@ -70,6 +70,9 @@ enum Command {
     Keys(bot_cli::keys::KeysArgs),
     /// Agents in the server's registry: accept a pending or changed key.
     Agents(bot_cli::agents::AgentsArgs),
+    /// The embedded broker's logins (secure `bot up`): add an agent.
+    #[cfg(feature = "broker")]
+    Broker(up::BrokerArgs),
 }
 
 /// Agent options; each overrides the same key of the config file.
@@ -101,6 +104,10 @@ pub(crate) struct AgentArgs {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     print_config: bool,
+    /// Print this agent's id (made now if it has none yet) and exit: what
+    /// `bot broker add-agent --id ID` registers on a secure broker.
+    #[arg(long, conflicts_with = "print_config")]
+    print_id: bool,
 }
 
 impl AgentArgs {
@@ -209,6 +216,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 print!("{}", toml_of(&config));
                 return Ok(ExitCode::SUCCESS);
             }
+            if args.print_id {
+                let dir = config
+                    .state_dir
+                    .clone()
+                    .unwrap_or_else(bot_agent::config::default_state_dir);
+                println!("{}", bot_agent::identity::load_or_create(&dir)?);
+                return Ok(ExitCode::SUCCESS);
+            }
             let valid = config.validate()?;
             // The agent stays small: one thread.
             let rt = tokio::runtime::Builder::new_current_thread()
@@ -251,6 +266,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             current_thread()?.block_on(async { bot_cli::task::run(args, signals()).await })
         }
         Command::Keys(args) => bot_cli::keys::run(args),
+        #[cfg(feature = "broker")]
+        Command::Broker(args) => up::broker_command(args),
         Command::Agents(args) => {
             current_thread()?.block_on(async { bot_cli::agents::run(args, signals()).await })
         }
@@ -276,6 +293,12 @@ fn toml_of(c: &AgentConfig) -> String {
     s += &format!("backoff_max = {:?}\n", c.backoff_max);
     s += &format!("max_packet_size = {}\n", c.max_packet_size);
     s += &format!("classic = {}\n", c.classic);
+    if let Some(u) = &c.username {
+        s += &format!("username = {u:?}\n");
+    }
+    if let Some(p) = &c.password_file {
+        s += &format!("password_file = {:?}\n", p.display().to_string());
+    }
     let l = &c.limits;
     s += &format!(
         "\n[limits]\nmax_payload = {}\nmax_stack = {}\nmax_string = {}\nmax_eval_depth = {}\nmax_stored = {}\nmax_steps = {}\n",

@@ -30,6 +30,14 @@ pub(crate) struct UpArgs {
     /// Do not start the local agent.
     #[arg(long)]
     no_agent: bool,
+    /// Let anyone connect to the embedded broker without a user name and
+    /// password, and allow listening beyond loopback without TLS (which the
+    /// embedded broker does not have yet). For tests and trusted networks
+    /// only: requests stay signed, but anyone who reaches the port can read
+    /// the bus and publish statuses. Default: every client logs in with
+    /// credentials that `bot up` generates into DATA_DIR/broker.
+    #[arg(long)]
+    insecure: bool,
     /// Do not start the server (registry, tasks, HTTP API).
     #[cfg(feature = "server")]
     #[arg(long)]
@@ -41,6 +49,71 @@ pub(crate) struct UpArgs {
     /// Local agent options (its --broker defaults to the embedded broker).
     #[command(flatten)]
     agent: AgentArgs,
+}
+
+/// The embedded broker's logins that `bot up` makes at each start (new
+/// passwords each time, files mode 0600 in DATA_DIR/broker): `operator`
+/// (what the CLI of this user finds), `server`, and the local agent (user
+/// name = its id). Agents added with `bot broker add-agent` are kept.
+struct LocalCredentials {
+    users: std::path::PathBuf,
+    operator_password_file: std::path::PathBuf,
+    server_password: String,
+    agent_password: Option<String>,
+}
+
+fn local_credentials(
+    data_dir: &std::path::Path,
+    agent: Option<(String, String)>,
+) -> anyhow::Result<LocalCredentials> {
+    use bot_broker::auth::{Role, User, add_user};
+    let dir = bot_auth::paths::broker_dir(data_dir);
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let users = dir.join("users.toml");
+    let make = |name: &str, role: Role, agent_name: Option<String>, file: &str| {
+        let password = bot_auth::sign::nonce();
+        let path = dir.join(file);
+        write_secret(&path, &password)?;
+        add_user(
+            &users,
+            User {
+                name: name.to_owned(),
+                role,
+                password_sha256: bot_auth::digest_hex(password.as_bytes()),
+                agent_name,
+            },
+        )?;
+        Ok::<_, anyhow::Error>((password, path))
+    };
+    let (_, operator_password_file) = make("operator", Role::Operator, None, "operator.password")?;
+    let (server_password, _) = make("server", Role::Server, None, "server.password")?;
+    let agent_password = match agent {
+        Some((id, name)) => Some(make(&id, Role::Agent, Some(name), "agent.password")?.0),
+        None => None,
+    };
+    Ok(LocalCredentials {
+        users,
+        operator_password_file,
+        server_password,
+        agent_password,
+    })
+}
+
+/// Writes `secret` to `path`, mode 0600, replacing the file.
+pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.write_all(format!("{secret}\n").as_bytes())?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The keys the local agent of `bot up` trusts with every action: the
@@ -94,9 +167,52 @@ pub(crate) async fn run(
         Some(args.agent.load()?)
     };
 
+    #[cfg(feature = "server")]
+    let data_dir = args
+        .server
+        .data_dir(&args.server.file().map_err(crate::usage)?);
+    #[cfg(not(feature = "server"))]
+    let data_dir = bot_auth::paths::server_data_dir();
+    let ws_listen = (!args.no_ws).then_some(args.ws_listen);
+    if !args.insecure {
+        for addr in std::iter::once(args.listen).chain(ws_listen) {
+            if !addr.ip().is_loopback() {
+                return Err(crate::usage(anyhow::anyhow!(
+                    "refusing to listen on {addr}: the embedded broker has no TLS yet, so \
+                     passwords, commands and their output would cross the network in clear. \
+                     Listen on 127.0.0.1 (the default), or pass --insecure on a network you trust"
+                )));
+            }
+        }
+    }
+    // Secure by default: users and passwords for the server, the local
+    // operator and the local agent, made now (see `local_credentials`).
+    let creds = if args.insecure {
+        tracing::warn!("--insecure: the embedded broker takes anonymous clients");
+        None
+    } else {
+        let agent_id = match &agent {
+            Some(config) => Some((
+                bot_agent::identity::load_or_create(
+                    &config
+                        .state_dir
+                        .clone()
+                        .unwrap_or_else(bot_agent::config::default_state_dir),
+                )
+                .map_err(|e| anyhow::anyhow!("local agent failed: {e}"))?,
+                config
+                    .name
+                    .clone()
+                    .unwrap_or_else(bot_agent::config::default_name),
+            )),
+            None => None,
+        };
+        Some(local_credentials(&data_dir, agent_id)?)
+    };
     let broker = Broker::start(BrokerConfig {
         listen: args.listen,
-        ws_listen: (!args.no_ws).then_some(args.ws_listen),
+        ws_listen,
+        users: creds.as_ref().map(|c| c.users.clone()),
         ..BrokerConfig::default()
     })
     .await
@@ -106,14 +222,23 @@ pub(crate) async fn run(
     if let Some(ws) = broker.ws_addr() {
         println!("listening: ws://{ws}/mqtt");
     }
+    if let Some(c) = &creds {
+        println!(
+            "mqtt login: user operator, password in {} (the CLI finds it)",
+            c.operator_password_file.display()
+        );
+    }
 
     #[cfg(feature = "server")]
     let server = if args.no_server {
         None
     } else {
-        let url: bot_bus::BrokerUrl = format!("mqtt://{mqtt}")
+        let mut url: bot_bus::BrokerUrl = format!("mqtt://{mqtt}")
             .parse()
             .map_err(|e| anyhow::anyhow!("embedded broker address: {e}"))?;
+        if let Some(c) = &creds {
+            url = url.or_credentials("server", &c.server_password);
+        }
         let file = args.server.file().map_err(crate::usage)?;
         let config = args.server.config(file, vec![url]).map_err(crate::usage)?;
         match bot_server::start(config, shutdown.clone()).await {
@@ -131,15 +256,10 @@ pub(crate) async fn run(
 
     let mut agent_task = None;
     if let Some(mut config) = agent {
-        if args.agent.brokers.is_empty() {
+        let local = args.agent.brokers.is_empty();
+        if local {
             config.brokers = vec![format!("mqtt://{mqtt}")];
         }
-        #[cfg(feature = "server")]
-        let data_dir = args
-            .server
-            .data_dir(&args.server.file().map_err(crate::usage)?);
-        #[cfg(not(feature = "server"))]
-        let data_dir = bot_auth::paths::server_data_dir();
         #[cfg(feature = "server")]
         let server_key = server.as_ref().map(|s| s.public_key);
         #[cfg(not(feature = "server"))]
@@ -149,7 +269,10 @@ pub(crate) async fn run(
                 config.trust.push(entry);
             }
         }
-        let valid = config.validate()?;
+        let mut valid = config.validate()?;
+        if let (true, Some(c)) = (local, &creds) {
+            valid.password = c.agent_password.clone();
+        }
         println!(
             "agent: {} (try: bot ping --broker mqtt://{mqtt})",
             valid.name
@@ -196,4 +319,64 @@ pub(crate) async fn run(
     }
     broker.shutdown().await;
     Ok(ExitCode::SUCCESS)
+}
+
+/// `bot broker`: the embedded broker's logins.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct BrokerArgs {
+    #[command(subcommand)]
+    command: BrokerCommand,
+}
+
+#[derive(Debug, Clone, clap::Subcommand)]
+enum BrokerCommand {
+    /// Let an agent log in to a secure `bot up`: registers its id and name
+    /// in DATA_DIR/broker/users.toml (a running `bot up` sees it at once)
+    /// and prints a new password for it, once. Get the id on the agent's
+    /// machine with `bot agent --print-id`.
+    AddAgent {
+        /// The agent's id (`bot agent --print-id`).
+        #[arg(long)]
+        id: String,
+        /// The agent's name (its BUS/<name> and DATA/<name> topics).
+        #[arg(long)]
+        name: String,
+        /// `bot up`'s data directory. Default: the agent's state directory + `/server`.
+        #[arg(long, env = "BOT_DATA_DIR")]
+        data_dir: Option<std::path::PathBuf>,
+    },
+}
+
+pub(crate) fn broker_command(args: BrokerArgs) -> anyhow::Result<ExitCode> {
+    match args.command {
+        BrokerCommand::AddAgent { id, name, data_dir } => {
+            for (what, v) in [("--id", &id), ("--name", &name)] {
+                bot_agent::config::check_name(v)
+                    .map_err(|why| crate::usage(anyhow::anyhow!("{what} {v:?}: {why}")))?;
+            }
+            let data_dir = data_dir.unwrap_or_else(bot_auth::paths::server_data_dir);
+            let users = bot_auth::paths::broker_dir(&data_dir).join("users.toml");
+            let password = bot_auth::sign::nonce();
+            bot_broker::auth::add_user(
+                &users,
+                bot_broker::auth::User {
+                    name: id.clone(),
+                    role: bot_broker::auth::Role::Agent,
+                    password_sha256: bot_auth::digest_hex(password.as_bytes()),
+                    agent_name: Some(name.clone()),
+                },
+            )?;
+            println!(
+                "agent {name} ({id}) may log in to the broker of {}",
+                data_dir.display()
+            );
+            println!("password: {password}");
+            println!();
+            println!(
+                "# on the agent's machine: the password in a file (chmod 600), and in its config:"
+            );
+            println!("# password_file = \"/etc/bot/mqtt.password\"   # user name: the agent's id");
+            Ok(ExitCode::SUCCESS)
+        }
+    }
 }

@@ -223,6 +223,9 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     })?;
     let ws = out.wait_for("the ws line", WAIT, |l| l.starts_with("listening: ws://"))?;
     assert!(ws.ends_with("/mqtt"), "{ws}");
+    out.wait_for("the mqtt login line", WAIT, |l| {
+        l.starts_with("mqtt login: user operator") && l.contains("operator.password")
+    })?;
     let port: u16 = mqtt.rsplit(':').next().unwrap_or_default().parse()?;
     let http = out.wait_for("the http line", WAIT, |l| {
         l.starts_with("listening: http://")
@@ -237,11 +240,45 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
         l.contains("ready: listening on BUS")
     })?;
 
+    // Secure by default: the stock tools need the generated login.
+    let pw_file = state.path().join("server/broker/operator.password");
+    let pw = std::fs::read_to_string(&pw_file)?.trim().to_owned();
+    let login = ["-u", "operator", "-P", pw.as_str()];
+    // Rows 1 and 2 with mosquitto's own tools: anonymous and a wrong password.
+    for args in [&[][..], &["-u", "operator", "-P", "wrong"][..]] {
+        let o = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "BUS",
+                "-m",
+                "PING",
+            ])
+            .args(args)
+            .output()?;
+        assert!(!o.status.success(), "mosquitto_pub {args:?} was let in");
+    }
     // An MQTT 5 subscriber gets the local agent's PONG.
-    let mut sub = Sub::start_with(port, &["RES"], &["-V", "mqttv5"])?;
-    bot_testkit::publish(port, "BUS", b"PING")?;
+    let mut sub = Sub::start_with(port, &["RES"], &[&["-V", "mqttv5"][..], &login].concat())?;
+    bot_testkit::publish_with(port, "BUS", b"PING", &login)?;
     let (_, pong) = sub.wait_for("PONG from the local agent", WAIT, |t, _| t == "RES")?;
     assert_eq!(pong, "'local':PONG");
+    // `bot ping` logs in with the password file and the local agent answers.
+    let (code, ping_out, ping_err) = run_bot(
+        bot(),
+        &[
+            "ping",
+            "-b",
+            &format!("mqtt://127.0.0.1:{port}"),
+            "--password-file",
+            &pw_file.display().to_string(),
+        ],
+    )?;
+    assert_eq!(code, 0, "{ping_out}\n{ping_err}");
+    assert!(ping_out.contains("local"), "{ping_out}");
 
     // The server sees the local agent; `bot task` runs a command on it.
     let run = bot_testkit::bot_command(bot())

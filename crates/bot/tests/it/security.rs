@@ -21,6 +21,178 @@ use serde_json::json;
 
 use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 
+/// Rows 1, 2, 5–8 and "an agent configured by the README's instructions
+/// joins a secure `bot up` from another process", with the stock mosquitto
+/// tools as the hostile clients. Embedded broker only: the shipped
+/// mosquitto configuration does not exist yet.
+#[test]
+fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Result<()> {
+    use std::process::{Command, Stdio};
+    let dir = TempDir::new("secure-up");
+    let data = dir.path().join("data");
+    let mut up = bot_testkit::bot_command(bot())
+        .args([
+            "up",
+            "--no-ws",
+            "--no-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .env("BOT_DATA_DIR", &data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let mut out = bot_testkit::Lines::from_pipe(up.stdout.take().ok_or_else(|| anyhow!("stdout"))?);
+    let line = out.wait_for("the mqtt line", WAIT, |l| {
+        l.starts_with("listening: mqtt://")
+    })?;
+    let port: u16 = line.rsplit(':').next().unwrap_or_default().parse()?;
+    out.wait_for("the http line", WAIT, |l| {
+        l.starts_with("listening: http://")
+    })?;
+    let url = format!("mqtt://127.0.0.1:{port}");
+    let op_pw_file = data.join("broker/operator.password");
+    let op_pw = std::fs::read_to_string(&op_pw_file)?.trim().to_owned();
+    let op = ["-u", "operator", "-P", op_pw.as_str()];
+
+    // The README's steps: the agent's id, then its login, then its config.
+    let state = dir.path().join("agent-state");
+    let (code, id, err) = run_bot(
+        bot(),
+        &[
+            "agent",
+            "--print-id",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+    )?;
+    ensure!(code == 0, "{err}");
+    let id = id.trim().to_owned();
+    let (code, added, err) = run_bot(
+        bot(),
+        &[
+            "broker",
+            "add-agent",
+            "--id",
+            &id,
+            "--name",
+            "ext",
+            "--data-dir",
+            &data.display().to_string(),
+        ],
+    )?;
+    ensure!(code == 0, "{err}");
+    let pw = added
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .ok_or_else(|| anyhow!("no password printed: {added}"))?
+        .to_owned();
+    let pw_file = dir.path().join("mqtt.password");
+    std::fs::write(&pw_file, format!("{pw}\n"))?;
+    std::fs::set_permissions(
+        &pw_file,
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )?;
+    let _agent = Agent::start(
+        bot(),
+        "ext",
+        std::slice::from_ref(&url),
+        &format!(
+            "state_dir = {:?}\npassword_file = {:?}\n",
+            state.display().to_string(),
+            pw_file.display().to_string()
+        ),
+    )?;
+    let pw_arg = op_pw_file.display().to_string();
+    let (code, o, e) = run_bot(bot(), &["ping", "-b", &url, "--password-file", &pw_arg])?;
+    ensure!(
+        code == 0 && o.contains("ext"),
+        "the registered agent answers: {o}\n{e}"
+    );
+
+    // The operator watches everything an agent could forge.
+    let mut watch = Sub::start_with(port, &["#"], &op)?;
+    let agent_login = [
+        "-u",
+        id.as_str(),
+        "-P",
+        pw.as_str(),
+        "-i",
+        "bot-agent-hostile",
+    ];
+    // Rows 5, 6, 8: requests, BUS, another agent's status and data.
+    for topic in [
+        "bot/v1/req/all",
+        "BUS",
+        "bot/v1/status/someone-else",
+        "DATA/other",
+    ] {
+        let _ = bot_testkit::publish_with(port, topic, b"forged", &agent_login);
+    }
+    bot_testkit::publish_with(port, "test/marker", b"end", &op)?;
+    // Everything up to the operator's marker (published after the forgeries).
+    loop {
+        let (topic, payload) = watch
+            .next(WAIT)
+            .ok_or_else(|| anyhow!("the operator's marker never came"))?;
+        ensure!(
+            payload != "forged",
+            "a forged publish on {topic} got through"
+        );
+        if topic == "test/marker" {
+            break;
+        }
+    }
+    // Row 7: another agent's requests, or everyone's replies.
+    for filter in ["bot/v1/req/agent/someone-else", "bot/v1/reply/#"] {
+        let o = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                filter,
+                "-W",
+                "3",
+                "-C",
+                "1",
+            ])
+            .args(agent_login)
+            .output()?;
+        let text =
+            String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
+        // mosquitto_sub reports a refused SUBACK in words (its exit code is 0).
+        ensure!(
+            text.contains("All subscription requests were denied"),
+            "subscribing to {filter} was allowed: {text}"
+        );
+    }
+    // Row 1: anonymous.
+    let o = Command::new("mosquitto_sub")
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-t",
+            "#",
+            "-W",
+            "2",
+            "-C",
+            "1",
+        ])
+        .output()?;
+    ensure!(!o.status.success(), "an anonymous subscriber was let in");
+    Command::new("kill")
+        .args(["-TERM", &up.id().to_string()])
+        .status()?;
+    let _ = up.wait();
+    Ok(())
+}
+
 both_brokers!(
     hostile_requests_are_refused_and_nothing_runs,
     the_cli_signs_and_an_untrusted_key_is_refused,
