@@ -4,10 +4,11 @@
 //! See docs/benchmarks.md and scripts/bench/ for how the figures are taken.
 //!
 //! Layout: `agents.rs` — the simulated agents; `ping_bench.rs` — the timing
-//! client. Both talk to the broker through `bot-bus` only, like the real
+//! client; `crypto.rs` — the cost of signing and verifying (`crypto`). Both talk to the broker through `bot-bus` only, like the real
 //! agent and CLI.
 
 mod agents;
+mod crypto;
 mod ping_bench;
 
 use std::process::ExitCode;
@@ -29,10 +30,21 @@ enum Command {
     Agents(agents::AgentsArgs),
     /// Publish PING on BUS several times; time until N distinct PONGs arrived.
     PingBench(ping_bench::PingBenchArgs),
+    /// Time signing and verifying requests and replies (µs per operation).
+    Crypto(crypto::CryptoArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Crypto(args) = cli.command {
+        return match crypto::run(args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("bot-sim: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     raise_fd_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -49,6 +61,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Agents(args) => agents::run(args, shutdown).await,
             Command::PingBench(args) => ping_bench::run(args, shutdown).await,
+            Command::Crypto(_) => Ok(ExitCode::SUCCESS),
         }
     });
     match result {

@@ -22,7 +22,7 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, channel};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, anyhow, bail, ensure};
 
 mod postgres;
 
@@ -328,12 +328,53 @@ fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
     Ok((child, addr.port()))
 }
 
+impl Broker {
+    /// A mosquitto held to the shipped rules (`docs/mosquitto/acl`, no
+    /// anonymous clients) with these users and passwords (a password file
+    /// made with the stock `mosquitto_passwd`), on a free port.
+    pub fn start_mosquitto_secure(bot: &Path, users: &[(&str, &str)]) -> Result<Broker> {
+        let dir = TempDir::new("mosquitto-secure");
+        let passwd = dir.path().join("passwd");
+        for (i, (user, pw)) in users.iter().enumerate() {
+            let mut cmd = Command::new("mosquitto_passwd");
+            if i == 0 {
+                cmd.arg("-c");
+            }
+            let out = cmd.arg("-b").arg(&passwd).args([user, pw]).output()?;
+            ensure!(
+                out.status.success(),
+                "mosquitto_passwd failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        let acl = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/mosquitto/acl");
+        let secure = format!(
+            "allow_anonymous false\npassword_file {}\nacl_file {}\n",
+            passwd.display(),
+            acl.display()
+        );
+        let port = free_port();
+        let child = spawn_mosquitto_with(dir.path(), port, &secure)?;
+        Ok(Broker {
+            kind: BrokerKind::Mosquitto,
+            port,
+            bot: bot.to_owned(),
+            child,
+            dir,
+        })
+    }
+}
+
 fn spawn_mosquitto(dir: &Path, port: u16) -> Result<Child> {
+    spawn_mosquitto_with(dir, port, "allow_anonymous true\n")
+}
+
+fn spawn_mosquitto_with(dir: &Path, port: u16, access: &str) -> Result<Child> {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
-            "listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+            "per_listener_settings false\n{access}listener {port} 127.0.0.1\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n"
         ),
     )?;
     let mut child = Command::new(mosquitto_bin())

@@ -193,6 +193,184 @@ fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Resul
     Ok(())
 }
 
+/// The shipped mosquitto rules (`docs/mosquitto/acl`, no anonymous
+/// clients): the whole protocol works for agents, the CLI and the server's
+/// users, and an agent's login cannot forge requests, classic programs or
+/// another agent's status, nor read others' requests or replies (rows 1,
+/// 2, 5–8 on mosquitto). Watched the way a user would: the operator's own
+/// subscriptions, and the real agent's answers to what got through.
+#[test]
+fn the_shipped_mosquitto_rules_hold_agents_to_their_topics() -> Result<()> {
+    use std::process::Command;
+    let dir = TempDir::new("mosq-secure");
+    let state = dir.path().join("agent-state");
+    let (code, id, err) = run_bot(
+        bot(),
+        &[
+            "agent",
+            "--print-id",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+    )?;
+    ensure!(code == 0, "{err}");
+    let id = id.trim().to_owned();
+    let broker = Broker::start_mosquitto_secure(
+        bot(),
+        &[
+            ("operator", "op-secret"),
+            ("server", "srv-secret"),
+            (&id, "agent-secret"),
+        ],
+    )?;
+    let port = broker.port;
+    let url = broker.url();
+    let write = |name: &str, pw: &str| -> Result<std::path::PathBuf> {
+        let f = dir.path().join(name);
+        std::fs::write(&f, format!("{pw}\n"))?;
+        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        Ok(f)
+    };
+    let agent_pw = write("agent.password", "agent-secret")?;
+    let op_pw = write("operator.password", "op-secret")?
+        .display()
+        .to_string();
+    let _agent = Agent::start(
+        bot(),
+        "ext",
+        std::slice::from_ref(&url),
+        &format!(
+            "state_dir = {:?}\npassword_file = {:?}\n",
+            state.display().to_string(),
+            agent_pw.display().to_string()
+        ),
+    )?;
+    let login = ["--username", "operator", "--password-file", op_pw.as_str()];
+    let (code, o, e) = run_bot(bot(), &[&["ping", "-b", &url][..], &login].concat())?;
+    ensure!(
+        code == 0 && o.contains("ext"),
+        "ping through the rules: {o}\n{e}"
+    );
+    let (code, o, e) = run_bot(
+        bot(),
+        &[&["run", "-b", &url][..], &login, &["--", "echo", "hello"]].concat(),
+    )?;
+    ensure!(
+        code == 0 && o.contains("hello"),
+        "run through the rules: {o}\n{e}"
+    );
+    // Row 1, 2.
+    for args in [&[][..], &["-u", "operator", "-P", "wrong"][..]] {
+        let o = Command::new("mosquitto_pub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                "BUS",
+                "-m",
+                "PING",
+            ])
+            .args(args)
+            .output()?;
+        ensure!(!o.status.success(), "mosquitto_pub {args:?} was let in");
+    }
+    let op = ["-u", "operator", "-P", "op-secret"];
+    let agent_login = [
+        "-u",
+        id.as_str(),
+        "-P",
+        "agent-secret",
+        "-i",
+        "bot-agent-hostile",
+    ];
+    let mut watch = Sub::start_with(port, &["RES", "bot/v1/status/#", "bot/v1/reply/#"], &op)?;
+    // Skip the retained status of the real agent.
+    watch.wait_for("the agent's status", WAIT, |t, _| {
+        t.starts_with("bot/v1/status/")
+    })?;
+    // Rows 6, 5, 8 by the agent's login: a classic PING (the real agent
+    // would answer on RES), an unsigned request (it would answer
+    // "rejected"), another agent's status.
+    let forged_request = json!({"v":1,"kind":"request","id":"forged1","sender":"mallory",
+        "created_ms": bot_auth::now_ms(),"nonce":"0123456789abcdef","ttl_ms":60000,
+        "action":"ping","args":{},"reply_to":"bot/v1/reply/watch"})
+    .to_string();
+    bot_testkit::publish_with(port, "BUS", b"PING", &agent_login)?;
+    bot_testkit::publish_with(
+        port,
+        "bot/v1/req/all",
+        forged_request.as_bytes(),
+        &agent_login,
+    )?;
+    bot_testkit::publish_with(port, "bot/v1/status/someone-else", b"forged", &agent_login)?;
+    // The same by the operator: what getting through looks like.
+    bot_testkit::publish_with(port, "BUS", b"PING", &op)?;
+    let control = forged_request.replace("forged1", "control1");
+    bot_testkit::publish_with(port, "bot/v1/req/all", control.as_bytes(), &op)?;
+    let mut pongs = 0;
+    let mut replies = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while let Some((topic, payload)) =
+        watch.next(deadline.saturating_duration_since(std::time::Instant::now()))
+    {
+        ensure!(
+            topic != "bot/v1/status/someone-else",
+            "a forged status got through"
+        );
+        if topic == "RES" && payload.contains("PONG") {
+            pongs += 1;
+        }
+        if topic == "bot/v1/reply/watch" {
+            replies.push(payload);
+        }
+    }
+    ensure!(
+        pongs == 1,
+        "one PONG (the operator's PING) expected, got {pongs}"
+    );
+    ensure!(
+        replies.len() == 1 && replies[0].contains("control1") && replies[0].contains("rejected"),
+        "only the operator's request reached the agent: {replies:?}"
+    );
+    // Row 7: mosquitto grants the SUBACK but never delivers what the ACL
+    // forbids; so the hostile subscriber must receive nothing while the
+    // operator publishes on those topics.
+    for (filter, topic) in [
+        (
+            "bot/v1/req/agent/someone-else",
+            "bot/v1/req/agent/someone-else",
+        ),
+        ("bot/v1/reply/#", "bot/v1/reply/someone"),
+    ] {
+        let spy = Command::new("mosquitto_sub")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+                "-t",
+                filter,
+                "-W",
+                "3",
+                "-C",
+                "1",
+                "-v",
+            ])
+            .args(agent_login)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        std::thread::sleep(Duration::from_millis(500));
+        bot_testkit::publish_with(port, topic, b"secret", &op)?;
+        let o = spy.wait_with_output()?;
+        let got = String::from_utf8_lossy(&o.stdout);
+        ensure!(!got.contains("secret"), "an agent read {topic}: {got}");
+    }
+    Ok(())
+}
+
 both_brokers!(
     hostile_requests_are_refused_and_nothing_runs,
     the_cli_signs_and_an_untrusted_key_is_refused,
