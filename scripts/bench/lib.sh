@@ -82,7 +82,8 @@ start_mosquitto() {
 # Sets BROKER_URL and BROKER_PID.
 start_embedded() {
     local out="$WORK/up-$RANDOM.out" line
-    "$BOT" up --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$out" 2>"$out.err" &
+    "$BOT" up $( "$BOT" up --help 2>/dev/null | grep -q -- '--insecure' && echo --insecure ) \
+        --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$out" 2>"$out.err" &
     BROKER_PID=$!
     PIDS+=("$BROKER_PID")
     line=$(wait_line "$out" '^listening: mqtt://' 30)

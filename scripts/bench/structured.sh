@@ -25,13 +25,25 @@ cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; wait 
 trap cleanup EXIT
 ulimit -n "$(ulimit -Hn)"
 
+# Requests are signed: one operator key for the run, trusted by every
+# simulated agent (the fleet example reads BOT_KEY) and used by the CLI.
+# A binary from before signing ignores it (for a security-off comparison).
+if "$BOT" keys --help >/dev/null 2>&1; then
+    HOME="$WORK" XDG_CONFIG_HOME="" "$BOT" keys new >/dev/null
+    export BOT_KEY="$WORK/.config/bot/keys/default.key"
+fi
+# The embedded broker in the benchmarks takes anonymous clients (its logins
+# are measured nowhere here); older binaries have no such flag.
+INSECURE=""
+"$BOT" up --help 2>/dev/null | grep -q -- '--insecure' && INSECURE="--insecure"
+
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 start_broker() { # $1 = embedded|mosquitto; sets URL
     local port
     if [ "$1" = embedded ]; then
-        "$BOT" up --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.err" &
+        "$BOT" up $INSECURE --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.err" &
         PIDS+=($!); BROKER=$!
         for _ in $(seq 100); do grep -q '^listening: mqtt://' "$WORK/up.out" && break; sleep 0.1; done
         URL=$(grep -o 'mqtt://[0-9.:]*' "$WORK/up.out" | head -1)

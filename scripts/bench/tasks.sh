@@ -27,6 +27,13 @@ stop_postgres() {
 trap 'stop_postgres; cleanup' EXIT
 ulimit -n "$(ulimit -Hn)"
 [ -x "$FLEET" ] || { echo "missing $FLEET: cargo build --release -j2 -p bot-agent --example fleet" >&2; exit 2; }
+# Tasks are signed by the server's key: make it now, and have every
+# simulated agent trust it (the fleet example reads BOT_SERVER_KEY).
+if "$BOT" keys --help >/dev/null 2>&1; then
+    mkdir -p "$WORK/keys"
+    HOME="$WORK/keys" XDG_CONFIG_HOME="" "$BOT" keys new --name server >/dev/null
+    export BOT_SERVER_KEY="$WORK/keys/.config/bot/keys/server.key"
+fi
 
 as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
 api() { curl -sf -H "Authorization: Bearer $TOKEN" "$@"; }

@@ -89,6 +89,13 @@ pub struct AgentConfig {
     /// File holding the MQTT password (mode 0600; its first line). Default:
     /// none (log in only as the broker URLs say).
     pub password_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to trust for `mqtts://` brokers. Default: the
+    /// system's roots.
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for brokers that require one (mutual TLS).
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM, keep it mode 0600).
+    pub tls_key: Option<PathBuf>,
     /// The keys whose signed requests this agent obeys, each with its policy
     /// (`[[trust]]` tables: `name`, `key` as `bot keys show` prints it,
     /// optional `actions`, `commands` globs and `filter`). An unsigned
@@ -145,6 +152,9 @@ impl Default for AgentConfig {
             classic: true,
             username: None,
             password_file: None,
+            tls_ca: None,
+            tls_cert: None,
+            tls_key: None,
             trust: Vec::new(),
         }
     }
@@ -390,6 +400,18 @@ impl AgentConfig {
                 Err(e) => problems.push(format!("password_file: {e}")),
             }
         }
+        let mut tls = None;
+        if self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some() {
+            let files = bot_bus::tls::TlsFiles {
+                ca_file: self.tls_ca.clone(),
+                cert_file: self.tls_cert.clone(),
+                key_file: self.tls_key.clone(),
+            };
+            match bot_bus::tls::client_config(&files) {
+                Ok(c) => tls = Some(c),
+                Err(e) => problems.push(format!("tls: {e}")),
+            }
+        }
         let trust = match bot_auth::Trust::new(&self.trust) {
             Ok(t) => t,
             Err(p) => {
@@ -408,6 +430,7 @@ impl AgentConfig {
             facts,
             trust,
             password,
+            tls,
             config: self.clone(),
         })
     }
@@ -433,6 +456,8 @@ pub struct ValidConfig {
     pub trust: bot_auth::Trust,
     /// The MQTT password (from `password_file`), if any.
     pub password: Option<String>,
+    /// TLS for `mqtts://` brokers, when configured.
+    pub tls: Option<std::sync::Arc<bot_bus::rustls::ClientConfig>>,
     /// The rest, as given.
     pub config: AgentConfig,
 }
@@ -515,6 +540,9 @@ mod tests {
             "trust",
             "username",
             "password_file",
+            "tls_ca",
+            "tls_cert",
+            "tls_key",
         ] {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),

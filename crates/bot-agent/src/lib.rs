@@ -102,6 +102,7 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         None => config.brokers.clone(),
     };
     let mut options = Options::new(client_id(&name), brokers);
+    options.tls = config.tls.clone();
     options.keep_alive = Duration::from_secs(c.keep_alive);
     options.backoff_max = Duration::from_secs_f64(c.backoff_max);
     options.max_packet_size = c.max_packet_size;

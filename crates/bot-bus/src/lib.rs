@@ -11,6 +11,7 @@
 //! Layout: `url.rs` parses broker URLs; this file is the session. This is the
 //! only crate that names the MQTT client library (rumqttc).
 
+pub mod tls;
 mod url;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ use std::time::Duration;
 
 pub use bytes::Bytes;
 use rumqttc::{AsyncClient, ConnectReturnCode, EventLoop, MqttOptions, Packet};
+pub use rustls;
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -85,6 +87,9 @@ pub struct Options {
     /// client id (false): subscriptions and QoS 1 messages queued while away
     /// survive. A persistent session needs a stable `client_id`.
     pub clean_session: bool,
+    /// TLS for `mqtts://` brokers (built with [`tls::client_config`]);
+    /// `None`: the system's root certificates, no client certificate.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     /// Acknowledge QoS 1 messages only when the consumer calls
     /// [`Ack::ack`] (after it has stored what it received), not on receipt.
     /// A message not acknowledged before a crash is delivered again on the
@@ -110,6 +115,7 @@ impl Options {
             connect_timeout: Duration::from_secs(10),
             queue: 1024,
             clean_session: true,
+            tls: None,
             manual_acks: false,
         }
     }
@@ -363,7 +369,27 @@ impl Driver {
         }
     }
 
-    fn mqtt_options(&self, broker: &BrokerUrl) -> MqttOptions {
+    /// The TLS configuration for `broker` (`None` for plain `mqtt://`).
+    fn tls_config(
+        &self,
+        broker: &BrokerUrl,
+    ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
+        if broker.scheme != url::Scheme::Mqtts {
+            return Ok(None);
+        }
+        match &self.options.tls {
+            Some(c) => Ok(Some(c.clone())),
+            None => tls::client_config(&tls::TlsFiles::default())
+                .map(Some)
+                .map_err(|e| format!("TLS: {e}")),
+        }
+    }
+
+    fn mqtt_options(
+        &self,
+        broker: &BrokerUrl,
+        tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
+    ) -> MqttOptions {
         let o = &self.options;
         let mut m = MqttOptions::new(o.client_id.clone(), broker.host.clone(), broker.port);
         // rumqttc's v4 client rejects a keep-alive under 1 s.
@@ -374,6 +400,11 @@ impl Driver {
         m.set_manual_acks(o.manual_acks);
         if let Some(user) = &broker.username {
             m.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
+        }
+        if let Some(c) = tls_config {
+            m.set_transport(rumqttc::Transport::tls_with_config(
+                rumqttc::TlsConfiguration::Rustls(c),
+            ));
         }
         if let Some(w) = &o.will {
             m.set_last_will(rumqttc::LastWill::new(
@@ -387,7 +418,11 @@ impl Driver {
     }
 
     async fn connection(&self, broker: &BrokerUrl, stop: &CancellationToken) -> Ended {
-        let (client, mut eventloop) = AsyncClient::new(self.mqtt_options(broker), 1024);
+        let tls_config = match self.tls_config(broker) {
+            Ok(c) => c,
+            Err(reason) => return Ended::Failed(reason),
+        };
+        let (client, mut eventloop) = AsyncClient::new(self.mqtt_options(broker, tls_config), 1024);
         let mut net = eventloop.network_options();
         net.set_connection_timeout(self.options.connect_timeout.as_secs().max(1));
         net.set_tcp_nodelay(true);

@@ -1,6 +1,7 @@
-//! Broker URLs: `mqtt://[user[:password]@]host[:port]`, plus the forms we
-//! recognise but do not speak yet (`mqtts://`, `ws://`, `wss://`), which are
-//! rejected with a message saying so rather than misread.
+//! Broker URLs: `mqtt://[user[:password]@]host[:port]` and `mqtts://…`
+//! (TLS, default port 8883), plus the forms we recognise but do not speak
+//! yet (`ws://`, `wss://`), which are rejected with a message saying so
+//! rather than misread.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +14,8 @@ const MAX_URL_LEN: usize = 2048;
 pub enum Scheme {
     /// Plain MQTT over TCP (`mqtt://`, default port 1883).
     Mqtt,
+    /// MQTT over TLS (`mqtts://`, default port 8883).
+    Mqtts,
 }
 
 /// A parsed broker address.
@@ -40,7 +43,9 @@ pub enum UrlError {
     #[error("broker URL is {0} bytes long, limit {MAX_URL_LEN}")]
     TooLong(usize),
     /// A scheme we know but do not support in this version.
-    #[error("broker URL {url:?}: {scheme}:// is not supported yet; use mqtt://HOST:PORT")]
+    #[error(
+        "broker URL {url:?}: {scheme}:// is not supported yet; use mqtt://HOST:PORT or mqtts://HOST:PORT"
+    )]
     Unsupported {
         /// The whole URL.
         url: String,
@@ -48,7 +53,9 @@ pub enum UrlError {
         scheme: String,
     },
     /// A scheme we do not know.
-    #[error("broker URL {url:?}: unknown scheme {scheme:?}; use mqtt://HOST:PORT")]
+    #[error(
+        "broker URL {url:?}: unknown scheme {scheme:?}; use mqtt://HOST:PORT or mqtts://HOST:PORT"
+    )]
     UnknownScheme {
         /// The whole URL.
         url: String,
@@ -89,9 +96,10 @@ impl FromStr for BrokerUrl {
             Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest),
             None => ("mqtt".to_owned(), s),
         };
-        let default_port = match scheme.as_str() {
-            "mqtt" | "tcp" => 1883,
-            "mqtts" | "ssl" | "tls" | "ws" | "wss" => {
+        let (scheme_kind, default_port) = match scheme.as_str() {
+            "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
+            "mqtts" | "ssl" | "tls" => (Scheme::Mqtts, 8883),
+            "ws" | "wss" => {
                 return Err(UrlError::Unsupported { url, scheme });
             }
             _ => return Err(UrlError::UnknownScheme { url, scheme }),
@@ -159,7 +167,7 @@ impl FromStr for BrokerUrl {
             },
         };
         Ok(BrokerUrl {
-            scheme: Scheme::Mqtt,
+            scheme: scheme_kind,
             host: host.to_owned(),
             port,
             username,
@@ -186,6 +194,7 @@ impl fmt::Display for BrokerUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let scheme = match self.scheme {
             Scheme::Mqtt => "mqtt",
+            Scheme::Mqtts => "mqtts",
         };
         let user = match &self.username {
             Some(u) => format!("{u}@"),
@@ -223,6 +232,10 @@ mod tests {
         let v6 = ok("mqtt://[::1]:1999");
         assert_eq!((v6.host.as_str(), v6.port), ("::1", 1999));
         assert_eq!(v6.to_string(), "mqtt://[::1]:1999");
+        let tls = ok("mqtts://broker.example");
+        assert_eq!((tls.scheme, tls.port), (Scheme::Mqtts, 8883));
+        assert_eq!(tls.to_string(), "mqtts://broker.example:8883");
+        assert_eq!(ok("ssl://b:1").scheme, Scheme::Mqtts);
         let cred = ok("mqtt://alice:s3cret@h:7");
         assert_eq!(cred.username.as_deref(), Some("alice"));
         assert_eq!(cred.password.as_deref(), Some("s3cret"));
@@ -245,8 +258,8 @@ mod tests {
             ("mqtt://h:99999", "port \"99999\""),
             ("mqtt://h:x", "port \"x\""),
             ("foo://h", "unknown scheme \"foo\""),
-            ("mqtts://h", "mqtts:// is not supported yet"),
             ("ws://h", "ws:// is not supported yet"),
+            ("wss://h", "wss:// is not supported yet"),
             ("mqtt://[::1", "unclosed"),
             ("mqtt://a b:1", "whitespace"),
         ];

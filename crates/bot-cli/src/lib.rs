@@ -54,6 +54,16 @@ pub struct BusArgs {
     /// up`'s operator password, when this user can read it.
     #[arg(long, env = "BOT_PASSWORD_FILE", value_name = "PATH")]
     pub password_file: Option<std::path::PathBuf>,
+    /// CA certificate(s) (PEM) to trust for mqtts:// brokers (default: the
+    /// system's roots).
+    #[arg(long, env = "BOT_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// Client certificate (PEM) for mqtts:// brokers that require one.
+    #[arg(long, env = "BOT_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "BOT_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 impl BusArgs {
@@ -83,6 +93,20 @@ impl BusArgs {
                 }
             })
             .collect())
+    }
+
+    /// The TLS configuration from `--tls-*`, when any is given (else the
+    /// system's roots are used for mqtts:// brokers).
+    pub fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<bot_bus::rustls::ClientConfig>>> {
+        if self.tls_ca.is_none() && self.tls_cert.is_none() {
+            return Ok(None);
+        }
+        let files = bot_bus::tls::TlsFiles {
+            ca_file: self.tls_ca.clone(),
+            cert_file: self.tls_cert.clone(),
+            key_file: self.tls_key.clone(),
+        };
+        Ok(Some(bot_bus::tls::client_config(&files)?))
     }
 
     /// The signer for this command's requests (loads the key).
@@ -126,6 +150,7 @@ pub async fn connect(
 ) -> anyhow::Result<Session> {
     let id = format!("bot-{role}-{:08x}", fastrand_id());
     let mut options = Options::new(id, bus.brokers_with_credentials()?);
+    options.tls = bus.tls()?;
     options.subscriptions = subscriptions;
     options.backoff_max = Duration::from_secs(1);
     options.queue = 100_000;

@@ -63,6 +63,7 @@ pub async fn run(args: ResultsArgs, shutdown: CancellationToken) -> anyhow::Resu
                 args.bus.brokers_with_credentials()?,
             );
             o.clean_session = false;
+            o.tls = args.bus.tls()?;
             o.subscriptions = vec![(args.topic.clone(), Qos::AtLeastOnce)];
             o.queue = 100_000;
             // Not `wait_subscribed`: a resumed session may deliver queued

@@ -141,6 +141,8 @@ pub struct ServerConfig {
     /// Bind a new agent's key on first sight (true), or keep the agent
     /// pending until an operator accepts it (`bot agents accept ID`).
     pub auto_accept: bool,
+    /// TLS for `mqtts://` brokers; `None`: the system's roots.
+    pub tls: Option<Arc<bot_bus::rustls::ClientConfig>>,
 }
 
 /// A running server.
@@ -217,6 +219,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let mut options = Options::new(client_id.clone(), config.brokers.clone());
     options.clean_session = false;
     options.manual_acks = true;
+    options.tls = config.tls.clone();
     options.queue = 16 * 1024;
     options.subscriptions = vec![
         (topics::STATUS_WILDCARD.to_owned(), Qos::AtLeastOnce),

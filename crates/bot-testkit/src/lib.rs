@@ -365,16 +365,68 @@ impl Broker {
     }
 }
 
+impl Broker {
+    /// A mosquitto with a TLS listener only, using `certs/ca.crt`,
+    /// `certs/server.crt` and `certs/server.key`; with `require_certificate`,
+    /// clients must present a certificate of that CA, whose CN becomes their
+    /// user name (mutual TLS).
+    pub fn start_mosquitto_tls(
+        bot: &Path,
+        certs: &Path,
+        require_certificate: bool,
+    ) -> Result<Broker> {
+        let dir = TempDir::new("mosquitto-tls");
+        // mosquitto started as root drops to the `mosquitto` user, which
+        // cannot read a 0600 key of root's: give it a readable copy.
+        let key = dir.path().join("server.key");
+        std::fs::copy(certs.join("server.key"), &key)?;
+        std::fs::set_permissions(&key, std::os::unix::fs::PermissionsExt::from_mode(0o644))?;
+        let tls = format!(
+            "allow_anonymous true\ncafile {}\ncertfile {}\nkeyfile {}\n{}",
+            certs.join("ca.crt").display(),
+            certs.join("server.crt").display(),
+            key.display(),
+            if require_certificate {
+                "require_certificate true\nuse_identity_as_username true\n"
+            } else {
+                ""
+            }
+        );
+        let port = free_port();
+        // The listener line must come before its TLS settings.
+        let child = spawn_mosquitto_raw(
+            dir.path(),
+            port,
+            &format!("per_listener_settings false\nlistener {port} 127.0.0.1\n{tls}"),
+        )?;
+        Ok(Broker {
+            kind: BrokerKind::Mosquitto,
+            port,
+            bot: bot.to_owned(),
+            child,
+            dir,
+        })
+    }
+}
+
 fn spawn_mosquitto(dir: &Path, port: u16) -> Result<Child> {
     spawn_mosquitto_with(dir, port, "allow_anonymous true\n")
 }
 
 fn spawn_mosquitto_with(dir: &Path, port: u16, access: &str) -> Result<Child> {
+    spawn_mosquitto_raw(
+        dir,
+        port,
+        &format!("per_listener_settings false\n{access}listener {port} 127.0.0.1\n"),
+    )
+}
+
+fn spawn_mosquitto_raw(dir: &Path, port: u16, listener: &str) -> Result<Child> {
     let conf = dir.join("mosquitto.conf");
     std::fs::write(
         &conf,
         format!(
-            "per_listener_settings false\n{access}listener {port} 127.0.0.1\npersistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n"
+            "{listener}persistence false\nmax_queued_messages 100000\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\n"
         ),
     )?;
     let mut child = Command::new(mosquitto_bin())

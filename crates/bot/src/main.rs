@@ -14,6 +14,8 @@
 //! Exit codes: 0 success; 1 the operation failed (nobody answered, cannot
 //! connect, runtime error); 2 bad usage or configuration.
 
+#[cfg(feature = "broker")]
+mod certs;
 #[cfg(feature = "server")]
 mod server;
 #[cfg(feature = "broker")]
@@ -73,6 +75,9 @@ enum Command {
     /// The embedded broker's logins (secure `bot up`): add an agent.
     #[cfg(feature = "broker")]
     Broker(up::BrokerArgs),
+    /// TLS certificates for a fleet: a CA, then broker and client certificates.
+    #[cfg(feature = "broker")]
+    Certs(certs::CertsArgs),
 }
 
 /// Agent options; each overrides the same key of the config file.
@@ -268,6 +273,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(args) => bot_cli::keys::run(args),
         #[cfg(feature = "broker")]
         Command::Broker(args) => up::broker_command(args),
+        #[cfg(feature = "broker")]
+        Command::Certs(args) => certs::run(args),
         Command::Agents(args) => {
             current_thread()?.block_on(async { bot_cli::agents::run(args, signals()).await })
         }
@@ -296,8 +303,15 @@ fn toml_of(c: &AgentConfig) -> String {
     if let Some(u) = &c.username {
         s += &format!("username = {u:?}\n");
     }
-    if let Some(p) = &c.password_file {
-        s += &format!("password_file = {:?}\n", p.display().to_string());
+    for (key, v) in [
+        ("password_file", &c.password_file),
+        ("tls_ca", &c.tls_ca),
+        ("tls_cert", &c.tls_cert),
+        ("tls_key", &c.tls_key),
+    ] {
+        if let Some(p) = v {
+            s += &format!("{key} = {:?}\n", p.display().to_string());
+        }
     }
     let l = &c.limits;
     s += &format!(

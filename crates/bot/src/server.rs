@@ -50,6 +50,16 @@ pub(crate) struct ServerOpts {
     /// `salt-key -a`). A changed key always waits for an operator.
     #[arg(long, env = "BOT_AUTO_ACCEPT", action = clap::ArgAction::Set, value_name = "BOOL")]
     pub auto_accept: Option<bool>,
+    /// CA certificate(s) (PEM) to trust for mqtts:// brokers (default: the
+    /// system's roots).
+    #[arg(long, env = "BOT_TLS_CA", value_name = "PATH")]
+    pub tls_ca: Option<PathBuf>,
+    /// Client certificate (PEM) for mqtts:// brokers that require one.
+    #[arg(long, env = "BOT_TLS_CERT", value_name = "PATH", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "BOT_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Default HTTP API address.
@@ -252,6 +262,14 @@ impl ServerOpts {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("server.key")),
             auto_accept: self.auto_accept.or(file.auto_accept).unwrap_or(true),
+            tls: match (&self.tls_ca, &self.tls_cert) {
+                (None, None) => None,
+                _ => Some(bot_bus::tls::client_config(&bot_bus::tls::TlsFiles {
+                    ca_file: self.tls_ca.clone(),
+                    cert_file: self.tls_cert.clone(),
+                    key_file: self.tls_key.clone(),
+                })?),
+            },
         })
     }
 }

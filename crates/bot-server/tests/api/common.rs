@@ -211,6 +211,7 @@ impl Harness {
             client_id: None,
             key_file: bot_testkit::keys().server.clone(),
             auto_accept: true,
+            tls: None,
         };
         let shutdown = CancellationToken::new();
         let server = bot_server::start(config, shutdown.clone())
