@@ -495,6 +495,45 @@ pub struct RetryTask {
     pub include_skipped: bool,
 }
 
+/// One line of the server's audit trail (`GET /api/audit`): what the
+/// server signed and sent on whose behalf, and what it refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AuditRecord {
+    /// Unique, time-ordered (UUIDv7).
+    pub id: String,
+    /// When, unix ms.
+    pub time_ms: u64,
+    /// `request` (the server signed and sent a request), `rejected` (an
+    /// agent refused one of its requests), `refused_reply` (a reply not
+    /// signed by the agent's bound key), `key_changed` (an agent's key
+    /// changed: the alarm), `key_accepted` (an operator accepted a key).
+    pub event: String,
+    /// The API token whose call caused it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The key involved: the server's (requests) or an agent's (key events).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// The agent, when one is concerned (a broadcast names its filter in
+    /// `detail` instead).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The request.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
+    /// The request's action.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub action: Option<String>,
+    /// SHA-256 of the request's arguments (not the arguments: they may hold
+    /// secrets).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub args_sha256: Option<String>,
+    /// The filter, the task, the reason, the result.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+}
+
 /// An error from the API: `{"error": "…"}` with the HTTP status.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]

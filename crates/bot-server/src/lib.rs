@@ -19,6 +19,7 @@
 //! crashing are delivered again, not lost.
 
 pub mod api;
+pub mod audit;
 pub mod engine;
 pub mod registry;
 
@@ -213,7 +214,9 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     topics::valid_topic_level(&client_id)
         .map_err(|e| anyhow::anyhow!("bad MQTT client id: {e}"))?;
 
+    let (audit, audit_rx) = audit::Audit::new();
     let (registry, offline_rx) = Registry::new(store.agents().await?, config.auto_accept);
+    let registry = registry.with_audit(audit.clone());
     let results_topic = topics::durable_reply_topic(&client_id);
     let call_topic = topics::reply_topic(&client_id);
     let mut options = Options::new(client_id.clone(), config.brokers.clone());
@@ -243,6 +246,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         results_topic.clone(),
         signer.clone(),
         offline_rx,
+        audit.clone(),
     );
     let core = Arc::new(Core {
         store: store.clone(),
@@ -251,6 +255,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         publisher: session.publisher.clone(),
         calls: Calls::default(),
         failures: Default::default(),
+        audit: audit.clone(),
         signer,
         call_topic: call_topic.clone(),
         tokens,
@@ -264,6 +269,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
 
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
     let keep_task = tokio::spawn(registry.clone().keep(store.clone(), shutdown.clone()));
+    let audit_task = tokio::spawn(audit::keep(store.clone(), audit_rx, shutdown.clone()));
     let ingest_task = tokio::spawn(ingest(
         session,
         registry,
@@ -284,6 +290,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         .await;
         let engine_result = engine_task.await;
         let _ = keep_task.await;
+        let _ = audit_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         store.close().await;
         served.context("HTTP server failed")?;
@@ -329,8 +336,14 @@ async fn ingest(
         if message.topic == results_topic {
             match Reply::decode(&message.payload) {
                 Ok(reply) => match registry.verify_reply(&reply) {
-                    Ok(()) => engine.send(Input::Reply(Box::new(reply), message.ack)),
+                    Ok(()) => {
+                        if reply.status == bot_proto::ReplyStatus::Rejected {
+                            core.audit.rejected(&reply);
+                        }
+                        engine.send(Input::Reply(Box::new(reply), message.ack))
+                    }
                     Err(why) => {
+                        core.audit.refused_reply(&reply, &why);
                         tracing::warn!(agent = %reply.agent_id, request = %reply.request_id, %why,
                             "task result refused: not signed by the agent's bound key");
                         if let Some(ack) = message.ack {
@@ -350,9 +363,17 @@ async fn ingest(
         if message.topic == call_topic {
             if let Ok(reply) = Reply::decode(&message.payload) {
                 match registry.verify_reply(&reply) {
-                    Ok(()) => core.calls.deliver(reply),
-                    Err(why) => tracing::warn!(agent = %reply.agent_id, %why,
-                        "call reply refused: not signed by the agent's bound key"),
+                    Ok(()) => {
+                        if reply.status == bot_proto::ReplyStatus::Rejected {
+                            core.audit.rejected(&reply);
+                        }
+                        core.calls.deliver(reply)
+                    }
+                    Err(why) => {
+                        core.audit.refused_reply(&reply, &why);
+                        tracing::warn!(agent = %reply.agent_id, %why,
+                            "call reply refused: not signed by the agent's bound key")
+                    }
                 }
             }
         } else if let Some(id) = message.topic.strip_prefix(&status_prefix) {

@@ -51,6 +51,7 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 pub struct Registry {
     inner: Arc<RwLock<Inner>>,
     offline_tx: mpsc::UnboundedSender<String>,
+    audit: Option<crate::audit::Audit>,
 }
 
 #[derive(Debug, Default)]
@@ -135,9 +136,16 @@ impl Registry {
             Registry {
                 inner: Arc::new(RwLock::new(inner)),
                 offline_tx,
+                audit: None,
             },
             offline_rx,
         )
+    }
+
+    /// This registry, recording key changes in `audit`.
+    pub fn with_audit(mut self, audit: crate::audit::Audit) -> Registry {
+        self.audit = Some(audit);
+        self
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Inner> {
@@ -192,6 +200,9 @@ impl Registry {
                             tracing::error!(id = %status.id, name = %status.name,
                                 bound = ?bound, new = %key,
                                 "ALARM: an agent's key changed; its messages are refused until an operator accepts the new key (bot agents accept ID)");
+                            if let Some(a) = &self.audit {
+                                a.key("key_changed", &status.id, &key.to_string(), None);
+                            }
                         }
                         known.key.state = KeyState::Changed;
                         known.key.pending = status.key.clone();

@@ -16,6 +16,7 @@
 //! - `rows.rs`: encoding fields into columns and reading rows back, checked.
 
 mod agents;
+mod audit;
 mod migrate;
 mod rows;
 mod settings;
@@ -28,6 +29,7 @@ use std::time::Duration;
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
+pub use audit::{AuditQuery, MAX_AUDIT_LIST};
 pub use migrate::LATEST_VERSION;
 pub use tasks::{Change, TaskQuery};
 

@@ -32,6 +32,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "agents' signing keys",
         sql: include_str!("../migrations/0002_agent_keys.sql"),
     },
+    Migration {
+        version: 3,
+        description: "the server's audit trail",
+        sql: include_str!("../migrations/0003_audit.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -111,6 +111,7 @@ both_backends!(
     unfinished_tasks_are_waiting_and_running_oldest_first,
     settings_are_set_and_replaced,
     undecodable_rows_are_reported_as_corrupt,
+    audit_lines_append_and_filter,
 );
 
 // ---- fixtures
@@ -681,6 +682,74 @@ async fn unfinished_tasks_are_waiting_and_running_oldest_first(db: TestDb) -> Re
         .map(|t| t.id)
         .collect();
     ensure!(ids == ["r1", "w1", "w2"], "{ids:?}");
+    Ok(())
+}
+
+async fn audit_lines_append_and_filter(db: TestDb) -> Result<()> {
+    use bot_proto::api::AuditRecord;
+    use bot_store::AuditQuery;
+    let store = db.open().await?;
+    let line = |i: u64, token: &str, agent: Option<&str>| AuditRecord {
+        id: format!("a{i:05}"),
+        time_ms: 1_000 + i,
+        event: "request".into(),
+        token: Some(token.into()),
+        key: Some("srvkey".into()),
+        agent: agent.map(Into::into),
+        request_id: Some(format!("r{i}")),
+        action: Some("exec".into()),
+        args_sha256: Some("0".repeat(64)),
+        detail: None,
+    };
+    // More than one statement's worth of binds: chunked.
+    let lines: Vec<AuditRecord> = (0..1500)
+        .map(|i| {
+            line(
+                i,
+                if i % 2 == 0 { "ops" } else { "ci" },
+                (i % 3 == 0).then_some("web1"),
+            )
+        })
+        .collect();
+    store.append_audit(&lines).await?;
+    let all = store
+        .audit(&AuditQuery {
+            limit: Some(10_000),
+            ..AuditQuery::default()
+        })
+        .await?;
+    ensure!(all == lines, "round trip, oldest first");
+    let ops = store
+        .audit(&AuditQuery {
+            key: Some("ops".into()),
+            limit: Some(10_000),
+            ..AuditQuery::default()
+        })
+        .await?;
+    ensure!(ops.len() == 750 && ops.iter().all(|r| r.token.as_deref() == Some("ops")));
+    let by_key = store
+        .audit(&AuditQuery {
+            key: Some("srvkey".into()),
+            limit: Some(10_000),
+            ..AuditQuery::default()
+        })
+        .await?;
+    ensure!(by_key.len() == 1500, "the key matches too");
+    let web = store
+        .audit(&AuditQuery {
+            agent: Some("web1".into()),
+            key: Some("ci".into()),
+            since_ms: Some(2_000),
+            limit: Some(10),
+        })
+        .await?;
+    ensure!(
+        web.len() == 10
+            && web.iter().all(|r| r.agent.as_deref() == Some("web1")
+                && r.token.as_deref() == Some("ci")
+                && r.time_ms >= 2_000),
+        "{web:?}"
+    );
     Ok(())
 }
 

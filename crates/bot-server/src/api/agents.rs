@@ -88,6 +88,7 @@ pub(super) async fn show(
               (status = 409, description = "No key is pending for this agent, or the name is ambiguous", body = bot_proto::api::ApiError)))]
 pub(super) async fn accept(
     State(core): State<Arc<Core>>,
+    axum::Extension(caller): axum::Extension<super::Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
     let agent = match core.registry.resolve(&id) {
@@ -106,5 +107,57 @@ pub(super) async fn accept(
         )));
     }
     let now = core.registry.get(&agent.id).unwrap_or(agent);
+    core.audit.key(
+        "key_accepted",
+        &now.id,
+        now.key.key.as_deref().unwrap_or("?"),
+        Some(&caller.0),
+    );
     Ok(json(StatusCode::OK, now))
+}
+
+/// `GET /api/audit` query.
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditParams {
+    /// Only records at or after this time (unix ms).
+    since: Option<u64>,
+    /// Only records of this API token name or key.
+    key: Option<String>,
+    /// Only records about this agent id.
+    agent: Option<String>,
+    /// At most this many, oldest first (default 1000, at most 10000).
+    limit: Option<u32>,
+}
+
+/// The server's audit trail, oldest first: every request it signed and sent
+/// (with the API token behind it and a digest of the arguments), the
+/// requests agents refused, replies refused for their signature, and agents'
+/// key changes and accepts.
+#[utoipa::path(get, path = "/api/audit", security(("bearer" = ["admin"])), params(AuditParams),
+    responses((status = 200, description = "Success", body = [bot_proto::api::AuditRecord]),
+              (status = 400, description = "Bad query", body = bot_proto::api::ApiError)))]
+pub(super) async fn audit(
+    State(core): State<Arc<Core>>,
+    axum::extract::Query(q): axum::extract::Query<AuditParams>,
+) -> Result<Response, Error> {
+    if let Some(l) = q.limit
+        && !(1..=bot_store::MAX_AUDIT_LIST).contains(&l)
+    {
+        return Err(Error::bad(format!(
+            "limit: {l} is outside 1..={}",
+            bot_store::MAX_AUDIT_LIST
+        )));
+    }
+    let records = core
+        .store
+        .audit(&bot_store::AuditQuery {
+            since_ms: q.since,
+            key: q.key,
+            agent: q.agent,
+            limit: q.limit,
+        })
+        .await
+        .map_err(|e| Error::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(json(StatusCode::OK, records))
 }

@@ -178,6 +178,8 @@ pub(super) async fn call(
         now,
     );
     request.validate().map_err(|e| Error::bad(e.to_string()))?;
+    core.audit
+        .request(&request, topics::REQUEST_BROADCAST, &core.signer.public());
     let mut expected: BTreeMap<String, String> = core
         .registry
         .select(filter.as_ref(), true)

@@ -50,6 +50,8 @@ pub struct Core {
     pub(crate) tokens: Vec<Token>,
     /// Authentication failures per client address (429 beyond a limit).
     pub(crate) failures: FailureLimit,
+    /// The audit trail.
+    pub(crate) audit: crate::audit::Audit,
 }
 
 /// `/api/call` requests waiting for replies, by request id.
@@ -227,6 +229,7 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
         agents::list,
         agents::show,
         agents::accept,
+        agents::audit,
         tasks::submit,
         tasks::list,
         tasks::show,
@@ -260,6 +263,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/agents", get(agents::list))
         .route("/api/agents/{id}", get(agents::show))
         .route("/api/agents/{id}/accept", post(agents::accept))
+        .route("/api/audit", get(agents::audit))
         .route("/api/tasks", post(tasks::submit).get(tasks::list))
         .route("/api/tasks/{id}", get(tasks::show))
         .route("/api/tasks/{id}/cancel", post(tasks::cancel))
@@ -324,11 +328,13 @@ async fn method_not_allowed(req: Request) -> Error {
     )
 }
 
-/// The scope a route needs: `GET` reads; accepting an agent's key is
-/// administration; every other `POST` operates. The OpenAPI document states
+/// The scope a route needs: `GET` reads, but the audit trail and accepting
+/// an agent's key are administration; every other `POST` operates. The OpenAPI document states
 /// the same per route (a test checks that the two agree).
 pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
-    if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
+    if path == "/api/audit" {
+        Scope::Admin
+    } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         Scope::Read
     } else if path.starts_with("/api/agents/") && path.ends_with("/accept") {
         Scope::Admin

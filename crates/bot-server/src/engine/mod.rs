@@ -108,6 +108,8 @@ pub(crate) struct Engine {
     results_topic: String,
     /// Signs every request (its sender names the token that asked).
     signer: std::sync::Arc<bot_auth::Signer>,
+    /// Records every request sent.
+    audit: crate::audit::Audit,
     rx: mpsc::UnboundedReceiver<Input>,
     offline_rx: mpsc::UnboundedReceiver<String>,
     active: HashMap<String, Rollout>,
@@ -146,6 +148,7 @@ impl Engine {
         results_topic: String,
         signer: std::sync::Arc<bot_auth::Signer>,
         offline_rx: mpsc::UnboundedReceiver<String>,
+        audit: crate::audit::Audit,
     ) -> (Engine, EngineHandle) {
         let (tx, rx) = mpsc::unbounded_channel();
         let engine = Engine {
@@ -154,6 +157,7 @@ impl Engine {
             registry,
             results_topic,
             signer,
+            audit,
             rx,
             offline_rx,
             active: HashMap::new(),
@@ -477,6 +481,7 @@ impl Engine {
     }
 
     async fn publish_request(&mut self, topic: String, request: Request) {
+        self.audit.request(&request, &topic, &self.signer.public());
         if let Err(e) = self
             .publisher
             .publish(topic.clone(), request.encode(), Qos::AtLeastOnce, false)

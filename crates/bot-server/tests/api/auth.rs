@@ -20,6 +20,7 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/api/publish"),
     ("POST", "/api/call"),
     ("POST", "/api/agents/x/accept"),
+    ("GET", "/api/audit"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -26,6 +26,7 @@ const ROUTES: &[(&str, &[&str])] = &[
     ("/api/agents", &["get"]),
     ("/api/agents/{id}", &["get"]),
     ("/api/agents/{id}/accept", &["post"]),
+    ("/api/audit", &["get"]),
     ("/api/tasks", &["get", "post"]),
     ("/api/tasks/{id}", &["get"]),
     ("/api/tasks/{id}/cancel", &["post"]),

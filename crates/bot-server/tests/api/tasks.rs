@@ -11,11 +11,13 @@
 use std::fmt::Write as _;
 
 use anyhow::{Context, Result, ensure};
-use axum::http::StatusCode;
+use std::ops::ControlFlow;
+
+use axum::http::{Method, StatusCode};
 use bot_server::MAX_BODY_BYTES;
 use serde_json::{Value, json};
 
-use crate::common::{Harness, TOKEN_NAME, target_field, target_states};
+use crate::common::{Harness, READ_SECRET, TOKEN_NAME, poll, target_field, target_states};
 
 /// One submission that must be refused.
 struct Bad {
@@ -537,5 +539,65 @@ async fn task_detail_is_one_snapshot() -> Result<()> {
             );
         }
     }
+    h.stop().await
+}
+
+/// The audit trail: every request the server signs and sends is recorded
+/// with the API token behind it, the agent and a digest of the arguments
+/// (never the arguments); only an admin token may read it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_sent_are_in_the_audit_trail() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    let detail = h
+        .post(
+            "/api/tasks",
+            &json!({"targets": ["web1"], "args": {"shell": "echo s3cret-arg"}, "timeout_s": 30}),
+        )
+        .await?
+        .expect(StatusCode::CREATED)?;
+    let task_id = detail["id"].as_str().context("task id")?.to_owned();
+    let hr = &h;
+    let records = poll("the request's audit line", || async move {
+        let a = hr
+            .get("/api/audit?agent=id-web1")
+            .await?
+            .expect(StatusCode::OK)?;
+        Ok(if a.as_array().is_some_and(|v| !v.is_empty()) {
+            ControlFlow::Break(a)
+        } else {
+            ControlFlow::Continue(a.to_string())
+        })
+    })
+    .await?;
+    let r = &records[0];
+    ensure!(r["event"] == json!("request"), "{r}");
+    ensure!(r["token"] == json!(TOKEN_NAME), "{r}");
+    ensure!(r["agent"] == json!("id-web1"), "{r}");
+    ensure!(r["action"] == json!("exec"), "{r}");
+    ensure!(r["args_sha256"].as_str().map(str::len) == Some(64), "{r}");
+    ensure!(
+        !records.to_string().contains("s3cret-arg"),
+        "arguments leaked: {records}"
+    );
+    let detail = h
+        .get(&format!("/api/tasks/{task_id}"))
+        .await?
+        .expect(StatusCode::OK)?;
+    let request_id = detail["targets"][0]["request_id"].clone();
+    ensure!(r["request_id"] == request_id, "{r} vs {request_id}");
+    // Filters: another token's records, another agent's: none.
+    let none = h
+        .get("/api/audit?key=nobody")
+        .await?
+        .expect(StatusCode::OK)?;
+    ensure!(none == json!([]), "{none}");
+    let bad = h.get("/api/audit?limit=0").await?;
+    bad.check_error(StatusCode::BAD_REQUEST, &["limit"])?;
+    // A read token may not read the audit trail.
+    let denied = h
+        .send(Method::GET, "/api/audit", Some(READ_SECRET), None, vec![])
+        .await?;
+    denied.check_error(StatusCode::FORBIDDEN, &["admin"])?;
     h.stop().await
 }
