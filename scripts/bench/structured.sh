@@ -15,6 +15,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 BOT=${BOT:-target/release/bot}
 FLEET=${FLEET:-target/release/examples/fleet}
+# The embedded broker's binary (default: $BOT). To compare with a `bot`
+# from before signing (security off), give its CLI and fleet as BOT and
+# FLEET and keep this one: both then run on the same broker.
+UP_BOT=${UP_BOT:-$BOT}
 RUNS=${RUNS:-5}
 NS=${NS:-1000 10000}
 BROKERS=${BROKERS:-embedded mosquitto}
@@ -35,7 +39,7 @@ fi
 # The embedded broker in the benchmarks takes anonymous clients (its logins
 # are measured nowhere here); older binaries have no such flag.
 INSECURE=""
-"$BOT" up --help 2>/dev/null | grep -q -- '--insecure' && INSECURE="--insecure"
+"$UP_BOT" up --help 2>/dev/null | grep -q -- '--insecure' && INSECURE="--insecure"
 
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) {print "n/a"} else if (NR%2) {print a[(NR+1)/2]} else {printf "%.2f\n", (a[NR/2]+a[NR/2+1])/2}}'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -43,7 +47,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 start_broker() { # $1 = embedded|mosquitto; sets URL
     local port
     if [ "$1" = embedded ]; then
-        "$BOT" up $INSECURE --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.err" &
+        "$UP_BOT" up $INSECURE --no-agent --no-server --no-ws --listen 127.0.0.1:0 >"$WORK/up.out" 2>"$WORK/up.err" &
         PIDS+=($!); BROKER=$!
         for _ in $(seq 100); do grep -q '^listening: mqtt://' "$WORK/up.out" && break; sleep 0.1; done
         URL=$(grep -o 'mqtt://[0-9.:]*' "$WORK/up.out" | head -1)

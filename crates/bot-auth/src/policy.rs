@@ -25,7 +25,7 @@ use bot_proto::{Action, Request};
 use serde::Deserialize;
 
 use crate::keys::PublicKey;
-use crate::sign::parse_sig;
+use crate::sign::split_sig;
 
 /// How far in the future a request's `created_ms` may be (30 s).
 pub const MAX_FUTURE_MS: u64 = bot_proto::envelope::MAX_CLOCK_SKEW_MS;
@@ -94,7 +94,9 @@ impl Trusted {
 /// The keys an agent trusts.
 #[derive(Debug, Clone, Default)]
 pub struct Trust {
-    keys: HashMap<PublicKey, Trusted>,
+    /// By key id (base64url text): looked up without decompressing the
+    /// claimed key.
+    keys: HashMap<String, Trusted>,
 }
 
 /// Why a request is refused. Its `Display` goes back to the sender in the
@@ -203,11 +205,11 @@ impl Trust {
                 None => None,
             };
             if let Some(key) = key {
-                if keys.contains_key(&key) {
+                if keys.contains_key(&key.id()) {
                     problems.push(format!("{at}: key listed twice"));
                 }
                 keys.insert(
-                    key,
+                    key.id(),
                     Trusted {
                         name: e.name.clone(),
                         key,
@@ -238,8 +240,8 @@ impl Trust {
     /// The key that claims to have signed `request`, if it is trusted
     /// (for naming it in audit lines of a refused request).
     pub fn claimed(&self, request: &Request) -> Option<&Trusted> {
-        let parts = parse_sig(request.sig.as_deref()?).ok()?;
-        self.keys.get(&parts.key)
+        let (id, _) = split_sig(request.sig.as_deref()?).ok()?;
+        self.keys.get(id)
     }
 
     /// Every check of the module docs but replay, in that order. `me` is the
@@ -261,15 +263,15 @@ impl Trust {
             });
         }
         let sig = request.sig.as_deref().ok_or(Rejection::Unsigned)?;
-        let parts = parse_sig(sig).map_err(Rejection::BadSignature)?;
+        let (id, sig) = split_sig(sig).map_err(Rejection::BadSignature)?;
         let by = self
             .keys
-            .get(&parts.key)
-            .ok_or_else(|| Rejection::UnknownKey(parts.key.short()))?;
+            .get(id)
+            .ok_or_else(|| Rejection::UnknownKey(id.chars().take(12).collect()))?;
         let action = request
             .typed_action()
             .map_err(|e| Rejection::Malformed(e.to_string()))?;
-        if !parts.key.verify(&request.signing_bytes(), &parts.sig) {
+        if !by.key.verify(&request.signing_bytes(), &sig) {
             return Err(Rejection::BadSignature(
                 "the signature does not match the request (changed after signing, or forged)"
                     .to_owned(),

@@ -590,14 +590,26 @@ fn killed_server_resumes(kind: BrokerKind, db: Db) -> Result<()> {
         "registry lost across the restart:\n{before:#}\n{after:#}"
     );
     let log = f.runs_file("runs");
+    let started = f.runs_file("started");
     let id = f.server.submit(json!({
-        "args": shell(&format!("sleep 1.5; echo $PPID >> {}", log.display())),
+        "args": shell(&format!(
+            "echo $PPID >> {}; sleep 1.5; echo $PPID >> {}",
+            started.display(),
+            log.display()
+        )),
         "targets": f.ids()?,
         "parallel": 2,
         "timeout_s": 30,
     }))?;
     f.server
         .wait_task(&id, "two running", |t| count(t, "RUNNING") == 2)?;
+    // RUNNING is stored before the request is sent: kill the server only
+    // once both commands really started on their agents.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while runs(&started).len() < 2 {
+        ensure!(Instant::now() < deadline, "the first two commands never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     f.server.kill();
     // The two running commands finish and reply while the server is down.
     let deadline = Instant::now() + Duration::from_secs(20);
