@@ -72,8 +72,13 @@ pub struct AgentConfig {
     pub facts_refresh: u64,
     /// Seconds between heartbeats on `bot/v1/heartbeat/<id>` (1..=3600). Default: 30.
     pub heartbeat: u64,
-    /// Requests run at the same time; more wait for a free slot (1..=1024). Default: 16.
+    /// `exec` requests run at the same time; more wait for a free slot
+    /// (1..=1024). `ping`, `facts`, `status` and `cancel` never wait.
+    /// Default: 16.
     pub max_concurrent_requests: usize,
+    /// `exec` requests that may wait for a slot (0..=100000); one more is
+    /// refused `busy` with the queue length. Default: 256.
+    pub max_queued_requests: usize,
     /// Longest `timeout_s` an `exec` request may ask for, in seconds. Default: 86400.
     pub exec_max_timeout: f64,
     /// Static facts, e.g. `role = "web"`, `rack = 4`.
@@ -146,6 +151,7 @@ impl Default for AgentConfig {
             facts_refresh: 300,
             heartbeat: 30,
             max_concurrent_requests: 16,
+            max_queued_requests: 256,
             exec_max_timeout: 86_400.0,
             facts: std::collections::BTreeMap::new(),
             limits: LimitsConfig::default(),
@@ -366,6 +372,12 @@ impl AgentConfig {
                 self.heartbeat
             ));
         }
+        if self.max_queued_requests > 100_000 {
+            problems.push(format!(
+                "max_queued_requests: {} is not in 0..100000",
+                self.max_queued_requests
+            ));
+        }
         if !(1..=1024).contains(&self.max_concurrent_requests) {
             problems.push(format!(
                 "max_concurrent_requests: {} is not in 1..1024",
@@ -543,6 +555,7 @@ mod tests {
             "tls_ca",
             "tls_cert",
             "tls_key",
+            "max_queued_requests",
         ] {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),

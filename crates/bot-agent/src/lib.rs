@@ -165,8 +165,11 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         session.publisher.clone(),
         facts_rx,
         state_rx.clone(),
-        exec_limits,
-        c.max_concurrent_requests,
+        structured::ExecBounds {
+            limits: exec_limits,
+            max_concurrent: c.max_concurrent_requests,
+            max_waiting: c.max_queued_requests,
+        },
         structured::Guard {
             seen: structured::Seen::with_journal(
                 config.state_dir.join("seen-requests"),

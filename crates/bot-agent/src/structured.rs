@@ -8,11 +8,14 @@
 //! replay (a request id is never run twice; a nonce is never accepted under
 //! a second id), then the request's filter (a broadcast whose filter does
 //! not match this agent is ignored); only then does the action run, in its
-//! own task, bounded by a concurrency limit. A refused request gets a
+//! own task. `exec` is bounded by a concurrency limit and a bounded queue
+//! (beyond it: a `busy` refusal); `ping`, `facts`, `status` and `cancel`
+//! never wait. A refused request gets a
 //! `rejected` reply naming the reason; every decision is an audit line.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bot_bus::{Publisher, Qos};
 use bot_proto::envelope::{Heartbeat, Reply, ReplyStatus, Request, Status};
@@ -288,6 +291,17 @@ impl filter::Target for Me<'_> {
     }
 }
 
+/// How much `exec` may run and wait.
+#[derive(Debug)]
+pub(crate) struct ExecBounds {
+    /// Timeouts and output caps.
+    pub limits: actions::exec::Limits,
+    /// Slots: `exec` requests running at once.
+    pub max_concurrent: usize,
+    /// `exec` requests that may wait for a slot.
+    pub max_waiting: usize,
+}
+
 /// What stands between a request and running it: the keys this agent
 /// trusts, the replay memory, and the audit log.
 #[derive(Debug)]
@@ -308,6 +322,9 @@ pub(crate) struct Structured {
     exec: actions::exec::Limits,
     seen: Seen,
     slots: Arc<Semaphore>,
+    /// `exec` requests waiting for a slot, and how many may.
+    waiting: Arc<AtomicUsize>,
+    max_waiting: usize,
     own_topic: String,
     running: actions::Running,
     trust: Trust,
@@ -320,11 +337,15 @@ impl Structured {
         publisher: Publisher,
         facts: watch::Receiver<Arc<Facts>>,
         measure: watch::Receiver<MeasureState>,
-        exec: actions::exec::Limits,
-        max_concurrent: usize,
+        bounds: ExecBounds,
         guard: Guard,
     ) -> Structured {
         let Guard { seen, trust, audit } = guard;
+        let ExecBounds {
+            limits: exec,
+            max_concurrent,
+            max_waiting,
+        } = bounds;
         let own_topic = topics::request_agent_topic(&me.id);
         Structured {
             me,
@@ -334,6 +355,8 @@ impl Structured {
             exec,
             seen,
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
+            waiting: Arc::new(AtomicUsize::new(0)),
+            max_waiting,
             own_topic,
             running: actions::Running::default(),
             trust,
@@ -451,11 +474,6 @@ impl Structured {
             let why = Rejection::Replayed("nonce already used by another request".into());
             return self.refuse(&request, &why, &me, received_ms);
         }
-        let until = request.expires_ms();
-        if !self.seen.insert(&request.id, until, received_ms) {
-            return;
-        }
-        self.seen.insert(&nonce_key, until, received_ms);
         if let Some(text) = &request.filter {
             // decode validated the filter, so it parses.
             let matched = filter::parse(text).is_ok_and(|f| f.matches(&me));
@@ -464,6 +482,23 @@ impl Structured {
                 return;
             }
         }
+        // Only `exec` takes a slot; the others answer at once, so a busy
+        // agent still says it is alive. Beyond the queue bound an `exec` is
+        // refused "busy" (and not remembered: it may be sent again).
+        let is_exec = matches!(action, bot_proto::Action::Exec(_));
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        if is_exec && self.slots.available_permits() == 0 && waiting >= self.max_waiting {
+            let why = Rejection::Busy(format!(
+                "{waiting} requests already wait for a free exec slot (max_queued_requests = {})",
+                self.max_waiting
+            ));
+            return self.refuse(&request, &why, &me, received_ms);
+        }
+        let until = request.expires_ms();
+        if !self.seen.insert(&request.id, until, received_ms) {
+            return;
+        }
+        self.seen.insert(&nonce_key, until, received_ms);
         self.audit.record(&audit::Line {
             key: Some(&key),
             ..audit::Line::about(&request, "accepted", received_ms)
@@ -487,12 +522,17 @@ impl Structured {
         let running = self.running.clone();
         let audit = self.audit.clone();
         let key_for_reply = self.me.key.clone();
+        let waiting = self.waiting.clone();
+        if is_exec {
+            waiting.fetch_add(1, Ordering::Relaxed);
+        }
         tokio::spawn(async move {
-            // `cancel` must not queue behind the requests it cancels.
-            let _permit = if matches!(action, bot_proto::Action::Cancel(_)) {
-                None
+            let _permit = if is_exec {
+                let p = slots.acquire_owned().await.ok();
+                waiting.fetch_sub(1, Ordering::Relaxed);
+                p
             } else {
-                slots.acquire_owned().await.ok()
+                None
             };
             let outcome = actions::run(&action, &ctx).await;
             running.end(&request.id);

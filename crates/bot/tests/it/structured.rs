@@ -19,6 +19,7 @@ both_brokers!(
     requests_run_once_expire_and_malformed_ones_get_errors,
     a_restarted_agent_still_refuses_a_request_it_ran,
     presence_is_retained_and_offline_is_seen_at_once,
+    a_busy_agent_answers_ping_and_refuses_execs_beyond_its_queue,
     work_queue_and_async_results,
 );
 
@@ -497,5 +498,65 @@ fn a_restarted_agent_still_refuses_a_request_it_ran(kind: BrokerKind) -> Result<
         "the restarted agent answered again"
     );
     ensure!(std::fs::read_to_string(&marker)? == "x\n", "ran twice");
+    Ok(())
+}
+
+/// Issue 12, item 6: `exec` requests wait for a slot in a bounded queue
+/// (beyond it: `busy` with the queue length), and `ping` never waits behind
+/// them.
+fn a_busy_agent_answers_ping_and_refuses_execs_beyond_its_queue(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let agent = Agent::start(
+        bot(),
+        "busy",
+        &[broker.url()],
+        "max_concurrent_requests = 1\nmax_queued_requests = 1\n",
+    )?;
+    let topic = bot_proto::topics::request_agent_topic(&agent.id()?);
+    let mut sub = Sub::start(broker.port, &["test/busy"])?;
+    let mut reqs = Vec::new();
+    for n in 0..3 {
+        let mut r = request("exec", json!({"shell": "sleep 3"}), "test/busy");
+        r.id = format!("busy{n}-{}", r.id);
+        bot_testkit::operator_signer().sign(&mut r);
+        publish(broker.port, &topic, &r.encode())?;
+        reqs.push(r);
+    }
+    // The third finds one running and one waiting: refused at once.
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no busy reply"))?;
+    ensure!(
+        r.request_id == reqs[2].id && r.status == ReplyStatus::Rejected,
+        "{r:?}"
+    );
+    ensure!(
+        r.error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("busy: 1 requests already wait")),
+        "{r:?}"
+    );
+    // A ping is answered while the exec slot is taken.
+    let mut ping = request("ping", json!({}), "test/busy");
+    ping.id = format!("ping-{}", ping.id);
+    bot_testkit::operator_signer().sign(&mut ping);
+    let sent = std::time::Instant::now();
+    publish(broker.port, &topic, &ping.encode())?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no pong"))?;
+    ensure!(
+        r.request_id == ping.id && r.status == ReplyStatus::Ok,
+        "{r:?}"
+    );
+    ensure!(
+        sent.elapsed() < Duration::from_secs(2),
+        "the ping waited behind the execs ({:?})",
+        sent.elapsed()
+    );
+    // The two accepted execs both end ok.
+    let mut done = BTreeSet::new();
+    while done.len() < 2 {
+        let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("an exec never ended"))?;
+        ensure!(r.status == ReplyStatus::Ok, "{r:?}");
+        done.insert(r.request_id);
+    }
+    ensure!(done == BTreeSet::from([reqs[0].id.clone(), reqs[1].id.clone()]));
     Ok(())
 }

@@ -607,7 +607,10 @@ fn killed_server_resumes(kind: BrokerKind, db: Db) -> Result<()> {
     // once both commands really started on their agents.
     let deadline = Instant::now() + Duration::from_secs(20);
     while runs(&started).len() < 2 {
-        ensure!(Instant::now() < deadline, "the first two commands never started");
+        ensure!(
+            Instant::now() < deadline,
+            "the first two commands never started"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     f.server.kill();
