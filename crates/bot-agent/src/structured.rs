@@ -30,6 +30,70 @@ use crate::actions::{self, Context, now_ms};
 use crate::audit::{self, Audit};
 use crate::facts::Facts;
 
+/// The largest reply an agent sends: what every receiver accepts
+/// (`MAX_REPLY_BYTES`, data at most `MAX_REPLY_DATA_BYTES`), less room for
+/// the signature, and well under the 4 MiB packets brokers take by default.
+const MAX_REPLY_WIRE_BYTES: usize = bot_proto::envelope::MAX_REPLY_DATA_BYTES;
+
+/// Room left for the signature and escaping slack when fitting a reply.
+const SIG_ROOM: usize = 512;
+
+/// `reply` made to fit `limit` bytes encoded: the output tails (`stdout`,
+/// `stderr`, the longer first) are cut further from the front, and
+/// `truncated` is set; the reply is never dropped for its size. Escaping
+/// (a NUL byte is six bytes of JSON) is why the kept tails are measured
+/// encoded, not by their length.
+fn fit(mut reply: Reply, limit: usize) -> Reply {
+    let limit = limit.saturating_sub(SIG_ROOM);
+    for _ in 0..64 {
+        let data_len = reply.data.to_string().len();
+        let total = reply.encode().len();
+        let data_limit = bot_proto::envelope::MAX_REPLY_DATA_BYTES.saturating_sub(SIG_ROOM);
+        let excess = total
+            .saturating_sub(limit)
+            .max(data_len.saturating_sub(data_limit));
+        if excess == 0 {
+            return reply;
+        }
+        let Value::Object(map) = &mut reply.data else {
+            break;
+        };
+        // The longer stream, by its encoded size.
+        let longest = ["stdout", "stderr"]
+            .into_iter()
+            .filter_map(|k| map.get(k).and_then(Value::as_str).map(|s| (k, s)))
+            .map(|(k, s)| (k, Value::from(s).to_string().len()))
+            .max_by_key(|(_, n)| *n);
+        let Some((field, encoded)) = longest else {
+            break;
+        };
+        if encoded <= 2 {
+            break;
+        }
+        let text = map
+            .get(field)
+            .and_then(Value::as_str)
+            .unwrap_or("")
+            .to_owned();
+        let chars = text.chars().count();
+        // Keep a share of the characters proportional to what must go,
+        // with a little more cut so that it converges quickly.
+        let keep_ratio = 1.0 - (excess as f64 + 64.0) / encoded as f64;
+        let keep = ((chars as f64) * keep_ratio.max(0.0)).floor() as usize;
+        let tail: String = text.chars().skip(chars - keep.min(chars)).collect();
+        map.insert(field.to_owned(), Value::from(tail));
+        map.insert("truncated".to_owned(), Value::from(true));
+    }
+    // Still too big (no output to cut): say so instead of sending nothing.
+    if reply.encode().len() > limit {
+        reply.data = serde_json::json!({ "truncated": true });
+        reply.error = Some(format!(
+            "the reply was larger than {limit} bytes and had no output to cut"
+        ));
+    }
+    reply
+}
+
 /// Most request ids remembered for duplicate detection.
 const SEEN_CAPACITY: usize = 100_000;
 
@@ -625,7 +689,7 @@ async fn publish_reply(
     reply_to: String,
     reply: Reply,
 ) {
-    let reply = reply.signed(key);
+    let reply = fit(reply, MAX_REPLY_WIRE_BYTES).signed(key);
     let qos = if topics::reply_wants_qos1(&reply_to) {
         Qos::AtLeastOnce
     } else {
@@ -642,6 +706,61 @@ async fn publish_reply(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn reply_with(stdout: &str, stderr: &str) -> Reply {
+        Reply {
+            request_id: "r1".into(),
+            agent_id: "a".into(),
+            agent_name: "n".into(),
+            sender: "a".into(),
+            created_ms: 1,
+            nonce: "0123456789abcdef".into(),
+            status: ReplyStatus::Ok,
+            data: serde_json::json!({"exit_code": 0, "stdout": stdout, "stderr": stderr,
+                "stdout_bytes": stdout.len(), "truncated": false}),
+            error: None,
+            received_ms: 1,
+            duration_ms: 1,
+            sig: None,
+        }
+    }
+
+    #[test]
+    fn big_replies_are_cut_to_fit_keeping_the_tails() {
+        // 1 MiB of NULs: 6 MiB of JSON.
+        let zeros = "\0".repeat(1024 * 1024);
+        let r = fit(
+            reply_with(&format!("head{zeros}tail"), "err-tail"),
+            MAX_REPLY_WIRE_BYTES,
+        );
+        assert!(
+            r.encode().len() <= MAX_REPLY_WIRE_BYTES - SIG_ROOM,
+            "{}",
+            r.encode().len()
+        );
+        let out = r.data["stdout"].as_str().unwrap_or_default();
+        assert!(
+            out.ends_with("tail") && out.len() > 100_000,
+            "{}",
+            out.len()
+        );
+        assert!(!out.starts_with("head"));
+        assert_eq!(r.data["truncated"], true);
+        assert_eq!(r.data["stderr"], "err-tail", "the short stream is kept");
+        assert_eq!(r.data["stdout_bytes"], 1024 * 1024 + 8, "totals are kept");
+        // The decoder everyone uses accepts it once signed.
+        let key = bot_auth::SecretKey::generate().expect("key");
+        let signed = r.signed(&key);
+        assert!(Reply::decode(&signed.encode()).is_ok());
+        // Small replies are untouched.
+        let small = reply_with("hi", "");
+        assert_eq!(fit(small.clone(), MAX_REPLY_WIRE_BYTES), small);
+        // Both streams big: both cut, the whole fits.
+        let a = "a".repeat(900 * 1024);
+        let r = fit(reply_with(&a, &a), MAX_REPLY_WIRE_BYTES);
+        assert!(r.encode().len() <= MAX_REPLY_WIRE_BYTES - SIG_ROOM);
+        assert!(r.data["stdout"].as_str().is_some_and(|s| s.len() > 100_000));
+    }
 
     #[test]
     fn seen_rejects_duplicates_until_expiry() {

@@ -20,6 +20,7 @@ both_brokers!(
     a_restarted_agent_still_refuses_a_request_it_ran,
     presence_is_retained_and_offline_is_seen_at_once,
     a_busy_agent_answers_ping_and_refuses_execs_beyond_its_queue,
+    a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost,
     work_queue_and_async_results,
 );
 
@@ -558,5 +559,58 @@ fn a_busy_agent_answers_ping_and_refuses_execs_beyond_its_queue(kind: BrokerKind
         done.insert(r.request_id);
     }
     ensure!(done == BTreeSet::from([reqs[0].id.clone(), reqs[1].id.clone()]));
+    Ok(())
+}
+
+/// Issue 12, item 3: 2 MB of NUL bytes with a 1 MiB output limit used to be
+/// a 6.3 MB reply (NUL is `\u0000` in JSON): the broker refused it, the
+/// agent's connection dropped, and an unrelated running command ended LOST.
+/// Now the reply is cut to fit (the tail kept, `truncated` set), and the
+/// other command's reply arrives too.
+fn a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let agent = Agent::start(bot(), "big", &[broker.url()], "")?;
+    let topic = bot_proto::topics::request_agent_topic(&agent.id()?);
+    let mut sub = Sub::start(broker.port, &["test/big"])?;
+    let mut sleeper = request(
+        "exec",
+        json!({"shell": "sleep 2; echo still-here"}),
+        "test/big",
+    );
+    sleeper.id = format!("sleeper-{}", sleeper.id);
+    bot_testkit::operator_signer().sign(&mut sleeper);
+    publish(broker.port, &topic, &sleeper.encode())?;
+    let mut big = request(
+        "exec",
+        json!({"shell": "head -c 2000000 /dev/zero", "output_limit": 1_048_576}),
+        "test/big",
+    );
+    big.id = format!("big-{}", big.id);
+    bot_testkit::operator_signer().sign(&mut big);
+    publish(broker.port, &topic, &big.encode())?;
+    let mut got = std::collections::BTreeMap::new();
+    while got.len() < 2 {
+        let r = next_reply(&mut sub, WAIT)
+            .ok_or_else(|| anyhow::anyhow!("replies missing: got {:?}", got.keys()))?;
+        got.insert(r.request_id.clone(), r);
+    }
+    let b = &got[&big.id];
+    ensure!(b.status == ReplyStatus::Ok, "{:?}", b.error);
+    ensure!(b.data["truncated"] == true, "not marked truncated");
+    ensure!(
+        b.data["stdout_bytes"] == 2_000_000,
+        "{}",
+        b.data["stdout_bytes"]
+    );
+    let kept = b.data["stdout"].as_str().map_or(0, str::len);
+    ensure!(
+        kept > 10_000 && kept < 1_048_576,
+        "kept {kept} bytes of the tail"
+    );
+    let s = &got[&sleeper.id];
+    ensure!(
+        s.status == ReplyStatus::Ok && s.data["stdout"] == "still-here\n",
+        "the other command: {s:?}"
+    );
     Ok(())
 }
