@@ -81,6 +81,11 @@ pub struct AgentConfig {
     pub max_queued_requests: usize,
     /// Longest `timeout_s` an `exec` request may ask for, in seconds. Default: 86400.
     pub exec_max_timeout: f64,
+    /// When a command exits but left background children holding its
+    /// output, kill its whole process group (true, systemd's
+    /// `KillMode=control-group`) or leave them running (false, `KillMode=process`).
+    /// The reply says which (`descendants`). Default: false.
+    pub exec_kill_descendants: bool,
     /// Static facts, e.g. `role = "web"`, `rack = 4`.
     pub facts: std::collections::BTreeMap<String, toml::Value>,
     /// Limits of the classic text language.
@@ -153,6 +158,7 @@ impl Default for AgentConfig {
             max_concurrent_requests: 16,
             max_queued_requests: 256,
             exec_max_timeout: 86_400.0,
+            exec_kill_descendants: false,
             facts: std::collections::BTreeMap::new(),
             limits: LimitsConfig::default(),
             classic: true,
@@ -556,6 +562,7 @@ mod tests {
             "tls_cert",
             "tls_key",
             "max_queued_requests",
+            "exec_kill_descendants",
         ] {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),

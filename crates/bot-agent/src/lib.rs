@@ -158,6 +158,7 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     let (facts_tx, facts_rx) = watch::channel(Arc::new(initial_facts));
     let exec_limits = actions::exec::Limits {
         max_timeout: Duration::from_secs_f64(c.exec_max_timeout),
+        kill_descendants: c.exec_kill_descendants,
         ..actions::exec::Limits::default()
     };
     let mut requests = structured::Structured::new(

@@ -366,6 +366,11 @@ pub struct ExecResult {
     /// False when the command could not be started at all.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub started: bool,
+    /// When the command exited but background children still held its
+    /// output: `left running` (the default) or `killed`
+    /// (`exec_kill_descendants`). Their output after the exit is not kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub descendants: Option<String>,
 }
 
 fn yes() -> bool {

@@ -17,6 +17,7 @@
 use std::collections::VecDeque;
 use std::os::unix::process::ExitStatusExt;
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bot_proto::action::{ExecArgs, ExecResult, Program};
@@ -41,6 +42,10 @@ pub struct Limits {
     pub max_output: usize,
     /// Time between SIGTERM and SIGKILL on timeout.
     pub kill_grace: Duration,
+    /// Kill the process group when the command exits but left background
+    /// children holding its output (systemd's `KillMode=control-group`);
+    /// false leaves them running (`KillMode=process`).
+    pub kill_descendants: bool,
 }
 
 impl Default for Limits {
@@ -51,6 +56,7 @@ impl Default for Limits {
             default_output: 64 * 1024,
             max_output: 1024 * 1024,
             kill_grace: Duration::from_secs(2),
+            kill_descendants: false,
         }
     }
 }
@@ -91,17 +97,24 @@ impl Tail {
     }
 }
 
-async fn drain(mut r: impl AsyncRead + Unpin, cap: usize) -> Tail {
-    let mut tail = Tail::new(cap);
+/// Reads `r` to its end into `tail` (shared, so that what was read is kept
+/// even when the reading is abandoned: background children holding the
+/// pipe open).
+async fn drain(mut r: impl AsyncRead + Unpin, tail: Arc<Mutex<Tail>>) {
     let mut chunk = vec![0u8; 8192];
     while let Ok(n) = r.read(&mut chunk).await {
         if n == 0 {
             break;
         }
-        tail.push(&chunk[..n]);
+        tail.lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(&chunk[..n]);
     }
-    tail
 }
+
+/// How long the output is still read after the command exited, for
+/// background children writing their last lines.
+const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(1);
 
 /// The timeout and output cap of a request, within the agent's limits.
 fn bounds(args: &ExecArgs, limits: &Limits) -> Result<(Duration, usize), String> {
@@ -191,7 +204,12 @@ pub async fn run(args: &ExecArgs, limits: &Limits, cancel: &CancellationToken) -
     let (Some(out), Some(err)) = (child.stdout.take(), child.stderr.take()) else {
         return Outcome::error("exec: no output pipes");
     };
-    let readers = tokio::spawn(async move { tokio::join!(drain(out, output), drain(err, output)) });
+    let out_tail = Arc::new(Mutex::new(Tail::new(output)));
+    let err_tail = Arc::new(Mutex::new(Tail::new(output)));
+    let mut readers = tokio::spawn({
+        let (o, e) = (out_tail.clone(), err_tail.clone());
+        async move { tokio::join!(drain(out, o), drain(err, e)) }
+    });
     let mut timed_out = false;
     let mut cancelled = false;
     let waited = tokio::select! {
@@ -213,34 +231,49 @@ pub async fn run(args: &ExecArgs, limits: &Limits, cancel: &CancellationToken) -
             }
         }
     };
-    // Children that kept the pipes open are killed with the group above; if the
-    // command exited on its own but left background children holding the pipes,
-    // stop waiting for them after a short while.
-    let (out, err) = match tokio::time::timeout(Duration::from_secs(2), readers).await {
-        Ok(Ok(pair)) => pair,
-        _ => {
+    // Children that kept the pipes open were killed with the group above on
+    // a timeout or cancel. When the command exited by itself but left
+    // background children holding the pipes, keep what was read, stop
+    // reading after a short drain, and either leave them (the default) or
+    // kill the group (`exec_kill_descendants`, systemd's KillMode choice).
+    let mut descendants = None;
+    if tokio::time::timeout(DRAIN_AFTER_EXIT, &mut readers)
+        .await
+        .is_err()
+    {
+        readers.abort();
+        if limits.kill_descendants {
             signal_group(pgid, nix::sys::signal::Signal::SIGKILL);
-            (Tail::new(0), Tail::new(0))
+            descendants = Some("killed".to_owned());
+        } else {
+            descendants = Some("left running".to_owned());
         }
+    }
+    let take = |t: &Arc<Mutex<Tail>>| {
+        let t = t.lock().unwrap_or_else(|e| e.into_inner());
+        (t.text(), t.total, t.total > t.buf.len() as u64)
     };
+    let (out_text, out_total, out_cut) = take(&out_tail);
+    let (err_text, err_total, err_cut) = take(&err_tail);
     let duration_ms = started.elapsed().as_millis() as u64;
     let (exit_code, signal) = match &status {
         Ok(s) => (s.code(), s.signal()),
         Err(_) => (None, None),
     };
-    let truncated = out.total > out.buf.len() as u64 || err.total > err.buf.len() as u64;
+    let truncated = out_cut || err_cut;
     let data = serde_json::to_value(ExecResult {
         exit_code,
         signal,
         timed_out,
         cancelled,
-        stdout: out.text(),
-        stderr: err.text(),
-        stdout_bytes: out.total,
-        stderr_bytes: err.total,
+        stdout: out_text,
+        stderr: err_text,
+        stdout_bytes: out_total,
+        stderr_bytes: err_total,
         truncated,
         duration_ms,
         started: true,
+        descendants,
     })
     .unwrap_or(Value::Null);
     if cancelled {
@@ -334,6 +367,44 @@ mod tests {
         )
         .await;
         assert_eq!(o.data["stdout"], "42\n", "{o:?}");
+    }
+
+    /// Issue 12, item 4: a background child holding the pipe open used to
+    /// lose all the output (empty stdout and stderr, `truncated: false`).
+    #[tokio::test]
+    async fn output_is_kept_when_a_background_child_holds_the_pipe() {
+        let marker = format!("{}", 7_000 + std::process::id() % 1000);
+        for (kill, want) in [(false, "left running"), (true, "killed")] {
+            let l = Limits {
+                kill_descendants: kill,
+                ..limits()
+            };
+            let line = format!("echo before; sleep {marker}.5 & echo after; echo err >&2");
+            let o = jrun(&json!({ "shell": line }), &l, &CancellationToken::new()).await;
+            assert_eq!(o.status, ReplyStatus::Ok, "{o:?}");
+            assert_eq!(o.data["stdout"], "before\nafter\n");
+            assert_eq!(o.data["stderr"], "err\n");
+            assert_eq!(o.data["descendants"], want);
+            let alive = std::process::Command::new("pgrep")
+                .args(["-f", &format!("sleep {marker}.5")])
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            assert_eq!(alive, !kill, "the background child is {want}");
+            if alive {
+                let _ = std::process::Command::new("pkill")
+                    .args(["-f", &format!("sleep {marker}.5")])
+                    .status();
+            }
+        }
+        // A command without background children says nothing about them.
+        let o = jrun(
+            &json!({"shell": "echo x"}),
+            &limits(),
+            &CancellationToken::new(),
+        )
+        .await;
+        assert!(o.data.get("descendants").is_none(), "{o:?}");
     }
 
     #[tokio::test]
