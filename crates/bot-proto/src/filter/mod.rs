@@ -370,7 +370,7 @@ impl Operand {
             Operand::Glob(text) | Operand::Number(text, _) => f.write_str(text),
             Operand::Text(text) => {
                 let bare = bare_safe(text)
-                    && parser::parse_number(text).is_none()
+                    && parser::numeric_syntax(text).is_none()
                     && !(matches!(op, Op::Eq | Op::Ne) && text.contains(['*', '?']));
                 write_value(f, text, bare)
             }

@@ -338,6 +338,16 @@ impl Parser<'_> {
             Operand::Glob(text)
         } else if let Some(n) = parse_number(&text) {
             Operand::Number(text, n)
+        } else if numeric_syntax(&text).is_some() {
+            // Written as a number but beyond a double (`1e999`): an error,
+            // not a silent comparison as text.
+            return Err(self.error(
+                value_start,
+                format!(
+                    "the number {} is too large for a 64-bit float; quote it to compare it as text",
+                    text.chars().take(40).collect::<String>()
+                ),
+            ));
         } else {
             Operand::Text(text)
         };
@@ -503,6 +513,19 @@ fn unknown_operator(op: &str) -> String {
 /// an optional fraction (or a fraction alone), optional exponent. Integers
 /// within `i128` are exact; others must be finite doubles.
 pub(super) fn parse_number(text: &str) -> Option<Num> {
+    let integer = numeric_syntax(text)?;
+    if integer && let Ok(n) = text.parse::<i128>() {
+        return Some(Num::Int(n));
+    }
+    text.parse::<f64>()
+        .ok()
+        .filter(|f| f.is_finite())
+        .map(Num::Float)
+}
+
+/// Whether `text` is written as a number (see [`parse_number`]), and if so
+/// whether as an integer (no fraction, no exponent).
+pub(super) fn numeric_syntax(text: &str) -> Option<bool> {
     let b = text.as_bytes();
     let mut i = 0;
     if matches!(b.first(), Some(b'+' | b'-')) {
@@ -539,11 +562,5 @@ pub(super) fn parse_number(text: &str) -> Option<Num> {
     if i != b.len() {
         return None;
     }
-    if integer && let Ok(n) = text.parse::<i128>() {
-        return Some(Num::Int(n));
-    }
-    text.parse::<f64>()
-        .ok()
-        .filter(|f| f.is_finite())
-        .map(Num::Float)
+    Some(integer)
 }

@@ -331,3 +331,13 @@ fn error_display_of_long_filters_is_cut() {
     assert_eq!(lines[1].chars().nth(caret), Some('='));
     assert_eq!(lines[1].chars().nth(caret - 1), Some('a'));
 }
+
+/// Issue 12: `cpus>1e999` used to compare as text (and match `cpus=2`).
+/// A number beyond a double is an error naming the column; quoted, it is text.
+#[test]
+fn numbers_that_do_not_fit_are_errors() {
+    error_at("cpus>1e999", 5, "too large for a 64-bit float");
+    error_at("os=linux and mem<-4e400", 17, "too large");
+    canonical("cpus>'1e999'", "cpus>\"1e999\"");
+    canonical("cpus>1e300", "cpus>1e300");
+}
