@@ -1,5 +1,6 @@
 //! `bot listen`: print what flows on the bus, one `topic payload` line per
-//! message, like `mosquitto_sub -v`.
+//! message, like `mosquitto_sub -v`; on a terminal, control characters are
+//! shown escaped (a payload could otherwise retitle or drive the terminal).
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -11,6 +12,9 @@ use tokio_util::sync::CancellationToken;
 use crate::BusArgs;
 
 /// Print messages from the bus as `topic payload` lines.
+///
+/// On a terminal, control characters (ESC, BEL, newlines…) are shown
+/// escaped (`\x1b`); into a pipe or file, payloads pass unchanged.
 #[derive(Debug, Clone, Args)]
 pub struct ListenArgs {
     #[command(flatten)]
@@ -59,6 +63,9 @@ pub async fn run(args: ListenArgs, shutdown: CancellationToken) -> anyhow::Resul
         .map(|s| tokio::time::Instant::now() + std::time::Duration::from_secs_f64(s));
     let mut seen = 0u64;
     let stdout = std::io::stdout();
+    // On a terminal, bytes from the bus could retitle it or worse (ESC
+    // sequences): they are shown escaped. Piped, they pass unchanged.
+    let terminal = std::io::IsTerminal::is_terminal(&stdout);
     loop {
         if args.count.is_some_and(|c| seen >= c) {
             break;
@@ -73,9 +80,17 @@ pub async fn run(args: ListenArgs, shutdown: CancellationToken) -> anyhow::Resul
                 seen += 1;
                 let mut out = stdout.lock();
                 // Raw bytes, like mosquitto_sub; a failed write (closed pipe) ends the command.
-                let ok = out.write_all(m.topic.as_bytes()).is_ok()
+                let (topic, payload) = if terminal {
+                    (
+                        escape_controls(m.topic.as_bytes()),
+                        escape_controls(&m.payload),
+                    )
+                } else {
+                    (m.topic.as_bytes().to_vec(), m.payload.to_vec())
+                };
+                let ok = out.write_all(&topic).is_ok()
                     && out.write_all(b" ").is_ok()
-                    && out.write_all(&m.payload).is_ok()
+                    && out.write_all(&payload).is_ok()
                     && out.write_all(b"\n").is_ok()
                     && out.flush().is_ok();
                 if !ok {
@@ -97,5 +112,39 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+/// `bytes` with control characters (C0, DEL, C1) and invalid UTF-8 shown
+/// escaped (`\x1b`, `\u{9b}`), so that nothing from the bus can drive the
+/// terminal; tabs are kept, newlines escaped (one message, one line).
+pub fn escape_controls(bytes: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(bytes);
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if c == '\t' || !c.is_control() {
+            out.push(c);
+        } else if (c as u32) < 0x80 {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push_str(&format!("\\u{{{:x}}}", c as u32));
+        }
+    }
+    out.into_bytes()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn control_bytes_are_escaped() {
+        let shown = super::escape_controls(b"\x1b]0;title\x07ok\tx\n\xc2\x9b");
+        assert_eq!(
+            String::from_utf8_lossy(&shown),
+            "\\x1b]0;title\\x07ok\tx\\x0a\\u{9b}"
+        );
+        assert_eq!(
+            super::escape_controls("né 4:".as_bytes()),
+            "né 4:".as_bytes()
+        );
     }
 }
