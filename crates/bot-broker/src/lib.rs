@@ -68,6 +68,13 @@ pub struct BrokerConfig {
     /// Most retained topics kept; a retained message on a new topic beyond it
     /// is delivered but not retained (replacing an existing one still works).
     pub max_retained_messages: usize,
+    /// How long a client may take to finish its CONNECT once it started it
+    /// (rmqtt 0.24 does not time out a socket that sends nothing at all;
+    /// `max_connections` bounds those).
+    pub connect_timeout: Duration,
+    /// Connections still in their handshake at once; more wait in the
+    /// listen backlog.
+    pub max_handshaking: usize,
     /// The users file ([`auth`]): every client must log in as one of its
     /// users and is held to its role's topic rules. `None`: anyone may
     /// connect and publish anything (`bot up --insecure`).
@@ -99,6 +106,12 @@ impl Default for BrokerConfig {
             // agent of a 300,000-agent fleet; bounds what a client that
             // retains on ever-new topics can make the broker hold.
             max_retained_messages: 1_000_000,
+            // rmqtt's default is 30 s: 200 idle sockets held descriptors
+            // for 30 s and more. A real client sends CONNECT at once.
+            connect_timeout: Duration::from_secs(10),
+            // rmqtt's default, stated: a reconnecting fleet handshakes in
+            // waves of at most this many.
+            max_handshaking: 1_000,
             users: None,
         }
     }
@@ -358,6 +371,11 @@ fn listener(
         .max_mqueue_len(config.max_queued_messages)
         .max_inflight(NonZeroU16::new(config.max_inflight.max(1)).unwrap_or(NonZeroU16::MIN))
         .max_connections(config.max_connections)
+        .handshake_timeout(config.connect_timeout)
+        .max_handshaking_limit(config.max_handshaking)
+        // A slow client may hold a write this long before it is dropped
+        // (rmqtt's default, stated).
+        .send_timeout(Duration::from_secs(10))
         // Zero is MQTT 5's "no expiry" to the listener (see `message_expiry`).
         .message_expiry_interval(config.message_expiry.unwrap_or(Duration::ZERO))
         .session_expiry_interval(config.session_expiry)
@@ -759,5 +777,36 @@ mod tests {
         assert!(more.is_err(), "a forged publish got through: {more:?}");
         broker.shutdown().await;
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Issue 12: a client that starts a CONNECT and never finishes it is
+    /// closed after the configured connect timeout (1 s here) instead of
+    /// being held. (rmqtt 0.24 starts that clock once it has read the
+    /// protocol name and level: a socket that sends nothing at all is not
+    /// timed out by it; `max_connections` bounds those.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_half_sent_connect_is_closed_after_the_connect_timeout() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let config = BrokerConfig {
+            connect_timeout: Duration::from_secs(1),
+            ..ephemeral()
+        };
+        let broker = Broker::start(config).await.expect("start");
+        let mut s = tokio::net::TcpStream::connect(broker.mqtt_addr())
+            .await
+            .expect("connect");
+        // CONNECT, remaining length 32, "MQTT", level 4 (3.1.1): and no more.
+        s.write_all(&[0x10, 32, 0, 4, b'M', b'Q', b'T', b'T', 4])
+            .await
+            .expect("write");
+        // Whatever the broker answers (a refusing CONNACK), it must end the
+        // connection: read to the end.
+        let mut buf = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut buf)).await;
+        assert!(
+            matches!(read, Ok(Ok(_)) | Ok(Err(_))),
+            "the half-open CONNECT was not closed: {read:?}"
+        );
+        broker.shutdown().await;
     }
 }
