@@ -278,7 +278,29 @@ pub fn router(core: Arc<Core>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(announced_size))
         .with_state(core)
+}
+
+/// Refuses at once (413, JSON) a request whose `Content-Length` announces
+/// more than [`MAX_BODY_BYTES`], before any of the body is read: the body
+/// limit alone would wait for bytes that a client announcing 100 GB and
+/// sending one never sends.
+async fn announced_size(req: Request, next: Next) -> Response {
+    let announced = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().parse::<u64>());
+    match announced {
+        Some(Ok(n)) if n > MAX_BODY_BYTES as u64 => Error::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("the body would be {n} bytes; the limit is {MAX_BODY_BYTES}"),
+        )
+        .into_response(),
+        Some(Err(_)) => Error::bad("Content-Length is not a number").into_response(),
+        _ => next.run(req).await,
+    }
 }
 
 /// `GET /api/health`.

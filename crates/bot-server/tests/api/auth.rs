@@ -217,3 +217,31 @@ async fn a_burst_of_bad_tokens_gets_429() -> Result<()> {
     );
     h.stop().await
 }
+
+/// Issue 12: `Content-Length: 99999999999` with a one-byte body used to
+/// hang until the client gave up; it gets a JSON 413 at once, before any
+/// authentication or body reading (over a real socket).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_announced_huge_body_gets_413_at_once() -> Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = Harness::start().await?;
+    let addr = h.addr().ok_or_else(|| anyhow::anyhow!("no address"))?;
+    let mut s = tokio::net::TcpStream::connect(addr).await?;
+    s.write_all(
+        format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {SECRET}\r\n\
+             Content-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{{"
+        )
+        .as_bytes(),
+    )
+    .await?;
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), s.read(&mut buf)).await??;
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    ensure!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    ensure!(
+        answer.contains("\"error\"") && answer.contains("99999999999"),
+        "{answer}"
+    );
+    h.stop().await
+}
