@@ -144,6 +144,7 @@ pub struct CallResult {
 /// replies (until every expected agent answered, or the timeout).
 #[utoipa::path(post, path = "/api/call", security(("bearer" = ["operate"])), request_body = CallRequest,
     responses((status = 200, description = "Success", body = CallResult), (status = 400, description = "Bad request: the message names the field and value", body = bot_proto::api::ApiError),
+              (status = 422, description = "The filter matches no online agent", body = bot_proto::api::ApiError),
               (status = 503, description = "Not connected to the bus", body = bot_proto::api::ApiError)))]
 pub(super) async fn call(
     State(core): State<Arc<Core>>,
@@ -178,14 +179,22 @@ pub(super) async fn call(
         now,
     );
     request.validate().map_err(|e| Error::bad(e.to_string()))?;
-    core.audit
-        .request(&request, topics::REQUEST_BROADCAST, &core.signer.public());
     let mut expected: BTreeMap<String, String> = core
         .registry
         .select(filter.as_ref(), true)
         .into_iter()
         .map(|a| (a.id, a.name))
         .collect();
+    // As for tasks: a filter that selects nobody is answered at once, not
+    // after the whole timeout with empty lists.
+    if let (Some(f), true) = (&filter, expected.is_empty()) {
+        return Err(Error::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!("filter {:?} matches no online agent", f.to_string()),
+        ));
+    }
+    core.audit
+        .request(&request, topics::REQUEST_BROADCAST, &core.signer.public());
     let mut rx = core.calls.register(&request.id);
     let sent = core
         .publisher

@@ -126,6 +126,16 @@ async fn call_checks_and_lists_silent_agents() -> Result<()> {
     );
     let elapsed = answer["elapsed_ms"].as_u64().context("elapsed_ms")?;
     ensure!((300..5_000).contains(&elapsed), "elapsed {elapsed} ms");
+    // A filter matching nobody is answered at once, as for tasks.
+    h.post(
+        "/api/call",
+        &json!({"action": "ping", "filter": "nobody*", "timeout_s": 60}),
+    )
+    .await?
+    .check_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["nobody*", "no online agent"],
+    )?;
     // A misspelt field is a bad request naming it.
     h.post("/api/call", &json!({"action": "ping", "argz": {}}))
         .await?
