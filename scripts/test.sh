@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too: installs what the
-# tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql),
+# tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql,
+# procps),
 # checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,8 @@ missing=()
 command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 # The store's tests run initdb/postgres from the newest /usr/lib/postgresql/*/bin.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The exec tests look for a command's background children with pgrep.
+command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     sudo=""

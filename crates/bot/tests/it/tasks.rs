@@ -700,6 +700,14 @@ fn pong_names(server: &Server, filter: &str) -> Result<Vec<String>> {
         "/api/call",
         &json!({ "action": "ping", "filter": filter, "timeout_s": 3 }),
     )?;
+    // No trusted agent online matches: refused at once, nobody answered.
+    if status == 422
+        && call["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("no online agent"))
+    {
+        return Ok(Vec::new());
+    }
     ensure!(status == 200, "{status} {call}");
     Ok(call["replies"]
         .as_array()
