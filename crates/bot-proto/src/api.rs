@@ -462,7 +462,7 @@ pub struct NewTask {
     /// Pull mode: how many times to run the action in the pool.
     #[serde(default)]
     pub count: Option<u32>,
-    /// Seconds allowed per target (default 60).
+    /// Seconds allowed per target: 0.001..=86400 (default 60).
     #[serde(default)]
     pub timeout_s: Option<f64>,
     /// Targets running at once (default: all).

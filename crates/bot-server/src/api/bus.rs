@@ -95,7 +95,7 @@ pub struct CallRequest {
     /// Which agents: a filter (default: all).
     #[serde(default)]
     pub filter: Option<String>,
-    /// Seconds to wait for replies (default 10, at most 300).
+    /// Seconds to wait for replies: 0.001..=300 (default 10).
     #[serde(default)]
     pub timeout_s: Option<f64>,
 }
@@ -152,9 +152,11 @@ pub(super) async fn call(
     Body(c): Body<CallRequest>,
 ) -> Result<Response, Error> {
     let timeout_s = c.timeout_s.unwrap_or(10.0);
-    if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= MAX_CALL_TIMEOUT_S) {
+    if !(timeout_s.is_finite() && (super::MIN_TIMEOUT_S..=MAX_CALL_TIMEOUT_S).contains(&timeout_s))
+    {
         return Err(Error::bad(format!(
-            "timeout_s: {timeout_s} is outside (0, {MAX_CALL_TIMEOUT_S}]"
+            "timeout_s: {timeout_s} is outside {}..={MAX_CALL_TIMEOUT_S} seconds",
+            super::MIN_TIMEOUT_S
         )));
     }
     let filter = match &c.filter {

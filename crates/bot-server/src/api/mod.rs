@@ -143,6 +143,10 @@ impl IntoResponse for Error {
     }
 }
 
+/// The shortest `timeout_s` a task or a call may ask for: 1 ms (less would
+/// be stored as 0).
+pub const MIN_TIMEOUT_S: f64 = 0.001;
+
 /// A JSON body whose rejections are API errors (JSON, with serde's message
 /// naming the field, line and column).
 pub(crate) struct Body<T>(pub T);
@@ -155,6 +159,29 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        // JSON is UTF-8 (RFC 8259); a body declared otherwise is refused, not
+        // misread.
+        if let Some(charset) = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                v.split(';')
+                    .skip(1)
+                    .find_map(|p| p.trim().strip_prefix("charset="))
+            })
+            .map(|c| c.trim_matches('"').to_ascii_lowercase())
+            && charset != "utf-8"
+            && charset != "utf8"
+        {
+            return Err(Error::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "charset {:?} is not supported: send JSON in UTF-8",
+                    charset.chars().take(40).collect::<String>()
+                ),
+            ));
+        }
         match axum::Json::<T>::from_request(req, state).await {
             Ok(axum::Json(v)) => Ok(Body(v)),
             Err(rejection) => {
@@ -188,9 +215,11 @@ where
 {
     type Rejection = Error;
 
-    /// No body (no Content-Type): `None`; otherwise the body must parse.
+    /// No body (no Content-Type, or `Content-Length: 0`): `None`; otherwise
+    /// the body must parse.
     async fn from_request(req: Request, state: &S) -> Result<Option<Self>, Self::Rejection> {
-        if req.headers().get(header::CONTENT_TYPE).is_none() {
+        let empty = axum::body::HttpBody::size_hint(req.body()).exact() == Some(0);
+        if req.headers().get(header::CONTENT_TYPE).is_none() || empty {
             return Ok(None);
         }
         <Body<T> as FromRequest<S>>::from_request(req, state)

@@ -70,9 +70,10 @@ pub(crate) fn build(
         ));
     }
     let timeout_s = new.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S);
-    if !(timeout_s.is_finite() && timeout_s > 0.0 && timeout_s <= MAX_TIMEOUT_S) {
+    if !(timeout_s.is_finite() && (super::MIN_TIMEOUT_S..=MAX_TIMEOUT_S).contains(&timeout_s)) {
         return Err(Error::bad(format!(
-            "timeout_s: {timeout_s} is outside (0, {MAX_TIMEOUT_S}]"
+            "timeout_s: {timeout_s} is outside {}..={MAX_TIMEOUT_S} seconds",
+            super::MIN_TIMEOUT_S
         )));
     }
     let fail_count = new.fail_count.unwrap_or(-1);

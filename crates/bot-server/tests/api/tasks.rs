@@ -601,3 +601,55 @@ async fn requests_sent_are_in_the_audit_trail() -> Result<()> {
     denied.check_error(StatusCode::FORBIDDEN, &["admin"])?;
     h.stop().await
 }
+
+/// Issue 12's small error-status defects: an optional body may be empty, a
+/// body that is not UTF-8 JSON is refused by its charset, and a timeout
+/// too small to store is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_optional_bodies_charsets_and_tiny_timeouts() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    // Retry's body is optional: empty with a JSON content type is no body.
+    let a = h
+        .post_raw(
+            "/api/tasks/no-such-task/retry",
+            Some("application/json"),
+            Vec::new(),
+        )
+        .await?;
+    a.check_error(StatusCode::NOT_FOUND, &["no-such-task"])?;
+    // JSON must be UTF-8.
+    let a = h
+        .post_raw(
+            "/api/tasks",
+            Some("application/json; charset=utf-16"),
+            br#"{"targets":["web1"],"args":{"shell":"true"}}"#.to_vec(),
+        )
+        .await?;
+    a.check_error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &["utf-16"])?;
+    let ok = h
+        .post_raw(
+            "/api/tasks",
+            Some("application/json; charset=UTF-8"),
+            br#"{"targets":["web1"],"args":{"shell":"true"}}"#.to_vec(),
+        )
+        .await?;
+    ensure!(
+        ok.status == StatusCode::CREATED,
+        "{} {}",
+        ok.status,
+        ok.text
+    );
+    // 1e-300 s would be stored as 0 ms.
+    for path in ["/api/tasks", "/api/call"] {
+        let body = if path == "/api/tasks" {
+            json!({"targets": ["web1"], "args": {"shell": "true"}, "timeout_s": 1e-300})
+        } else {
+            json!({"action": "ping", "timeout_s": 1e-300})
+        };
+        h.post(path, &body)
+            .await?
+            .check_error(StatusCode::BAD_REQUEST, &["timeout_s", "0.001"])?;
+    }
+    h.stop().await
+}
