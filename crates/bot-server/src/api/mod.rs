@@ -143,6 +143,20 @@ impl IntoResponse for Error {
     }
 }
 
+/// Longest error message quoted back from a parser (a 1 MB unknown field
+/// name used to come back as a 2 MB error body).
+const MAX_ERROR_CHARS: usize = 300;
+
+/// `text` cut to [`MAX_ERROR_CHARS`] characters, `…` marking the cut.
+fn cut_message(text: &str) -> String {
+    if text.chars().count() <= MAX_ERROR_CHARS {
+        return text.to_owned();
+    }
+    let mut s: String = text.chars().take(MAX_ERROR_CHARS).collect();
+    s.push('…');
+    s
+}
+
 /// The shortest `timeout_s` a task or a call may ask for: 1 ms (less would
 /// be stored as 0).
 pub const MIN_TIMEOUT_S: f64 = 0.001;
@@ -200,7 +214,7 @@ where
                     StatusCode::UNSUPPORTED_MEDIA_TYPE => {
                         "send the body as JSON with Content-Type: application/json".to_owned()
                     }
-                    _ => rejection.body_text(),
+                    _ => cut_message(&rejection.body_text()),
                 };
                 Err(Error::new(status, message))
             }

@@ -640,6 +640,13 @@ async fn empty_optional_bodies_charsets_and_tiny_timeouts() -> Result<()> {
         ok.status,
         ok.text
     );
+    // A 1 MB unknown field name is not echoed back in full.
+    let long = format!("{{\"{}\": 1}}", "k".repeat(1_000_000));
+    let a = h
+        .post_raw("/api/tasks", Some("application/json"), long)
+        .await?;
+    ensure!(a.status == StatusCode::BAD_REQUEST, "{}", a.status);
+    ensure!(a.text.len() < 2_000, "a {}-byte error body", a.text.len());
     // 1e-300 s would be stored as 0 ms.
     for path in ["/api/tasks", "/api/call"] {
         let body = if path == "/api/tasks" {
