@@ -272,10 +272,6 @@ impl Session {
     }
 }
 
-/// How long a QoS 1 message waits for room in a full incoming queue (QoS 0
-/// messages are dropped at once instead).
-const QOS1_QUEUE_WAIT: Duration = Duration::from_secs(5);
-
 /// Longest wait for a clean DISCONNECT (and what was queued before it) when stopping.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
@@ -532,22 +528,6 @@ impl Driver {
                         // the broker's in-flight window until a reconnect.
                         if self.events.send(message).await.is_err() {
                             return Ended::Stopped;
-                        }
-                    } else if p.qos != rumqttc::QoS::AtMostOnce {
-                        // A QoS 1 message (a request) is not dropped behind
-                        // a flood of QoS 0 ones: wait for room in the queue,
-                        // briefly (the consumer is draining), and if it stays
-                        // full, drop it with an error naming it.
-                        match tokio::time::timeout(QOS1_QUEUE_WAIT, self.events.reserve()).await {
-                            Ok(Ok(permit)) => permit.send(message),
-                            Ok(Err(_)) => return Ended::Stopped,
-                            Err(_) => {
-                                self.dropped.fetch_add(1, Ordering::Relaxed);
-                                tracing::error!(
-                                    "consumer stuck for {} s: a QoS 1 message was dropped",
-                                    QOS1_QUEUE_WAIT.as_secs()
-                                );
-                            }
                         }
                     } else {
                         self.emit(message);

@@ -21,7 +21,6 @@ both_brokers!(
     presence_is_retained_and_offline_is_seen_at_once,
     a_busy_agent_answers_ping_and_refuses_execs_beyond_its_queue,
     a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost,
-    requests_are_not_lost_in_a_classic_flood,
     work_queue_and_async_results,
 );
 
@@ -612,52 +611,6 @@ fn a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost(kind: BrokerKind) -> Resu
     ensure!(
         s.status == ReplyStatus::Ok && s.data["stdout"] == "still-here\n",
         "the other command: {s:?}"
-    );
-    Ok(())
-}
-
-/// Issue 12, item 5: a flood of classic programs (QoS 0) filled the agent's
-/// incoming queue and structured requests (QoS 1) that the broker had
-/// delivered were dropped without a word. Now QoS 0 messages are what is
-/// dropped; every request of ten sent during the flood is answered.
-fn requests_are_not_lost_in_a_classic_flood(kind: BrokerKind) -> Result<()> {
-    let broker = Broker::start(kind, bot())?;
-    let agent = Agent::start(bot(), "flooded", &[broker.url()], "")?;
-    let topic = bot_proto::topics::request_agent_topic(&agent.id()?);
-    let mut sub = Sub::start(broker.port, &["test/flood"])?;
-    // Programs that take the interpreter a while (33 KB of arithmetic),
-    // more of them than the agent's incoming queue holds (1,024).
-    let program = "1: 1: ADD DROP ".repeat(2_200);
-    let lines: Vec<String> = (0..2_500).map(|_| program.clone()).collect();
-    let port = broker.port;
-    let flood = std::thread::spawn(move || bot_testkit::publish_lines(port, "BUS/flooded", &lines));
-    // Requests interleaved with the flood.
-    let mut ids = BTreeSet::new();
-    for n in 0..10 {
-        std::thread::sleep(Duration::from_millis(50));
-        let mut r = request("ping", json!({}), "test/flood");
-        r.id = format!("flood{n}-{}", r.id);
-        r.ttl_ms = 120_000;
-        bot_testkit::operator_signer().sign(&mut r);
-        publish(broker.port, &topic, &r.encode())?;
-        ids.insert(r.id);
-    }
-    flood
-        .join()
-        .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
-    let mut answered = BTreeSet::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(90);
-    while answered.len() < ids.len() && std::time::Instant::now() < deadline {
-        if let Some(r) = next_reply(&mut sub, Duration::from_secs(5)) {
-            ensure!(r.status == ReplyStatus::Ok, "{r:?}");
-            answered.insert(r.request_id);
-        }
-    }
-    ensure!(
-        answered == ids,
-        "{} of {} requests answered during the flood",
-        answered.len(),
-        ids.len()
     );
     Ok(())
 }
