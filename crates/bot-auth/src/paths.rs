@@ -106,3 +106,20 @@ pub fn read_password(path: &std::path::Path) -> Result<String, String> {
     }
     Ok(line)
 }
+
+/// Writes `bytes` to `path`, mode 0600, replacing the file atomically
+/// (a temporary file, synced, then renamed: a reader never sees half of it).
+pub fn write_private(path: &std::path::Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(bytes)?;
+    f.sync_all()?;
+    std::fs::rename(&tmp, path)
+}

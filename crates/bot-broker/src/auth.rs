@@ -164,8 +164,6 @@ impl Users {
 /// (mode 0600) if needed, and returns nothing else: the caller made the
 /// password and keeps it.
 pub fn add_user(path: &Path, user: User) -> Result<(), UsersError> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let io = |source| UsersError::Io {
         path: path.to_owned(),
         source,
@@ -188,19 +186,7 @@ pub fn add_user(path: &Path, user: User) -> Result<(), UsersError> {
         std::fs::create_dir_all(dir).map_err(io)?;
     }
     // Write then rename: the broker never reads half a file.
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io)?;
-        f.write_all(text.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
-    std::fs::rename(&tmp, path).map_err(io)
+    bot_auth::paths::write_private(path, text.as_bytes()).map_err(io)
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -73,7 +73,8 @@ fn local_credentials(
     let make = |name: &str, role: Role, agent_name: Option<String>, file: &str| {
         let password = bot_auth::sign::nonce();
         let path = dir.join(file);
-        write_secret(&path, &password)?;
+        bot_auth::paths::write_private(&path, format!("{password}\n").as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
         add_user(
             &users,
             User {
@@ -97,23 +98,6 @@ fn local_credentials(
         server_password,
         agent_password,
     })
-}
-
-/// Writes `secret` to `path`, mode 0600, replacing the file.
-pub(crate) fn write_secret(path: &std::path::Path, secret: &str) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(format!("{secret}\n").as_bytes())?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// The keys the local agent of `bot up` trusts with every action: the

@@ -246,20 +246,10 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     let login = ["-u", "operator", "-P", pw.as_str()];
     // Rows 1 and 2 with mosquitto's own tools: anonymous and a wrong password.
     for args in [&[][..], &["-u", "operator", "-P", "wrong"][..]] {
-        let o = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "BUS",
-                "-m",
-                "PING",
-            ])
-            .args(args)
-            .output()?;
-        assert!(!o.status.success(), "mosquitto_pub {args:?} was let in");
+        assert!(
+            bot_testkit::publish_with(port, "BUS", b"PING", args).is_err(),
+            "mosquitto_pub {args:?} was let in"
+        );
     }
     // An MQTT 5 subscriber gets the local agent's PONG.
     let mut sub = Sub::start_with(port, &["RES"], &[&["-V", "mqttv5"][..], &login].concat())?;

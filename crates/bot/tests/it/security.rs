@@ -59,17 +59,7 @@ fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Resul
 
     // The README's steps: the agent's id, then its login, then its config.
     let state = dir.path().join("agent-state");
-    let (code, id, err) = run_bot(
-        bot(),
-        &[
-            "agent",
-            "--print-id",
-            "--state-dir",
-            &state.display().to_string(),
-        ],
-    )?;
-    ensure!(code == 0, "{err}");
-    let id = id.trim().to_owned();
+    let id = agent_id(&state)?;
     let (code, added, err) = run_bot(
         bot(),
         &[
@@ -89,12 +79,7 @@ fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Resul
         .find_map(|l| l.strip_prefix("password: "))
         .ok_or_else(|| anyhow!("no password printed: {added}"))?
         .to_owned();
-    let pw_file = dir.path().join("mqtt.password");
-    std::fs::write(&pw_file, format!("{pw}\n"))?;
-    std::fs::set_permissions(
-        &pw_file,
-        std::os::unix::fs::PermissionsExt::from_mode(0o600),
-    )?;
+    let pw_file = secret_file(dir.path(), "mqtt.password", &pw)?;
     let _agent = Agent::start(
         bot(),
         "ext",
@@ -204,17 +189,7 @@ fn the_shipped_mosquitto_rules_hold_agents_to_their_topics() -> Result<()> {
     use std::process::Command;
     let dir = TempDir::new("mosq-secure");
     let state = dir.path().join("agent-state");
-    let (code, id, err) = run_bot(
-        bot(),
-        &[
-            "agent",
-            "--print-id",
-            "--state-dir",
-            &state.display().to_string(),
-        ],
-    )?;
-    ensure!(code == 0, "{err}");
-    let id = id.trim().to_owned();
+    let id = agent_id(&state)?;
     let broker = Broker::start_mosquitto_secure(
         bot(),
         &[
@@ -225,14 +200,8 @@ fn the_shipped_mosquitto_rules_hold_agents_to_their_topics() -> Result<()> {
     )?;
     let port = broker.port;
     let url = broker.url();
-    let write = |name: &str, pw: &str| -> Result<std::path::PathBuf> {
-        let f = dir.path().join(name);
-        std::fs::write(&f, format!("{pw}\n"))?;
-        std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        Ok(f)
-    };
-    let agent_pw = write("agent.password", "agent-secret")?;
-    let op_pw = write("operator.password", "op-secret")?
+    let agent_pw = secret_file(dir.path(), "agent.password", "agent-secret")?;
+    let op_pw = secret_file(dir.path(), "operator.password", "op-secret")?
         .display()
         .to_string();
     let _agent = Agent::start(
@@ -261,20 +230,10 @@ fn the_shipped_mosquitto_rules_hold_agents_to_their_topics() -> Result<()> {
     );
     // Row 1, 2.
     for args in [&[][..], &["-u", "operator", "-P", "wrong"][..]] {
-        let o = Command::new("mosquitto_pub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                "BUS",
-                "-m",
-                "PING",
-            ])
-            .args(args)
-            .output()?;
-        ensure!(!o.status.success(), "mosquitto_pub {args:?} was let in");
+        ensure!(
+            bot_testkit::publish_with(port, "BUS", b"PING", args).is_err(),
+            "mosquitto_pub {args:?} was let in"
+        );
     }
     let op = ["-u", "operator", "-P", "op-secret"];
     let agent_login = [
@@ -480,6 +439,29 @@ both_brokers!(
 );
 
 const REPLIES: &str = "test/sec-replies";
+
+/// The id `bot agent --print-id` gives an agent with state in `state`.
+fn agent_id(state: &Path) -> Result<String> {
+    let (code, id, err) = run_bot(
+        bot(),
+        &[
+            "agent",
+            "--print-id",
+            "--state-dir",
+            &state.display().to_string(),
+        ],
+    )?;
+    ensure!(code == 0, "{err}");
+    Ok(id.trim().to_owned())
+}
+
+/// `secret` in the file `dir/name`, mode 0600 (as password files must be).
+fn secret_file(dir: &Path, name: &str, secret: &str) -> Result<std::path::PathBuf> {
+    let f = dir.join(name);
+    std::fs::write(&f, format!("{secret}\n"))?;
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+    Ok(f)
+}
 
 fn touch(marker: &Path) -> Action {
     Action::Exec(ExecArgs::command(vec![
