@@ -142,6 +142,7 @@ impl AgentArgs {
 }
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => {
@@ -174,6 +175,26 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// `bot ping | head -1`: once the reader has gone, printing fails with a
+/// broken pipe, and Rust's `print!` panics on that. Exit quietly instead,
+/// with 141 (128 + SIGPIPE), as a Unix tool killed by SIGPIPE does. Any
+/// other panic is reported as usual.
+fn quiet_broken_pipe() {
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let text = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        if text.contains("Broken pipe") {
+            std::process::exit(141);
+        }
+        default(info);
+    }));
 }
 
 /// A configuration or usage problem found after argument parsing (exit 2).

@@ -8,8 +8,38 @@ use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 
 both_brokers!(
     ping_lists_every_agent_with_its_round_trip_time,
-    pub_and_listen_round_trip
+    pub_and_listen_round_trip,
+    a_closed_pipe_ends_the_command_quietly
 );
+
+/// `bot ping --classic | head -1`: when the reader has gone, the command
+/// ends quietly with 141 (as if killed by SIGPIPE), not with a panic.
+fn a_closed_pipe_ends_the_command_quietly(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let url = broker.url();
+    let _a = Agent::start(bot(), "piped", std::slice::from_ref(&url), "")?;
+    for args in [
+        &["ping", "--classic", "-b", url.as_str()][..],
+        &["ping", "-b", url.as_str()][..],
+    ] {
+        let mut child = bot_testkit::bot_command(bot())
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()?;
+        drop(child.stdout.take()); // the reader is gone before anything is printed
+        let out = child.wait_with_output()?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        anyhow::ensure!(!err.contains("panicked"), "{args:?}: {err}");
+        anyhow::ensure!(
+            out.status.code() == Some(141),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+    Ok(())
+}
 
 fn ping_lists_every_agent_with_its_round_trip_time(kind: BrokerKind) -> Result<()> {
     let broker = Broker::start(kind, bot())?;
