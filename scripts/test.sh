@@ -42,4 +42,6 @@ cargo fmt --all -- --check
 echo "test.sh: cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets -j2 -- -D warnings
 echo "test.sh: cargo test" >&2
-cargo test --workspace -j2
+# A hung test must fail the run, with the name libtest printed ("has been
+# running for over 60 seconds"), well before CI's own limit.
+timeout --kill-after=30s 50m cargo test --workspace -j2

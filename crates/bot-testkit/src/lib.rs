@@ -712,6 +712,123 @@ impl Drop for Sub {
     }
 }
 
+/// How long a one-shot client (`mosquitto_pub`, a `bot` command) may run
+/// before the harness kills it and fails the test: a hung client must fail
+/// its test, never hang the suite (CI has a time limit for the whole run).
+pub const CLIENT_LIMIT: Duration = Duration::from_secs(60);
+
+/// What a process run by [`output_within`] left: its exit status (`None`
+/// when it was killed at the deadline), stdout and stderr.
+#[derive(Debug)]
+pub struct Finished {
+    /// The exit status; `None` if the harness killed it at the deadline.
+    pub status: Option<std::process::ExitStatus>,
+    /// Whether the harness killed it at the deadline.
+    pub timed_out: bool,
+    /// Everything it wrote on stdout.
+    pub stdout: Vec<u8>,
+    /// Everything it wrote on stderr.
+    pub stderr: Vec<u8>,
+}
+
+/// Runs `cmd` with `stdin` on its standard input and waits for it, at most
+/// `limit`: then it is killed and `timed_out` is set. Stdout and stderr are
+/// read by threads, so a chatty process cannot block on a full pipe.
+pub fn output_within(cmd: &mut Command, stdin: &[u8], limit: Duration) -> Result<Finished> {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {cmd:?}"))?;
+    let input = stdin.to_vec();
+    let mut pipe_in = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+    // A process that exits early closes its stdin: the write error is moot.
+    let writer = std::thread::spawn(move || {
+        let _ = pipe_in.write_all(&input);
+    });
+    let drain = |r: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            if let Some(mut r) = r {
+                let _ = r.read_to_end(&mut buf);
+            }
+            buf
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|r| Box::new(r) as Box<dyn Read + Send>),
+    );
+    let deadline = Instant::now() + limit;
+    let (status, timed_out) = loop {
+        if let Some(status) = child.try_wait()? {
+            break (Some(status), false);
+        }
+        if Instant::now() >= deadline {
+            kill(&mut child);
+            break (None, true);
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    let _ = writer.join();
+    Ok(Finished {
+        status,
+        timed_out,
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    })
+}
+
+/// `cmd.output()` for a process that must finish within [`CLIENT_LIMIT`]
+/// (standard input is empty): a hang is an error naming the command.
+pub fn output(cmd: &mut Command) -> Result<std::process::Output> {
+    let done = output_within(cmd, b"", CLIENT_LIMIT)?;
+    match done.status {
+        Some(status) => Ok(std::process::Output {
+            status,
+            stdout: done.stdout,
+            stderr: done.stderr,
+        }),
+        None => bail!(
+            "{cmd:?} did not finish within {CLIENT_LIMIT:?}: {}",
+            String::from_utf8_lossy(&done.stderr)
+        ),
+    }
+}
+
+/// Runs a `mosquitto_pub` command (with `-d`) to completion, within
+/// [`CLIENT_LIMIT`]. mosquitto_pub 2.0 sometimes never exits after it has
+/// sent its DISCONNECT (eclipse-mosquitto issue 2739); its debug output then
+/// shows the publish complete, so the hang is not a failure to publish and
+/// the process is killed. Any other hang is an error naming what it printed.
+fn run_pub(mut cmd: Command, stdin: &[u8]) -> Result<()> {
+    cmd.arg("-d");
+    let done = output_within(&mut cmd, stdin, CLIENT_LIMIT)?;
+    let stdout = String::from_utf8_lossy(&done.stdout);
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    if done.timed_out {
+        ensure!(
+            stdout.contains("sending DISCONNECT"),
+            "mosquitto_pub hung for {CLIENT_LIMIT:?} before it finished publishing: {stdout}{stderr}"
+        );
+        return Ok(());
+    }
+    ensure!(
+        done.status.is_some_and(|s| s.success()),
+        "mosquitto_pub failed: {stderr}"
+    );
+    Ok(())
+}
+
 /// `mosquitto_pub -t TOPIC -s` with `payload` on standard input (any bytes;
 /// an empty payload is sent with `-n`).
 pub fn publish(port: u16, topic: &str, payload: &[u8]) -> Result<()> {
@@ -723,63 +840,33 @@ pub fn publish_with(port: u16, topic: &str, payload: &[u8], extra: &[&str]) -> R
     let mut cmd = Command::new("mosquitto_pub");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic]);
     cmd.args(extra);
-    if payload.is_empty() {
-        cmd.arg("-n");
-    } else {
-        cmd.arg("-s");
-    }
-    let mut child = cmd
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(payload)?;
-    }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "mosquitto_pub failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    cmd.arg(if payload.is_empty() { "-n" } else { "-s" });
+    run_pub(cmd, payload)
 }
 
 /// `mosquitto_pub -l`: one message per line of `lines`, in one connection (a burst).
 pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
-    let mut child = Command::new("mosquitto_pub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            topic,
-            "-l",
-        ])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    if let Some(mut stdin) = child.stdin.take() {
-        for l in lines {
-            writeln!(stdin, "{l}")?;
-        }
+    let mut cmd = Command::new("mosquitto_pub");
+    cmd.args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        topic,
+        "-l",
+    ]);
+    let mut input = String::new();
+    for l in lines {
+        input.push_str(l);
+        input.push('\n');
     }
-    let out = child.wait_with_output()?;
-    if !out.status.success() {
-        bail!(
-            "mosquitto_pub -l failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    run_pub(cmd, input.as_bytes())
 }
 
 /// Runs `bot ARGS…` to completion and returns (exit code, stdout, stderr).
 pub fn run_bot(bot: &Path, args: &[&str]) -> Result<(i32, String, String)> {
-    let out = bot_command(bot).args(args).stdin(Stdio::null()).output()?;
+    let out = output(bot_command(bot).args(args))?;
     Ok((
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),

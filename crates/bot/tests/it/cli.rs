@@ -301,13 +301,14 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     assert!(ping_out.contains("local"), "{ping_out}");
 
     // The server sees the local agent; `bot task` runs a command on it.
-    let run = bot_testkit::bot_command(bot())
-        .args([
-            "task", "submit", "--server", &http, "-T", "local", "--watch", "--json",
-        ])
-        .args(["--", "echo", "hello-from-task"])
-        .env("BOT_TOKEN", &token)
-        .output()?;
+    let run = bot_testkit::output(
+        bot_testkit::bot_command(bot())
+            .args([
+                "task", "submit", "--server", &http, "-T", "local", "--watch", "--json",
+            ])
+            .args(["--", "echo", "hello-from-task"])
+            .env("BOT_TOKEN", &token),
+    )?;
     let stdout = String::from_utf8_lossy(&run.stdout);
     assert!(
         run.status.success(),
@@ -323,10 +324,11 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
     );
     assert_eq!(task["targets"][0]["agent_name"], "local", "{task:#}");
     // Without the token the API refuses, and says how to get one.
-    let denied = bot_testkit::bot_command(bot())
-        .args(["task", "list", "--server", &http])
-        .env_remove("BOT_TOKEN")
-        .output()?;
+    let denied = bot_testkit::output(
+        bot_testkit::bot_command(bot())
+            .args(["task", "list", "--server", &http])
+            .env_remove("BOT_TOKEN"),
+    )?;
     assert_eq!(denied.status.code(), Some(1));
     assert!(
         String::from_utf8_lossy(&denied.stderr).contains("token"),
@@ -363,18 +365,19 @@ fn bot_up_stops_with_a_clear_error_when_its_agent_cannot_start() -> Result<()> {
     let dir = bot_testkit::TempDir::new("badstate");
     let file = dir.path().join("a-file");
     std::fs::write(&file, "not a directory")?;
-    let out = bot_testkit::bot_command(bot())
-        .args([
-            "up",
-            "--no-ws",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .env("BOT_STATE_DIR", file.join("state"))
-        .env("BOT_DATA_DIR", dir.path().join("server"))
-        .output()?;
+    let out = bot_testkit::output(
+        bot_testkit::bot_command(bot())
+            .args([
+                "up",
+                "--no-ws",
+                "--listen",
+                "127.0.0.1:0",
+                "--http",
+                "127.0.0.1:0",
+            ])
+            .env("BOT_STATE_DIR", file.join("state"))
+            .env("BOT_DATA_DIR", dir.path().join("server")),
+    )?;
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(

@@ -132,21 +132,22 @@ fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Resul
     }
     // Row 7: another agent's requests, or everyone's replies.
     for filter in ["bot/v1/req/agent/someone-else", "bot/v1/reply/#"] {
-        let o = Command::new("mosquitto_sub")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-t",
-                filter,
-                "-W",
-                "3",
-                "-C",
-                "1",
-            ])
-            .args(agent_login)
-            .output()?;
+        let o = bot_testkit::output(
+            Command::new("mosquitto_sub")
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &port.to_string(),
+                    "-t",
+                    filter,
+                    "-W",
+                    "3",
+                    "-C",
+                    "1",
+                ])
+                .args(agent_login),
+        )?;
         let text =
             String::from_utf8_lossy(&o.stderr).to_string() + &String::from_utf8_lossy(&o.stdout);
         // mosquitto_sub reports a refused SUBACK in words (its exit code is 0).
@@ -156,20 +157,18 @@ fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Resul
         );
     }
     // Row 1: anonymous.
-    let o = Command::new("mosquitto_sub")
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "-t",
-            "#",
-            "-W",
-            "2",
-            "-C",
-            "1",
-        ])
-        .output()?;
+    let o = bot_testkit::output(Command::new("mosquitto_sub").args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-t",
+        "#",
+        "-W",
+        "2",
+        "-C",
+        "1",
+    ]))?;
     ensure!(!o.status.success(), "an anonymous subscriber was let in");
     Command::new("kill")
         .args(["-TERM", &up.id().to_string()])
