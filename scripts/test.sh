@@ -41,6 +41,8 @@ echo "test.sh: cargo fmt --check" >&2
 cargo fmt --all -- --check
 echo "test.sh: cargo clippy -D warnings" >&2
 cargo clippy --workspace --all-targets -j2 -- -D warnings
+# The fleet build (agent + CLI, no broker, server or WebSocket) too.
+cargo clippy -p bot --no-default-features --all-targets -j2 -- -D warnings
 echo "test.sh: cargo test" >&2
 # A hung test must fail the run, with the name libtest printed ("has been
 # running for over 60 seconds"), well before CI's own limit.

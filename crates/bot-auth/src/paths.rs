@@ -40,9 +40,14 @@ pub fn state_dir() -> PathBuf {
     }
 }
 
-/// The default data directory of `bot up` and `bot server`.
+/// The data directory of `bot up` and `bot server` when no `--data-dir`
+/// is given: `BOT_DATA_DIR` if set (the same variable those commands read),
+/// else `<state dir>/server`.
 pub fn server_data_dir() -> PathBuf {
-    state_dir().join("server")
+    match std::env::var_os("BOT_DATA_DIR").filter(|x| !x.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => state_dir().join("server"),
+    }
 }
 
 /// The key a name or path given to `--key` means: a path when it contains
@@ -78,6 +83,13 @@ pub fn broker_dir(data_dir: &std::path::Path) -> PathBuf {
 pub fn default_operator_password() -> Option<PathBuf> {
     let p = broker_dir(&server_data_dir()).join("operator.password");
     std::fs::File::open(&p).is_ok().then_some(p)
+}
+
+/// The CA certificate of the local `bot up`'s TLS listeners
+/// (`<data dir>/broker/tls/ca.crt`), if it exists.
+pub fn default_local_ca() -> Option<PathBuf> {
+    let p = broker_dir(&server_data_dir()).join("tls/ca.crt");
+    p.exists().then_some(p)
 }
 
 /// Reads a password file: its first line, trimmed; refused when group or

@@ -24,6 +24,10 @@
 //!   does), and a persistent session outlives a week-long outage of its client.
 
 pub mod auth;
+pub mod certs;
+pub mod tls;
+
+pub use tls::TlsFiles;
 
 use std::net::SocketAddr;
 use std::num::NonZeroU16;
@@ -46,6 +50,14 @@ pub struct BrokerConfig {
     pub listen: SocketAddr,
     /// Address of the MQTT-over-WebSocket listener, if any. Port 0 picks a free port.
     pub ws_listen: Option<SocketAddr>,
+    /// Address of the MQTT-over-TLS listener (`mqtts://`), if any; needs `tls`.
+    pub tls_listen: Option<SocketAddr>,
+    /// Address of the MQTT-over-WebSocket-over-TLS listener (`wss://`), if
+    /// any; needs `tls`.
+    pub wss_listen: Option<SocketAddr>,
+    /// Certificate and key of the TLS listeners, and the CA of client
+    /// certificates if they are required ([`tls`]).
+    pub tls: Option<TlsFiles>,
     /// Largest MQTT packet accepted, in bytes.
     pub max_packet_size: u32,
     /// Messages queued per session before the broker drops them.
@@ -86,6 +98,9 @@ impl Default for BrokerConfig {
         BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 1883)),
             ws_listen: None,
+            tls_listen: None,
+            wss_listen: None,
+            tls: None,
             // Large enough that agents can answer "TooLarge" to oversized classic
             // programs instead of never seeing them.
             max_packet_size: 4 * 1024 * 1024,
@@ -130,6 +145,9 @@ pub enum BrokerError {
         /// The underlying error, as text (the broker crate's error type is not exposed).
         source: Box<dyn std::error::Error + Send + Sync>,
     },
+    /// A TLS listener was asked for without usable certificate files.
+    #[error("broker TLS: {0}")]
+    Tls(String),
     /// The users file cannot be used.
     #[error("broker users: {0}")]
     Users(#[from] auth::UsersError),
@@ -148,7 +166,10 @@ pub enum BrokerError {
 pub struct Broker {
     mqtt_addr: SocketAddr,
     ws_addr: Option<SocketAddr>,
+    tls_addr: Option<SocketAddr>,
+    wss_addr: Option<SocketAddr>,
     task: JoinHandle<()>,
+    terminators: Vec<JoinHandle<()>>,
 }
 
 impl Broker {
@@ -218,6 +239,71 @@ impl Broker {
             })?;
             server = server.listener_by_id(ws, 2);
         }
+        // TLS: a terminator per TLS listener, each in front of an inner
+        // rmqtt listener on loopback that takes PROXY v2 connections only.
+        let mut terminators = Vec::new();
+        let (mut tls_addr, mut wss_addr) = (None, None);
+        let wanted = [
+            (config.tls_listen, "mqtts", 3_u16),
+            (config.wss_listen, "wss", 4),
+        ];
+        if wanted.iter().any(|(a, _, _)| a.is_some()) {
+            let Some(files) = &config.tls else {
+                return Err(BrokerError::Tls(
+                    "a TLS listener needs a certificate and a key".into(),
+                ));
+            };
+            let server_config =
+                bot_bus::tls::server_config(&files.cert, &files.key, files.client_ca.as_deref())
+                    .map_err(|e| BrokerError::Tls(e.to_string()))?;
+            let acceptor = tokio_rustls::TlsAcceptor::from(server_config);
+            for (addr, kind, id) in wanted {
+                let Some(addr) = addr else { continue };
+                let inner_addr = SocketAddr::from(([127, 0, 0, 1], 0));
+                let inner = listener_with(&config, kind, inner_addr, true)?;
+                let inner_bound = inner.local_addr().map_err(|e| BrokerError::Bind {
+                    addr: inner_addr,
+                    kind,
+                    source: e.into(),
+                })?;
+                let inner = if kind == "wss" {
+                    inner.ws()
+                } else {
+                    inner.tcp()
+                }
+                .map_err(|e| BrokerError::Bind {
+                    addr: inner_addr,
+                    kind,
+                    source: e.into(),
+                })?;
+                server = server.listener_by_id(inner, id);
+                let outer = bind_tcp(addr).map_err(|e| BrokerError::Bind {
+                    addr,
+                    kind,
+                    source: e.into(),
+                })?;
+                let bound = outer.local_addr().map_err(|e| BrokerError::Bind {
+                    addr,
+                    kind,
+                    source: e.into(),
+                })?;
+                if kind == "wss" {
+                    wss_addr = Some(bound);
+                } else {
+                    tls_addr = Some(bound);
+                }
+                terminators.push(tokio::spawn(tls::serve(
+                    outer,
+                    acceptor.clone(),
+                    inner_bound,
+                    tls::Limits {
+                        handshake_timeout: config.connect_timeout,
+                        max_connections: config.max_connections,
+                    },
+                    kind,
+                )));
+            }
+        }
         let server = server.build();
         // `MqttServer::start` would call `process::exit` on error: run it ourselves.
         let task = tokio::spawn(async move {
@@ -225,11 +311,14 @@ impl Broker {
                 tracing::error!(error = %format!("{e:#}"), "embedded broker stopped");
             }
         });
-        tracing::info!(%mqtt_addr, ws_addr = ?ws_addr, "embedded broker listening");
+        tracing::info!(%mqtt_addr, ?ws_addr, ?tls_addr, ?wss_addr, "embedded broker listening");
         Ok(Broker {
             mqtt_addr,
             ws_addr,
+            tls_addr,
+            wss_addr,
             task,
+            terminators,
         })
     }
 
@@ -243,9 +332,22 @@ impl Broker {
         self.ws_addr
     }
 
+    /// The bound MQTT-over-TLS address, if that listener is on.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls_addr
+    }
+
+    /// The bound MQTT-over-WebSocket-over-TLS address, if that listener is on.
+    pub fn wss_addr(&self) -> Option<SocketAddr> {
+        self.wss_addr
+    }
+
     /// Stops accepting connections. Sessions already open are closed when the
     /// runtime they run on shuts down (i.e. when `bot up` exits).
     pub async fn shutdown(self) {
+        for t in &self.terminators {
+            t.abort();
+        }
         self.task.abort();
         let _ = self.task.await;
     }
@@ -362,7 +464,34 @@ fn listener(
     kind: &'static str,
     addr: SocketAddr,
 ) -> Result<rmqtt::net::Listener, BrokerError> {
+    listener_with(config, kind, addr, false)
+}
+
+/// A plain TCP listener for a TLS terminator, with `SO_REUSEADDR` like
+/// rmqtt's own (a restarted `bot up` rebinds its port at once).
+fn bind_tcp(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
+/// An rmqtt listener; `proxy`: connections must start with a PROXY
+/// protocol header (the inner listeners behind [`tls`]).
+fn listener_with(
+    config: &BrokerConfig,
+    kind: &'static str,
+    addr: SocketAddr,
+    proxy: bool,
+) -> Result<rmqtt::net::Listener, BrokerError> {
     Builder::new()
+        .proxy_protocol(proxy)
+        // The terminator writes the header at once.
+        .proxy_protocol_timeout(Duration::from_secs(5))
         .name(kind)
         .laddr(addr)
         .reuseaddr(Some(true))
@@ -808,5 +937,70 @@ mod tests {
             "the half-open CONNECT was not closed: {read:?}"
         );
         broker.shutdown().await;
+    }
+
+    /// TLS listeners: a client trusting the generated CA logs in and gets
+    /// its messages; a plain client on the TLS port does not get in.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_listener_serves_clients_of_its_ca_only() {
+        let dir = std::env::temp_dir().join(format!("bot-broker-tls-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = certs::local(&dir, &[]).expect("certs");
+        // Made once: a second call keeps the same certificate.
+        let pem = std::fs::read(&files.cert).expect("read");
+        assert_eq!(certs::local(&dir, &[]).expect("again"), files);
+        assert_eq!(std::fs::read(&files.cert).expect("read"), pem);
+        let broker = Broker::start(BrokerConfig {
+            tls_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            tls: Some(files),
+            ..ephemeral()
+        })
+        .await
+        .expect("start");
+        let tls_addr = broker.tls_addr().expect("tls address");
+        let client_tls = bot_bus::tls::client_config(&bot_bus::tls::TlsFiles {
+            ca_file: Some(dir.join("ca.crt")),
+            ..Default::default()
+        })
+        .expect("client config");
+        let mut o = MqttOptions::new("tls-client", "localhost", tls_addr.port());
+        o.set_transport(rumqttc::Transport::tls_with_config(
+            rumqttc::TlsConfiguration::Rustls(client_tls),
+        ));
+        let (c, mut el) = AsyncClient::new(o, 16);
+        c.subscribe("t/tls", QoS::AtLeastOnce).await.expect("sub");
+        until_suback(&mut el).await;
+        c.publish("t/tls", QoS::AtLeastOnce, false, "secret")
+            .await
+            .expect("pub");
+        assert_eq!(&next_publish(&mut el).await.payload[..], b"secret");
+
+        let (_plain, mut plain_el) = client(tls_addr, "plain-on-tls");
+        let refused = tokio::time::timeout(Duration::from_secs(10), async {
+            loop {
+                match plain_el.poll().await {
+                    Ok(Event::Incoming(Packet::ConnAck(_))) => return false,
+                    Ok(_) => {}
+                    Err(_) => return true,
+                }
+            }
+        })
+        .await
+        .expect("the plain client is answered within 10 s");
+        assert!(refused, "a plain client got a CONNACK on the TLS port");
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// Without certificate files, a TLS listener is a clear error.
+    #[tokio::test]
+    async fn a_tls_listener_without_certificates_is_refused() {
+        let err = Broker::start(BrokerConfig {
+            tls_listen: Some("127.0.0.1:0".parse().expect("addr")),
+            ..ephemeral()
+        })
+        .await
+        .expect_err("no certificate");
+        assert!(err.to_string().contains("certificate"), "{err}");
     }
 }

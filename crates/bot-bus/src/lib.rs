@@ -374,7 +374,7 @@ impl Driver {
         &self,
         broker: &BrokerUrl,
     ) -> Result<Option<std::sync::Arc<rustls::ClientConfig>>, String> {
-        if broker.scheme != url::Scheme::Mqtts {
+        if !broker.scheme.is_tls() {
             return Ok(None);
         }
         match &self.options.tls {
@@ -391,7 +391,7 @@ impl Driver {
         tls_config: Option<std::sync::Arc<rustls::ClientConfig>>,
     ) -> MqttOptions {
         let o = &self.options;
-        let mut m = MqttOptions::new(o.client_id.clone(), broker.host.clone(), broker.port);
+        let mut m = MqttOptions::new(o.client_id.clone(), broker.client_address(), broker.port);
         // rumqttc's v4 client rejects a keep-alive under 1 s.
         m.set_keep_alive(o.keep_alive.max(Duration::from_secs(1)));
         m.set_clean_session(o.clean_session);
@@ -401,10 +401,21 @@ impl Driver {
         if let Some(user) = &broker.username {
             m.set_credentials(user.clone(), broker.password.clone().unwrap_or_default());
         }
-        if let Some(c) = tls_config {
-            m.set_transport(rumqttc::Transport::tls_with_config(
-                rumqttc::TlsConfiguration::Rustls(c),
-            ));
+        let tls = tls_config.map(rumqttc::TlsConfiguration::Rustls);
+        match (broker.scheme, tls) {
+            // Parsing refuses ws:// and wss:// URLs without the feature.
+            #[cfg(feature = "websocket")]
+            (url::Scheme::Ws, _) => {
+                m.set_transport(rumqttc::Transport::Ws);
+            }
+            #[cfg(feature = "websocket")]
+            (url::Scheme::Wss, Some(tls)) => {
+                m.set_transport(rumqttc::Transport::Wss(tls));
+            }
+            (_, Some(tls)) => {
+                m.set_transport(rumqttc::Transport::tls_with_config(tls));
+            }
+            (_, None) => {}
         }
         if let Some(w) = &o.will {
             m.set_last_will(rumqttc::LastWill::new(

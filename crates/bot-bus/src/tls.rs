@@ -1,6 +1,8 @@
-//! TLS for `mqtts://` brokers: a rustls client configuration with the ring
-//! provider, trusting a CA file (or the system's roots), optionally with a
-//! client certificate (mutual TLS).
+//! TLS for `mqtts://` and `wss://` brokers: a rustls client configuration
+//! with the ring provider, trusting a CA file (or the system's roots),
+//! optionally with a client certificate (mutual TLS). Also the matching
+//! server configuration, for the TLS listeners of `bot up` (the embedded
+//! broker's and the HTTP API's), so both ends read PEM files one way.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -47,6 +49,14 @@ pub enum TlsError {
     /// No CA file and no usable system roots.
     #[error("no CA file given and no system root certificates found")]
     NoRoots,
+    /// The client CA cannot verify client certificates.
+    #[error("{path}: cannot verify client certificates with it: {reason}")]
+    ClientCa {
+        /// The CA file.
+        path: PathBuf,
+        /// rustls's reason.
+        reason: String,
+    },
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
@@ -56,7 +66,8 @@ fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
     })
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+/// The certificates in the PEM file `path` (at least one).
+pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     let bytes = read(path)?;
     let certs: Vec<_> = rustls_pemfile::certs(&mut bytes.as_slice())
         .collect::<Result<_, _>>()
@@ -73,26 +84,82 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
     Ok(certs)
 }
 
+/// The system's root certificates (empty if none could be read).
+pub fn system_roots() -> Vec<CertificateDer<'static>> {
+    rustls_native_certs::load_native_certs().certs
+}
+
+/// The private key in the PEM file `path` (PKCS#8, PKCS#1 or SEC1).
+pub fn private_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    let bytes = read(path)?;
+    rustls_pemfile::private_key(&mut bytes.as_slice())
+        .map_err(|e| TlsError::Bad {
+            path: path.to_owned(),
+            reason: format!("not a PEM private key: {e}"),
+        })?
+        .ok_or_else(|| TlsError::Bad {
+            path: path.to_owned(),
+            reason: "no private key in it".into(),
+        })
+}
+
+/// A CA file's certificates as a root store.
+fn roots(ca: &Path) -> Result<RootCertStore, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in certs(ca)? {
+        roots.add(c).map_err(|e| TlsError::Bad {
+            path: ca.to_owned(),
+            reason: format!("not a usable CA certificate: {e}"),
+        })?;
+    }
+    Ok(roots)
+}
+
+/// A TLS server configuration (ring provider, TLS 1.2 and 1.3) presenting
+/// `cert` (PEM chain) with `key`. With `client_ca`, every client must
+/// present a certificate signed by that CA (mutual TLS); without it, none
+/// is asked for.
+pub fn server_config(
+    cert: &Path,
+    key: &Path,
+    client_ca: Option<&Path>,
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?;
+    let builder = match client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)?),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::ClientCa {
+                path: ca.to_owned(),
+                reason: e.to_string(),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    Ok(Arc::new(
+        builder.with_single_cert(certs(cert)?, private_key(key)?)?,
+    ))
+}
+
 /// The client configuration for `files`.
 pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
-    let mut roots = RootCertStore::empty();
-    match &files.ca_file {
-        Some(ca) => {
-            for c in certs(ca)? {
-                roots.add(c).map_err(|e| TlsError::Bad {
-                    path: ca.clone(),
-                    reason: format!("not a usable CA certificate: {e}"),
-                })?;
-            }
-        }
+    let roots = match &files.ca_file {
+        Some(ca) => roots(ca)?,
         None => {
-            let native = rustls_native_certs::load_native_certs();
-            roots.add_parsable_certificates(native.certs);
+            let mut roots = RootCertStore::empty();
+            roots.add_parsable_certificates(system_roots());
             if roots.is_empty() {
                 return Err(TlsError::NoRoots);
             }
+            roots
         }
-    }
+    };
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
@@ -100,19 +167,7 @@ pub fn client_config(files: &TlsFiles) -> Result<Arc<ClientConfig>, TlsError> {
     let config = match (&files.cert_file, &files.key_file) {
         (None, None) => builder.with_no_client_auth(),
         (Some(cert), Some(key)) => {
-            let chain = certs(cert)?;
-            let bytes = read(key)?;
-            let key_der: PrivateKeyDer<'static> =
-                rustls_pemfile::private_key(&mut bytes.as_slice())
-                    .map_err(|e| TlsError::Bad {
-                        path: key.clone(),
-                        reason: format!("not a PEM private key: {e}"),
-                    })?
-                    .ok_or_else(|| TlsError::Bad {
-                        path: key.clone(),
-                        reason: "no private key in it".into(),
-                    })?;
-            builder.with_client_auth_cert(chain, key_der)?
+            builder.with_client_auth_cert(certs(cert)?, private_key(key)?)?
         }
         _ => return Err(TlsError::HalfClientAuth),
     };

@@ -1,7 +1,7 @@
-//! Broker URLs: `mqtt://[user[:password]@]host[:port]` and `mqtts://…`
-//! (TLS, default port 8883), plus the forms we recognise but do not speak
-//! yet (`ws://`, `wss://`), which are rejected with a message saying so
-//! rather than misread.
+//! Broker URLs: `mqtt://[user[:password]@]host[:port]`, `mqtts://…` (TLS,
+//! default port 8883), and MQTT over WebSocket for agents behind HTTP
+//! proxies: `ws://host[:port][/path]` and `wss://…` (TLS; default ports 80
+//! and 443 as for any web URL, default path `/mqtt`).
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,6 +16,27 @@ pub enum Scheme {
     Mqtt,
     /// MQTT over TLS (`mqtts://`, default port 8883).
     Mqtts,
+    /// MQTT over WebSocket (`ws://`, default port 80).
+    Ws,
+    /// MQTT over WebSocket over TLS (`wss://`, default port 443).
+    Wss,
+}
+
+impl Scheme {
+    /// Whether the transport is TLS (`mqtts://`, `wss://`).
+    pub fn is_tls(self) -> bool {
+        matches!(self, Scheme::Mqtts | Scheme::Wss)
+    }
+
+    /// The URL scheme's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Scheme::Mqtt => "mqtt",
+            Scheme::Mqtts => "mqtts",
+            Scheme::Ws => "ws",
+            Scheme::Wss => "wss",
+        }
+    }
 }
 
 /// A parsed broker address.
@@ -27,6 +48,9 @@ pub struct BrokerUrl {
     pub host: String,
     /// TCP port.
     pub port: u16,
+    /// The HTTP path of a WebSocket URL (`/mqtt` unless given); empty for
+    /// `mqtt://` and `mqtts://`, where a path means nothing and is ignored.
+    pub path: String,
     /// Optional MQTT user name.
     pub username: Option<String>,
     /// Optional MQTT password (never printed).
@@ -42,9 +66,9 @@ pub enum UrlError {
     /// Longer than [`MAX_URL_LEN`].
     #[error("broker URL is {0} bytes long, limit {MAX_URL_LEN}")]
     TooLong(usize),
-    /// A scheme we know but do not support in this version.
+    /// A scheme this build cannot speak.
     #[error(
-        "broker URL {url:?}: {scheme}:// is not supported yet; use mqtt://HOST:PORT or mqtts://HOST:PORT"
+        "broker URL {url:?}: {scheme}:// needs a bot built with the `websocket` feature (the full build has it)"
     )]
     Unsupported {
         /// The whole URL.
@@ -54,7 +78,7 @@ pub enum UrlError {
     },
     /// A scheme we do not know.
     #[error(
-        "broker URL {url:?}: unknown scheme {scheme:?}; use mqtt://HOST:PORT or mqtts://HOST:PORT"
+        "broker URL {url:?}: unknown scheme {scheme:?}; use mqtt://, mqtts://, ws:// or wss://HOST:PORT"
     )]
     UnknownScheme {
         /// The whole URL.
@@ -99,15 +123,32 @@ impl FromStr for BrokerUrl {
         let (scheme_kind, default_port) = match scheme.as_str() {
             "mqtt" | "tcp" => (Scheme::Mqtt, 1883),
             "mqtts" | "ssl" | "tls" => (Scheme::Mqtts, 8883),
-            "ws" | "wss" => {
+            "ws" | "wss" if !cfg!(feature = "websocket") => {
                 return Err(UrlError::Unsupported { url, scheme });
             }
+            "ws" => (Scheme::Ws, 80),
+            "wss" => (Scheme::Wss, 443),
             _ => return Err(UrlError::UnknownScheme { url, scheme }),
         };
-        // Drop a trailing path ("mqtt://host:1883/" is common in configs).
-        let rest = rest
-            .split_once('/')
-            .map_or(rest, |(authority, _)| authority);
+        // The path matters to a WebSocket endpoint; for plain MQTT it is
+        // dropped ("mqtt://host:1883/" is common in configs).
+        let (rest, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
+        let path = match scheme_kind {
+            Scheme::Ws | Scheme::Wss if path.is_empty() || path == "/" => "/mqtt".to_owned(),
+            Scheme::Ws | Scheme::Wss => {
+                if path.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                    return Err(UrlError::BadHost {
+                        url,
+                        reason: "path contains whitespace",
+                    });
+                }
+                path.to_owned()
+            }
+            Scheme::Mqtt | Scheme::Mqtts => String::new(),
+        };
         let (userinfo, hostport) = match rest.rsplit_once('@') {
             Some((u, h)) => (Some(u), h),
             None => (None, rest),
@@ -170,6 +211,7 @@ impl FromStr for BrokerUrl {
             scheme: scheme_kind,
             host: host.to_owned(),
             port,
+            path,
             username,
             password,
         })
@@ -187,23 +229,47 @@ impl BrokerUrl {
         }
         u
     }
+
+    /// The address handed to the MQTT client library: `host` for TCP and
+    /// TLS, the whole `ws[s]://host:port/path` (no credentials) for WebSocket.
+    pub fn client_address(&self) -> String {
+        match self.scheme {
+            Scheme::Mqtt | Scheme::Mqtts => self.host.clone(),
+            Scheme::Ws | Scheme::Wss => format!("{}{}", self.authority(), self.path),
+        }
+    }
+
+    /// `scheme://host:port` with IPv6 hosts in brackets, no credentials.
+    fn authority(&self) -> String {
+        let scheme = self.scheme.name();
+        if self.host.contains(':') {
+            format!("{scheme}://[{}]:{}", self.host, self.port)
+        } else {
+            format!("{scheme}://{}:{}", self.host, self.port)
+        }
+    }
 }
 
 impl fmt::Display for BrokerUrl {
     /// The URL without the password.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let scheme = match self.scheme {
-            Scheme::Mqtt => "mqtt",
-            Scheme::Mqtts => "mqtts",
-        };
+        let scheme = self.scheme.name();
         let user = match &self.username {
             Some(u) => format!("{u}@"),
             None => String::new(),
         };
         if self.host.contains(':') {
-            write!(f, "{scheme}://{user}[{}]:{}", self.host, self.port)
+            write!(
+                f,
+                "{scheme}://{user}[{}]:{}{}",
+                self.host, self.port, self.path
+            )
         } else {
-            write!(f, "{scheme}://{user}{}:{}", self.host, self.port)
+            write!(
+                f,
+                "{scheme}://{user}{}:{}{}",
+                self.host, self.port, self.path
+            )
         }
     }
 }
@@ -250,6 +316,30 @@ mod tests {
     }
 
     #[test]
+    fn websocket_urls() {
+        if !cfg!(feature = "websocket") {
+            let e = "ws://h".parse::<BrokerUrl>().expect_err("no websocket");
+            assert!(e.to_string().contains("websocket"), "{e}");
+            return;
+        }
+        let ws = ok("ws://proxy.example");
+        assert_eq!(
+            (ws.scheme, ws.port, ws.path.as_str()),
+            (Scheme::Ws, 80, "/mqtt")
+        );
+        assert_eq!(ws.client_address(), "ws://proxy.example:80/mqtt");
+        let wss = ok("wss://u:pw@[::1]:9443/bus/mqtt");
+        assert_eq!((wss.scheme, wss.port), (Scheme::Wss, 9443));
+        assert!(wss.scheme.is_tls() && !ws.scheme.is_tls());
+        assert_eq!(wss.client_address(), "wss://[::1]:9443/bus/mqtt");
+        assert_eq!(wss.to_string(), "wss://u@[::1]:9443/bus/mqtt");
+        assert_eq!(ok("wss://h:1/").path, "/mqtt");
+        assert_eq!(ok("mqtt://h:1/ignored").client_address(), "h");
+        let e = "ws://h/a b".parse::<BrokerUrl>().expect_err("space");
+        assert!(e.to_string().contains("whitespace"), "{e}");
+    }
+
+    #[test]
     fn rejected_forms_name_the_bad_part() {
         let cases = [
             ("", "empty"),
@@ -258,8 +348,6 @@ mod tests {
             ("mqtt://h:99999", "port \"99999\""),
             ("mqtt://h:x", "port \"x\""),
             ("foo://h", "unknown scheme \"foo\""),
-            ("ws://h", "ws:// is not supported yet"),
-            ("wss://h", "wss:// is not supported yet"),
             ("mqtt://[::1", "unclosed"),
             ("mqtt://a b:1", "whitespace"),
         ];

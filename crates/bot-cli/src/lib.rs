@@ -96,13 +96,22 @@ impl BusArgs {
     }
 
     /// The TLS configuration from `--tls-*`, when any is given (else the
-    /// system's roots are used for mqtts:// brokers).
+    /// system's roots are used for mqtts:// and wss:// brokers). With no
+    /// `--tls-ca` and only brokers on this machine, the local `bot up`'s CA
+    /// is trusted if it has one (`bot up --tls-listen` makes it).
     pub fn tls(&self) -> anyhow::Result<Option<std::sync::Arc<bot_bus::rustls::ClientConfig>>> {
-        if self.tls_ca.is_none() && self.tls_cert.is_none() {
+        let local_ca = (self.tls_ca.is_none()
+            && self
+                .brokers
+                .iter()
+                .all(|b| !b.scheme.is_tls() || is_loopback(&b.host)))
+        .then(bot_auth::paths::default_local_ca)
+        .flatten();
+        if self.tls_ca.is_none() && self.tls_cert.is_none() && local_ca.is_none() {
             return Ok(None);
         }
         let files = bot_bus::tls::TlsFiles {
-            ca_file: self.tls_ca.clone(),
+            ca_file: self.tls_ca.clone().or(local_ca),
             cert_file: self.tls_cert.clone(),
             key_file: self.tls_key.clone(),
         };

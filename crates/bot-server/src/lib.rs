@@ -21,7 +21,10 @@
 pub mod api;
 pub mod audit;
 pub mod engine;
+pub mod http;
 pub mod registry;
+
+pub use http::HttpLimits;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -144,6 +147,10 @@ pub struct ServerConfig {
     pub auto_accept: bool,
     /// TLS for `mqtts://` brokers; `None`: the system's roots.
     pub tls: Option<Arc<bot_bus::rustls::ClientConfig>>,
+    /// Serve the API over HTTPS with this configuration; `None`: plain HTTP.
+    pub https: Option<Arc<bot_bus::rustls::ServerConfig>>,
+    /// Timeouts and the connection cap of the HTTP listener.
+    pub http_limits: HttpLimits,
 }
 
 /// A running server.
@@ -151,6 +158,8 @@ pub struct ServerConfig {
 pub struct Server {
     /// The HTTP address bound.
     pub addr: SocketAddr,
+    /// Whether the API is served over HTTPS.
+    pub https: bool,
     /// The generated token, if the server made or read one from `token_file`.
     pub generated_token: Option<String>,
     /// The MQTT client id used.
@@ -280,26 +289,30 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     ));
     let http_shutdown = shutdown.clone();
     let served_router = router.clone();
+    let https = config.https.is_some();
+    let http_tls = config.https.clone();
+    let http_limits = config.http_limits;
     let task = tokio::spawn(async move {
-        // With the peer's address, for the authentication-failure limit.
-        let served = axum::serve(
+        http::serve(
             listener,
-            served_router.into_make_service_with_connect_info::<SocketAddr>(),
+            served_router,
+            http_tls,
+            http_limits,
+            http_shutdown,
         )
-        .with_graceful_shutdown(async move { http_shutdown.cancelled().await })
         .await;
         let engine_result = engine_task.await;
         let _ = keep_task.await;
         let _ = audit_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         store.close().await;
-        served.context("HTTP server failed")?;
         engine_result.context("task engine panicked")??;
         Ok(())
     });
     tracing::info!(%addr, %client_id, db = %redact(&config.db), "server ready");
     Ok(Server {
         addr,
+        https,
         generated_token,
         client_id,
         public_key,

@@ -214,8 +214,10 @@ fn kill(child: &mut Child) {
 pub struct Broker {
     /// Which kind.
     pub kind: BrokerKind,
-    /// Its MQTT port.
+    /// Its MQTT port (the TLS port of a TLS-only broker).
     pub port: u16,
+    /// Its `wss://` port, for [`Broker::start_embedded_tls`].
+    pub wss_port: Option<u16>,
     bot: PathBuf,
     child: Child,
     dir: TempDir,
@@ -240,6 +242,7 @@ impl Broker {
         Ok(Broker {
             kind,
             port,
+            wss_port: None,
             bot: bot.to_owned(),
             child,
             dir,
@@ -288,16 +291,17 @@ impl Drop for Broker {
 }
 
 fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
+    let listen = format!("127.0.0.1:{port}");
+    let (child, ports) = spawn_bot_up_with(bot, &["--no-ws", "--listen", &listen], &["mqtt"])?;
+    Ok((child, ports[0]))
+}
+
+/// Runs `bot up --insecure --no-agent --no-server ARGS…` and returns it with
+/// the ports of its `listening: SCHEME://…` lines for each of `schemes`.
+fn spawn_bot_up_with(bot: &Path, args: &[&str], schemes: &[&str]) -> Result<(Child, Vec<u16>)> {
     let mut child = bot_command(bot)
-        .args([
-            "up",
-            "--insecure",
-            "--no-agent",
-            "--no-server",
-            "--no-ws",
-            "--listen",
-        ])
-        .arg(format!("127.0.0.1:{port}"))
+        .args(["up", "--insecure", "--no-agent", "--no-server"])
+        .args(args)
         .env("BOT_LOG", "warn")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -306,26 +310,72 @@ fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
         .context("cannot run bot up")?;
     let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
     let mut lines = Lines::from_pipe(stdout);
-    let line = match lines.wait_for("bot up's listening line", WAIT, |l| {
-        l.starts_with("listening: mqtt://")
-    }) {
-        Ok(l) => l,
-        Err(e) => {
-            kill(&mut child);
-            let mut err = String::new();
-            if let Some(mut s) = child.stderr.take() {
-                let _ = s.read_to_string(&mut err);
+    let mut ports = Vec::new();
+    for scheme in schemes {
+        let prefix = format!("listening: {scheme}://");
+        let line = match lines.wait_for("bot up's listening line", WAIT, |l| l.starts_with(&prefix))
+        {
+            Ok(l) => l,
+            Err(e) => {
+                kill(&mut child);
+                let mut err = String::new();
+                if let Some(mut s) = child.stderr.take() {
+                    let _ = s.read_to_string(&mut err);
+                }
+                bail!("{e}\nstderr: {err}");
             }
-            bail!("{e}\nstderr: {err}");
-        }
-    };
-    let addr: SocketAddr = line
-        .trim_start_matches("listening: mqtt://")
-        .parse()
-        .context("bad address line")?;
+        };
+        let addr: SocketAddr = line
+            .trim_start_matches(&prefix)
+            .trim_end_matches("/mqtt")
+            .parse()
+            .with_context(|| format!("bad address line {line:?}"))?;
+        ports.push(addr.port());
+    }
     // Keep draining stdout so bot up never blocks on a full pipe.
     std::thread::spawn(move || while lines.next(Duration::from_secs(3600)).is_some() {});
-    Ok((child, addr.port()))
+    Ok((child, ports))
+}
+
+impl Broker {
+    /// The embedded broker (`bot up --insecure`) serving only TLS on loopback
+    /// ports: `mqtts://` (the broker's `port`) and `wss://…/mqtt`
+    /// (`wss_port`), with `certs/server.crt` and `certs/server.key`; with
+    /// `require_certificate`, clients must present a certificate of
+    /// `certs/ca.crt` (mutual TLS). Not restartable.
+    pub fn start_embedded_tls(
+        bot: &Path,
+        certs: &Path,
+        require_certificate: bool,
+    ) -> Result<Broker> {
+        let file = |n: &str| certs.join(n).display().to_string();
+        let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+        let mut args = vec![
+            "--no-ws",
+            "--listen",
+            "127.0.0.1:0",
+            "--tls-listen",
+            "127.0.0.1:0",
+            "--wss-listen",
+            "127.0.0.1:0",
+            "--broker-cert",
+            &cert,
+            "--broker-key",
+            &key,
+        ];
+        if require_certificate {
+            args.extend(["--broker-client-ca", &ca]);
+        }
+        let (child, ports) = spawn_bot_up_with(bot, &args, &["mqtts", "wss"])?;
+        Ok(Broker {
+            kind: BrokerKind::Embedded,
+            port: ports[0],
+            wss_port: Some(ports[1]),
+            bot: bot.to_owned(),
+            child,
+            dir: TempDir::new("embedded-tls"),
+        })
+    }
 }
 
 impl Broker {
@@ -358,6 +408,7 @@ impl Broker {
         Ok(Broker {
             kind: BrokerKind::Mosquitto,
             port,
+            wss_port: None,
             bot: bot.to_owned(),
             child,
             dir,
@@ -402,6 +453,7 @@ impl Broker {
         Ok(Broker {
             kind: BrokerKind::Mosquitto,
             port,
+            wss_port: None,
             bot: bot.to_owned(),
             child,
             dir,

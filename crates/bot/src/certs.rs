@@ -1,23 +1,11 @@
 //! `bot certs init` and `bot certs issue`: a small CA for a fleet's TLS
-//! (rcgen, ECDSA P-256): the CA, then a certificate per broker (server
-//! authentication, with its host names and addresses) or per agent/operator
-//! (client authentication, the name as CN, for brokers that take the
-//! certificate's CN as the user name, e.g. mosquitto's
-//! `use_identity_as_username`). Keys are written mode 0600.
+//! (the CA code is `bot_broker::certs`).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
+use bot_broker::certs::{Kind, init_ca, issue};
 use clap::{Args, Subcommand};
-use rcgen::{
-    BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
-    KeyUsagePurpose,
-};
-
-/// The CA's distinguished name; `issue` rebuilds the issuer from it and the
-/// CA key, so it never changes.
-const CA_NAME: &str = "bot fleet CA";
 
 /// TLS certificates for a fleet.
 #[derive(Debug, Clone, Args)]
@@ -53,43 +41,11 @@ enum CertsCommand {
     },
 }
 
-fn ca_params() -> anyhow::Result<CertificateParams> {
-    let mut p = CertificateParams::new(Vec::<String>::new())?;
-    p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    p.distinguished_name.push(DnType::CommonName, CA_NAME);
-    p.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(p)
-}
-
-fn write(path: &Path, text: &str, secret: bool) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(if secret { 0o600 } else { 0o644 })
-        .open(path)
-        .with_context(|| format!("cannot create {} (never overwritten)", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    Ok(())
-}
-
 pub(crate) fn run(args: CertsArgs) -> anyhow::Result<ExitCode> {
     match args.command {
         CertsCommand::Init { dir } => {
-            std::fs::create_dir_all(&dir)?;
-            let key = KeyPair::generate()?;
-            let cert = ca_params()?.self_signed(&key)?;
-            write(&dir.join("ca.key"), &key.serialize_pem(), true)?;
-            write(&dir.join("ca.crt"), &cert.pem(), false)?;
-            println!(
-                "CA: {} (and ca.key, keep it safe)",
-                dir.join("ca.crt").display()
-            );
+            let ca = init_ca(&dir)?;
+            println!("CA: {} (and ca.key, keep it safe)", ca.display());
         }
         CertsCommand::Issue {
             kind,
@@ -97,33 +53,21 @@ pub(crate) fn run(args: CertsArgs) -> anyhow::Result<ExitCode> {
             san,
             dir,
         } => {
-            let ca_key_path = dir.join("ca.key");
-            let ca_key =
-                KeyPair::from_pem(&std::fs::read_to_string(&ca_key_path).with_context(|| {
-                    format!("cannot read {} (run bot certs init)", ca_key_path.display())
-                })?)?;
-            let issuer = Issuer::new(ca_params()?, ca_key);
-            let sans = if kind == "server" && san.is_empty() {
-                vec![name.clone()]
+            let k = if kind == "server" {
+                Kind::Server
             } else {
-                san
+                Kind::Client
             };
-            let mut p = CertificateParams::new(sans)?;
-            p.distinguished_name.push(DnType::CommonName, name.as_str());
-            p.extended_key_usages = vec![if kind == "server" {
-                ExtendedKeyUsagePurpose::ServerAuth
-            } else {
-                ExtendedKeyUsagePurpose::ClientAuth
-            }];
-            let key = KeyPair::generate()?;
-            let cert = p.signed_by(&key, &issuer)?;
-            let file = name.replace(['/', ' '], "_");
-            write(&dir.join(format!("{file}.key")), &key.serialize_pem(), true)?;
-            write(&dir.join(format!("{file}.crt")), &cert.pem(), false)?;
-            println!(
-                "{kind} certificate: {}",
-                dir.join(format!("{file}.crt")).display()
-            );
+            let (crt, _) = issue(&dir, k, &name, &san).map_err(|e| match e {
+                bot_broker::certs::CertError::Io { path, source } if path.ends_with("ca.key") => {
+                    anyhow::anyhow!(
+                        "cannot read {} (run bot certs init): {source}",
+                        path.display()
+                    )
+                }
+                e => e.into(),
+            })?;
+            println!("{kind} certificate: {}", crt.display());
         }
     }
     Ok(ExitCode::SUCCESS)

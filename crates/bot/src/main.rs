@@ -46,7 +46,7 @@ struct Cli {
 enum Command {
     /// Run everything on this machine: an embedded MQTT broker, the server and a local agent.
     #[cfg(feature = "broker")]
-    Up(up::UpArgs),
+    Up(Box<up::UpArgs>),
     /// Run the server alone against a broker: registry, task engine, HTTP API.
     #[cfg(feature = "server")]
     Server(server::ServerArgs),
@@ -210,6 +210,7 @@ impl std::fmt::Display for UsageError {
 impl std::error::Error for UsageError {}
 
 /// Marks `e` as a usage or configuration error (exit code 2).
+#[cfg_attr(not(any(feature = "broker", feature = "server")), expect(dead_code))]
 pub(crate) fn usage(e: anyhow::Error) -> anyhow::Error {
     anyhow::Error::new(UsageError(e))
 }
@@ -262,7 +263,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         #[cfg(feature = "broker")]
-        Command::Up(args) => multi_thread()?.block_on(up::run(args, signals_lazy())),
+        Command::Up(args) => multi_thread()?.block_on(up::run(*args, signals_lazy())),
         #[cfg(feature = "server")]
         Command::Server(args) => {
             multi_thread()?.block_on(async { server::run(args, signals()).await })

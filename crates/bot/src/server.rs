@@ -60,6 +60,64 @@ pub(crate) struct ServerOpts {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "BOT_TLS_KEY", value_name = "PATH", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Serve the API over HTTPS, on any address. Beyond loopback it is the
+    /// default. Without --https-cert, a CA and a certificate are made in
+    /// DATA_DIR/broker/tls on first use (clients trust its ca.crt:
+    /// `bot task --server-ca`, or by itself on the same machine).
+    #[arg(long)]
+    pub https: bool,
+    /// The API's TLS certificate (PEM chain), instead of the generated one.
+    #[arg(
+        long,
+        env = "BOT_HTTPS_CERT",
+        value_name = "PATH",
+        requires = "https_key"
+    )]
+    pub https_cert: Option<PathBuf>,
+    /// The private key of --https-cert (PEM).
+    #[arg(
+        long,
+        env = "BOT_HTTPS_KEY",
+        value_name = "PATH",
+        requires = "https_cert"
+    )]
+    pub https_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback (behind a TLS-terminating proxy on
+    /// the same host or a trusted network): tokens would otherwise cross
+    /// the network in clear.
+    #[arg(long, conflicts_with_all = ["https", "https_cert"])]
+    pub plain_http: bool,
+}
+
+/// How the API is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum HttpMode {
+    /// Plain HTTP.
+    Plain,
+    /// HTTPS with these files.
+    Https {
+        /// PEM certificate chain.
+        cert: PathBuf,
+        /// Its key.
+        key: PathBuf,
+    },
+    /// HTTPS with the certificate made in the data directory.
+    HttpsGenerated,
+}
+
+/// The rule: HTTPS when asked (`--https`, a certificate given), and beyond
+/// loopback unless `--plain-http`.
+pub(crate) fn http_mode(
+    addr: SocketAddr,
+    https: bool,
+    cert: Option<(PathBuf, PathBuf)>,
+    plain_http: bool,
+) -> HttpMode {
+    match cert {
+        Some((cert, key)) => HttpMode::Https { cert, key },
+        None if https || !(addr.ip().is_loopback() || plain_http) => HttpMode::HttpsGenerated,
+        None => HttpMode::Plain,
+    }
 }
 
 /// Default HTTP API address.
@@ -82,6 +140,14 @@ pub(crate) struct ServerFile {
     /// Brokers (`bot server` only; `bot up` uses its embedded broker).
     #[serde(default)]
     pub brokers: Vec<String>,
+    /// Serve the API over HTTPS (default: beyond loopback).
+    pub https: Option<bool>,
+    /// The API's TLS certificate and key (PEM).
+    pub https_cert: Option<PathBuf>,
+    /// The key of `https_cert`.
+    pub https_key: Option<PathBuf>,
+    /// Serve plain HTTP beyond loopback.
+    pub plain_http: Option<bool>,
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
@@ -250,6 +316,25 @@ impl ServerOpts {
             Some(a) => a,
             None => DEFAULT_HTTP.parse().context("default HTTP address")?,
         };
+        let cert = match (
+            self.https_cert.clone().or(file.https_cert),
+            self.https_key.clone().or(file.https_key),
+        ) {
+            (Some(c), Some(k)) => Some((c, k)),
+            (None, None) => None,
+            _ => anyhow::bail!("https_cert and https_key go together"),
+        };
+        let mode = http_mode(
+            http,
+            self.https || file.https.unwrap_or(false),
+            cert,
+            self.plain_http || file.plain_http.unwrap_or(false),
+        );
+        let https = match mode {
+            HttpMode::Plain => None,
+            HttpMode::Https { cert, key } => Some(bot_bus::tls::server_config(&cert, &key, None)?),
+            HttpMode::HttpsGenerated => Some(generated_https(&data_dir, http)?),
+        };
         Ok(ServerConfig {
             brokers,
             db,
@@ -270,8 +355,38 @@ impl ServerOpts {
                     key_file: self.tls_key.clone(),
                 })?),
             },
+            https,
+            http_limits: bot_server::HttpLimits::default(),
         })
     }
+}
+
+/// The API's TLS configuration with the certificate made in
+/// DATA_DIR/broker/tls (shared with `bot up`'s broker: one CA for clients).
+#[cfg(feature = "broker")]
+fn generated_https(
+    data_dir: &std::path::Path,
+    http: SocketAddr,
+) -> anyhow::Result<std::sync::Arc<bot_bus::rustls::ServerConfig>> {
+    let dir = bot_auth::paths::broker_dir(data_dir).join("tls");
+    let names: Vec<String> = (!http.ip().is_unspecified())
+        .then(|| http.ip().to_string())
+        .into_iter()
+        .collect();
+    let files =
+        bot_broker::certs::local(&dir, &names).context("cannot make the API's TLS certificate")?;
+    Ok(bot_bus::tls::server_config(&files.cert, &files.key, None)?)
+}
+
+#[cfg(not(feature = "broker"))]
+fn generated_https(
+    _: &std::path::Path,
+    http: SocketAddr,
+) -> anyhow::Result<std::sync::Arc<bot_bus::rustls::ServerConfig>> {
+    anyhow::bail!(
+        "the API on {http} needs HTTPS: give --https-cert and --https-key (this build cannot make \
+         certificates), or --plain-http behind a TLS proxy"
+    )
 }
 
 /// Options of `bot server`.
@@ -302,7 +417,8 @@ pub(crate) fn broker_urls(urls: &[String]) -> anyhow::Result<Vec<BrokerUrl>> {
 
 /// Prints how to reach a started server.
 pub(crate) fn announce(server: &bot_server::Server) {
-    println!("listening: http://{}/api", server.addr);
+    let scheme = if server.https { "https" } else { "http" };
+    println!("listening: {scheme}://{}/api", server.addr);
     println!(
         "server key: {} (agents run tasks only if they trust it)",
         server.public_key
@@ -310,7 +426,7 @@ pub(crate) fn announce(server: &bot_server::Server) {
     if let Some(token) = &server.generated_token {
         println!("api token: {token}");
         println!(
-            "try: BOT_TOKEN={token} bot task list --server http://{}",
+            "try: BOT_TOKEN={token} bot task list --server {scheme}://{}",
             server.addr
         );
     }
@@ -389,5 +505,20 @@ mod tests {
             e.to_string().contains("ops") && e.to_string().contains("16"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn https_beyond_loopback_unless_plain_http() {
+        let lo: SocketAddr = "127.0.0.1:8080".parse().expect("addr");
+        let any: SocketAddr = "0.0.0.0:8080".parse().expect("addr");
+        let files = Some((PathBuf::from("c.pem"), PathBuf::from("k.pem")));
+        assert_eq!(http_mode(lo, false, None, false), HttpMode::Plain);
+        assert_eq!(http_mode(lo, true, None, false), HttpMode::HttpsGenerated);
+        assert_eq!(http_mode(any, false, None, false), HttpMode::HttpsGenerated);
+        assert_eq!(http_mode(any, false, None, true), HttpMode::Plain);
+        assert!(matches!(
+            http_mode(lo, false, files, false),
+            HttpMode::Https { .. }
+        ));
     }
 }

@@ -27,15 +27,35 @@ pub(crate) struct UpArgs {
     /// Do not open the WebSocket listener.
     #[arg(long)]
     no_ws: bool,
+    /// Also serve MQTT over TLS (`mqtts://`) on this address, e.g.
+    /// 0.0.0.0:8883: the way to let agents of other machines in. Without
+    /// --broker-cert, `bot up` makes a CA and a broker certificate in
+    /// DATA_DIR/broker/tls on first use (give agents its ca.crt as `tls_ca`).
+    #[arg(long, value_name = "ADDR")]
+    tls_listen: Option<SocketAddr>,
+    /// Also serve MQTT over WebSocket over TLS (`wss://HOST:PORT/mqtt`) on
+    /// this address, with the same certificate as --tls-listen.
+    #[arg(long, value_name = "ADDR")]
+    wss_listen: Option<SocketAddr>,
+    /// The broker's TLS certificate (PEM chain), instead of the generated one.
+    #[arg(long, value_name = "PATH", requires = "broker_key")]
+    broker_cert: Option<std::path::PathBuf>,
+    /// The private key of --broker-cert (PEM).
+    #[arg(long, value_name = "PATH", requires = "broker_cert")]
+    broker_key: Option<std::path::PathBuf>,
+    /// Require a client certificate signed by this CA (PEM) on the TLS
+    /// listeners (mutual TLS), in addition to the user name and password.
+    #[arg(long, value_name = "PATH")]
+    broker_client_ca: Option<std::path::PathBuf>,
     /// Do not start the local agent.
     #[arg(long)]
     no_agent: bool,
     /// Let anyone connect to the embedded broker without a user name and
-    /// password, and allow listening beyond loopback without TLS (which the
-    /// embedded broker does not have yet). For tests and trusted networks
-    /// only: requests stay signed, but anyone who reaches the port can read
-    /// the bus and publish statuses. Default: every client logs in with
-    /// credentials that `bot up` generates into DATA_DIR/broker.
+    /// password, and allow plain (non-TLS) listeners beyond loopback. For
+    /// tests and trusted networks only: requests stay signed, but anyone who
+    /// reaches the port can read the bus and publish statuses. Default: every
+    /// client logs in with credentials that `bot up` generates into
+    /// DATA_DIR/broker, and only the TLS listeners may face the network.
     #[arg(long)]
     insecure: bool,
     /// Do not start the server (registry, tasks, HTTP API).
@@ -100,6 +120,35 @@ fn local_credentials(
     })
 }
 
+/// The TLS files of the broker's TLS listeners: --broker-cert/--broker-key,
+/// else those made in DATA_DIR/broker/tls on first use (valid for
+/// localhost, this host's name and the addresses of the TLS listeners).
+fn broker_tls(args: &UpArgs, data_dir: &std::path::Path) -> anyhow::Result<bot_broker::TlsFiles> {
+    let mut files = match (&args.broker_cert, &args.broker_key) {
+        (Some(cert), Some(key)) => bot_broker::TlsFiles {
+            cert: cert.clone(),
+            key: key.clone(),
+            client_ca: None,
+        },
+        _ => {
+            let dir = bot_auth::paths::broker_dir(data_dir).join("tls");
+            let names: Vec<String> = [args.tls_listen, args.wss_listen]
+                .into_iter()
+                .flatten()
+                .map(|a| a.ip())
+                .filter(|ip| !ip.is_unspecified())
+                .map(|ip| ip.to_string())
+                .collect();
+            let files = bot_broker::certs::local(&dir, &names)
+                .context("cannot make the broker's TLS certificate")?;
+            println!("tls: CA for clients: {}", dir.join("ca.crt").display());
+            files
+        }
+    };
+    files.client_ca = args.broker_client_ca.clone();
+    Ok(files)
+}
+
 /// The keys the local agent of `bot up` trusts with every action: the
 /// server's, the local operator's (`DATA_DIR/operator.key`, made on first
 /// start, mode 0600: only this user can sign with it), and the key the CLI
@@ -162,9 +211,11 @@ pub(crate) async fn run(
         for addr in std::iter::once(args.listen).chain(ws_listen) {
             if !addr.ip().is_loopback() {
                 return Err(crate::usage(anyhow::anyhow!(
-                    "refusing to listen on {addr}: the embedded broker has no TLS yet, so \
-                     passwords, commands and their output would cross the network in clear. \
-                     Listen on 127.0.0.1 (the default), or pass --insecure on a network you trust"
+                    "refusing to listen on {addr} without TLS: passwords, commands and their \
+                     output would cross the network in clear. Keep --listen on 127.0.0.1 (the \
+                     default) and serve other machines with --tls-listen {ip}:8883 (and \
+                     --wss-listen), or pass --insecure on a network you trust",
+                    ip = addr.ip()
                 )));
             }
         }
@@ -193,9 +244,17 @@ pub(crate) async fn run(
         };
         Some(local_credentials(&data_dir, agent_id)?)
     };
+    let tls = if args.tls_listen.is_some() || args.wss_listen.is_some() {
+        Some(broker_tls(&args, &data_dir)?)
+    } else {
+        None
+    };
     let broker = Broker::start(BrokerConfig {
         listen: args.listen,
         ws_listen,
+        tls_listen: args.tls_listen,
+        wss_listen: args.wss_listen,
+        tls: tls.clone(),
         users: creds.as_ref().map(|c| c.users.clone()),
         ..BrokerConfig::default()
     })
@@ -205,6 +264,22 @@ pub(crate) async fn run(
     println!("listening: mqtt://{mqtt}");
     if let Some(ws) = broker.ws_addr() {
         println!("listening: ws://{ws}/mqtt");
+    }
+    if let Some(a) = broker.tls_addr() {
+        println!("listening: mqtts://{a}");
+    }
+    if let Some(a) = broker.wss_addr() {
+        println!("listening: wss://{a}/mqtt");
+    }
+    if let Some(t) = &tls {
+        println!(
+            "tls: certificate {}{}",
+            t.cert.display(),
+            match &t.client_ca {
+                Some(ca) => format!(", client certificates from {}", ca.display()),
+                None => String::new(),
+            }
+        );
     }
     if let Some(c) = &creds {
         println!(

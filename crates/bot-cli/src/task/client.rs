@@ -28,7 +28,8 @@ const RAW_ERROR_CHARS: usize = 500;
 /// Server selection and credentials shared by every `bot task` command.
 #[derive(Clone, Args)]
 pub struct ServerArgs {
-    /// Server URL (http://HOST:PORT). https is not supported yet.
+    /// Server URL: http://HOST:PORT, or https://HOST:PORT (a server
+    /// listening beyond loopback serves HTTPS).
     #[arg(
         long = "server",
         env = "BOT_SERVER",
@@ -42,6 +43,11 @@ pub struct ServerArgs {
     /// File holding the API token (used when --token is not given).
     #[arg(long, env = "BOT_TOKEN_FILE", value_name = "PATH")]
     pub token_file: Option<PathBuf>,
+    /// CA certificate(s) (PEM) to trust for an https:// server. Default:
+    /// the local `bot up`'s CA for a server on this machine (if it has one),
+    /// else the system's roots.
+    #[arg(long, env = "BOT_SERVER_CA", value_name = "PATH")]
+    pub server_ca: Option<PathBuf>,
 }
 
 impl fmt::Debug for ServerArgs {
@@ -50,6 +56,7 @@ impl fmt::Debug for ServerArgs {
             .field("server", &self.server)
             .field("token", &self.token.as_ref().map(|_| "<hidden>"))
             .field("token_file", &self.token_file)
+            .field("server_ca", &self.server_ca)
             .finish()
     }
 }
@@ -87,8 +94,8 @@ impl ServerArgs {
     }
 }
 
-/// The server's base URL: `http://HOST[:PORT][/PREFIX]`, without a trailing
-/// slash.
+/// The server's base URL: `http[s]://HOST[:PORT][/PREFIX]`, without a
+/// trailing slash.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ServerUrl(String);
 
@@ -96,14 +103,16 @@ impl ServerUrl {
     /// Checks a `--server` value.
     pub fn parse(s: &str) -> Result<ServerUrl, String> {
         let lower = s.to_ascii_lowercase();
-        if lower.starts_with("https://") {
-            return Err("https is not supported yet (TLS comes later): use http://".to_owned());
-        }
-        let Some(rest) = lower.strip_prefix("http://").map(|_| &s["http://".len()..]) else {
+        let scheme = if lower.starts_with("https://") {
+            "https"
+        } else if lower.starts_with("http://") {
+            "http"
+        } else {
             return Err(format!(
-                "{s:?} is not a server URL: expected http://HOST:PORT"
+                "{s:?} is not a server URL: expected http://HOST:PORT or https://HOST:PORT"
             ));
         };
+        let rest = &s[scheme.len() + 3..];
         let rest = rest.trim_end_matches('/');
         let host = rest.split('/').next().unwrap_or_default();
         if host.is_empty() {
@@ -120,7 +129,26 @@ impl ServerUrl {
         {
             return Err(format!("{s:?} is not a server URL: unexpected {c:?}"));
         }
-        Ok(ServerUrl(format!("http://{rest}")))
+        Ok(ServerUrl(format!("{scheme}://{rest}")))
+    }
+
+    /// Whether this is an `https://` URL.
+    pub fn is_https(&self) -> bool {
+        self.0.starts_with("https://")
+    }
+
+    /// Whether the host is this machine (localhost or a loopback address).
+    pub fn is_local(&self) -> bool {
+        let rest = self.0.split_once("://").map_or("", |(_, r)| r);
+        let hostport = rest.split('/').next().unwrap_or_default();
+        let host = match hostport.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => hostport.rsplit_once(':').map_or(hostport, |(h, _)| h),
+        };
+        host.eq_ignore_ascii_case("localhost")
+            || host
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| ip.is_loopback())
     }
 
     /// The base, e.g. `http://127.0.0.1:8080`.
@@ -203,6 +231,35 @@ impl CallError {
     }
 }
 
+/// The certificates of the PEM file `ca`, for ureq.
+fn ca_roots(ca: &std::path::Path) -> Result<Vec<ureq::tls::Certificate<'static>>, String> {
+    let certs = bot_bus::tls::certs(ca).map_err(|e| format!("--server-ca: {e}"))?;
+    Ok(certs
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect())
+}
+
+/// The roots for `base` when no CA is named: the local `bot up`'s CA for a
+/// server on this machine, if it has one; else the system's.
+fn default_roots(base: &ServerUrl) -> Vec<ureq::tls::Certificate<'static>> {
+    if !base.is_https() {
+        return Vec::new();
+    }
+    if base.is_local()
+        && let Some(ca) = bot_auth::paths::default_local_ca()
+    {
+        match ca_roots(&ca) {
+            Ok(roots) => return roots,
+            Err(e) => tracing::warn!(error = %e, "the local CA is not usable"),
+        }
+    }
+    bot_bus::tls::system_roots()
+        .iter()
+        .map(|c| ureq::tls::Certificate::from_der(c.as_ref()).to_owned())
+        .collect()
+}
+
 /// A client of the server's task API.
 #[derive(Clone)]
 pub struct ApiClient {
@@ -228,22 +285,40 @@ enum Method {
 
 impl ApiClient {
     /// A client of `base`, sending `token` when given. Proxies come from the
-    /// usual environment variables (`HTTP_PROXY`, `NO_PROXY`, …).
+    /// usual environment variables (`HTTP_PROXY`, `NO_PROXY`, …). An
+    /// https:// server is checked against the default roots (see
+    /// [`ServerArgs::server_ca`]).
     pub fn new(base: ServerUrl, token: Option<String>) -> ApiClient {
-        ApiClient::with_proxy(base, token, ureq::Proxy::try_from_env())
+        let roots = default_roots(&base);
+        ApiClient::build(base, token, ureq::Proxy::try_from_env(), roots)
     }
 
     /// A client that connects directly, whatever the environment says.
     pub fn direct(base: ServerUrl, token: Option<String>) -> ApiClient {
-        ApiClient::with_proxy(base, token, None)
+        let roots = default_roots(&base);
+        ApiClient::build(base, token, None, roots)
     }
 
-    fn with_proxy(base: ServerUrl, token: Option<String>, proxy: Option<ureq::Proxy>) -> ApiClient {
+    fn build(
+        base: ServerUrl,
+        token: Option<String>,
+        proxy: Option<ureq::Proxy>,
+        roots: Vec<ureq::tls::Certificate<'static>>,
+    ) -> ApiClient {
+        // rustls with ring, as everywhere in bot; roots given explicitly
+        // (a CA file, or the system's), never a bundled list.
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&roots))
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                bot_bus::rustls::crypto::ring::default_provider(),
+            ))
+            .build();
         let config = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_connect(Some(CONNECT_TIMEOUT))
             .timeout_global(Some(CALL_TIMEOUT))
             .proxy(proxy)
+            .tls_config(tls)
             .user_agent(concat!("bot/", env!("CARGO_PKG_VERSION")))
             .build();
         ApiClient {
@@ -253,9 +328,19 @@ impl ApiClient {
         }
     }
 
-    /// From the command line: checks the token source.
+    /// From the command line: checks the token source and the CA file.
     pub fn from_args(args: &ServerArgs) -> Result<ApiClient, String> {
-        Ok(ApiClient::new(args.server.clone(), args.resolve_token()?))
+        let token = args.resolve_token()?;
+        let roots = match &args.server_ca {
+            Some(ca) => ca_roots(ca)?,
+            None => default_roots(&args.server),
+        };
+        Ok(ApiClient::build(
+            args.server.clone(),
+            token,
+            ureq::Proxy::try_from_env(),
+            roots,
+        ))
     }
 
     /// The server's base URL.

@@ -188,12 +188,17 @@ pub struct Harness {
 impl Harness {
     /// Starts a broker and a server, and waits until the server is on the bus.
     pub async fn start() -> Result<Harness> {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`Harness::start`] with `change` applied to the server's configuration.
+    pub async fn start_with(change: impl FnOnce(&mut ServerConfig)) -> Result<Harness> {
         // The `bot` path is only used by the embedded broker kind.
         let broker = tokio::task::block_in_place(|| {
             Broker::start(BrokerKind::Mosquitto, Path::new("unused-for-mosquitto"))
         })?;
         let dir = TempDir::new("server-api");
-        let config = ServerConfig {
+        let mut config = ServerConfig {
             brokers: vec![
                 broker
                     .url()
@@ -212,7 +217,10 @@ impl Harness {
             key_file: bot_testkit::keys().server.clone(),
             auto_accept: true,
             tls: None,
+            https: None,
+            http_limits: bot_server::HttpLimits::default(),
         };
+        change(&mut config);
         let shutdown = CancellationToken::new();
         let server = bot_server::start(config, shutdown.clone())
             .await

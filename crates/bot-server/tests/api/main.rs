@@ -10,11 +10,13 @@
 //! - `agents`: the registry with filters;
 //! - `bus`: `/api/publish` and `/api/call`;
 //! - `openapi`: the document against the official OpenAPI 3.1 schema, and
-//!   against the routes the router serves.
+//!   against the routes the router serves;
+//! - `limits`: the HTTP listener's timeouts and connection cap, over sockets.
 
 mod agents;
 mod auth;
 mod bus;
 mod common;
+mod limits;
 mod openapi;
 mod tasks;

@@ -27,28 +27,18 @@ use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 /// mosquitto configuration does not exist yet.
 #[test]
 fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Result<()> {
-    use std::process::{Command, Stdio};
+    use std::process::Command;
     let dir = TempDir::new("secure-up");
     let data = dir.path().join("data");
-    let mut up = bot_testkit::bot_command(bot())
-        .args([
-            "up",
-            "--no-ws",
-            "--no-agent",
-            "--listen",
-            "127.0.0.1:0",
-            "--http",
-            "127.0.0.1:0",
-        ])
-        .env("BOT_DATA_DIR", &data)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let mut out = bot_testkit::Lines::from_pipe(up.stdout.take().ok_or_else(|| anyhow!("stdout"))?);
+    let (mut up, mut out) = secure_up(&data, &["--tls-listen", "127.0.0.1:0"])?;
     let line = out.wait_for("the mqtt line", WAIT, |l| {
         l.starts_with("listening: mqtt://")
     })?;
     let port: u16 = line.rsplit(':').next().unwrap_or_default().parse()?;
+    let line = out.wait_for("the mqtts line", WAIT, |l| {
+        l.starts_with("listening: mqtts://")
+    })?;
+    let tls_port: u16 = line.rsplit(':').next().unwrap_or_default().parse()?;
     out.wait_for("the http line", WAIT, |l| {
         l.starts_with("listening: http://")
     })?;
@@ -80,14 +70,16 @@ fn secure_bot_up_admits_a_registered_agent_and_holds_it_to_its_topics() -> Resul
         .ok_or_else(|| anyhow!("no password printed: {added}"))?
         .to_owned();
     let pw_file = secret_file(dir.path(), "mqtt.password", &pw)?;
+    // As from another machine: over TLS, trusting the CA `bot up` made.
     let _agent = Agent::start(
         bot(),
         "ext",
-        std::slice::from_ref(&url),
+        &[format!("mqtts://localhost:{tls_port}")],
         &format!(
-            "state_dir = {:?}\npassword_file = {:?}\n",
+            "state_dir = {:?}\npassword_file = {:?}\ntls_ca = {:?}\n",
             state.display().to_string(),
-            pw_file.display().to_string()
+            pw_file.display().to_string(),
+            data.join("broker/tls/ca.crt").display().to_string()
         ),
     )?;
     let pw_arg = op_pw_file.display().to_string();
@@ -335,8 +327,7 @@ fn the_shipped_mosquitto_rules_hold_agents_to_their_topics() -> Result<()> {
 /// plain client on the TLS port and a client trusting another CA are
 /// refused, the latter with a message naming the certificate problem; a
 /// client without a certificate is refused too.
-#[test]
-fn tls_with_a_fleet_ca_and_client_certificates() -> Result<()> {
+fn tls_with_a_fleet_ca_and_client_certificates(kind: BrokerKind) -> Result<()> {
     let dir = TempDir::new("tls");
     let d = dir.path().display().to_string();
     for args in [
@@ -363,7 +354,10 @@ fn tls_with_a_fleet_ca_and_client_certificates() -> Result<()> {
         &std::fs::metadata(dir.path().join("ca.key"))?.permissions(),
     );
     ensure!(key_mode & 0o077 == 0, "the CA key is mode {key_mode:o}");
-    let broker = Broker::start_mosquitto_tls(bot(), dir.path(), true)?;
+    let broker = match kind {
+        BrokerKind::Mosquitto => Broker::start_mosquitto_tls(bot(), dir.path(), true)?,
+        BrokerKind::Embedded => Broker::start_embedded_tls(bot(), dir.path(), true)?,
+    };
     let url = format!("mqtts://127.0.0.1:{}", broker.port);
     let file = |n: &str| dir.path().join(n).display().to_string();
     let _agent = Agent::start(
@@ -390,6 +384,46 @@ fn tls_with_a_fleet_ca_and_client_certificates() -> Result<()> {
     ensure!(
         code == 0 && o.contains("tls-agent"),
         "ping over TLS: {o}\n{e}"
+    );
+    // MQTT over WebSocket over TLS, for clients behind HTTP proxies (the
+    // embedded broker's wss listener; Debian's mosquitto 2.0.11 cannot open
+    // a websockets listener here, see docs/security.md).
+    if let Some(wss_port) = broker.wss_port {
+        let wss = format!("wss://localhost:{wss_port}/mqtt");
+        let (code, o, e) = run_bot(
+            bot(),
+            &[&["run", "-b", &wss][..], &tls, &["--", "echo", "over-wss"]].concat(),
+        )?;
+        ensure!(
+            code == 0 && o.contains("over-wss") && o.contains("tls-agent"),
+            "run over wss: {o}\n{e}"
+        );
+    }
+    // A user's own view: the stock mosquitto_sub over TLS reads the agent's
+    // retained status.
+    let o = bot_testkit::output(std::process::Command::new("mosquitto_sub").args([
+        "-h",
+        "127.0.0.1",
+        "-p",
+        &broker.port.to_string(),
+        "--cafile",
+        &ca,
+        "--cert",
+        &cert,
+        "--key",
+        &key,
+        "-t",
+        "bot/v1/status/+",
+        "-C",
+        "1",
+        "-W",
+        "10",
+    ]))?;
+    let status = String::from_utf8_lossy(&o.stdout);
+    ensure!(
+        status.contains("\"name\":\"tls-agent\"") && status.contains("\"online\":true"),
+        "mosquitto_sub over TLS: {status} {}",
+        String::from_utf8_lossy(&o.stderr)
     );
 
     let short = ["--connect-timeout", "3"];
@@ -432,12 +466,36 @@ fn tls_with_a_fleet_ca_and_client_certificates() -> Result<()> {
 }
 
 both_brokers!(
+    tls_with_a_fleet_ca_and_client_certificates,
     hostile_requests_are_refused_and_nothing_runs,
     the_cli_signs_and_an_untrusted_key_is_refused,
     forged_replies_are_refused_by_the_cli,
 );
 
 const REPLIES: &str = "test/sec-replies";
+
+/// A secure `bot up` (no local agent, no plain WebSocket listener) with
+/// its data in `data`, loopback ports and `extra` flags; its stdout lines.
+fn secure_up(data: &Path, extra: &[&str]) -> Result<(std::process::Child, bot_testkit::Lines)> {
+    use std::process::Stdio;
+    let mut up = bot_testkit::bot_command(bot())
+        .args([
+            "up",
+            "--no-ws",
+            "--no-agent",
+            "--listen",
+            "127.0.0.1:0",
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .args(extra)
+        .env("BOT_DATA_DIR", data)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let out = bot_testkit::Lines::from_pipe(up.stdout.take().ok_or_else(|| anyhow!("stdout"))?);
+    Ok((up, out))
+}
 
 /// The id `bot agent --print-id` gives an agent with state in `state`.
 fn agent_id(state: &Path) -> Result<String> {
@@ -836,5 +894,105 @@ fn forged_replies_are_refused_by_the_cli(kind: BrokerKind) -> Result<()> {
         .filter_map(|r| r["name"].as_str().or(r["agent_name"].as_str()))
         .collect();
     ensure!(answered == ["honest"], "only the genuine reply counts: {v}");
+    Ok(())
+}
+
+/// Plain listeners beyond loopback are refused unless --insecure, and the
+/// message says how to serve other machines (TLS).
+#[test]
+fn bot_up_refuses_a_plain_listener_beyond_loopback() -> Result<()> {
+    let dir = TempDir::new("up-refuse");
+    for args in [
+        &["--listen", "0.0.0.0:0", "--no-ws"][..],
+        &["--listen", "127.0.0.1:0", "--ws-listen", "0.0.0.0:0"],
+    ] {
+        let out = bot_testkit::output(
+            bot_testkit::bot_command(bot())
+                .args(["up", "--no-agent", "--no-server"])
+                .args(args)
+                .env("BOT_DATA_DIR", dir.path()),
+        )?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        ensure!(
+            out.status.code() == Some(2)
+                && err.contains("0.0.0.0")
+                && err.contains("--tls-listen")
+                && err.contains("--insecure"),
+            "{args:?}: {:?} {err}",
+            out.status
+        );
+    }
+    Ok(())
+}
+
+/// `bot up --https`: the API over TLS with the certificate `bot up` made;
+/// `bot task` on the same machine trusts its CA by itself, and a client
+/// trusting another CA is refused.
+#[test]
+fn the_api_serves_https_with_the_generated_certificate() -> Result<()> {
+    let dir = TempDir::new("https-up");
+    let data = dir.path().join("data");
+    let (mut up, mut out) = secure_up(&data, &["--https"])?;
+    let line = out.wait_for("the https line", WAIT, |l| {
+        l.starts_with("listening: https://")
+    })?;
+    let base = line
+        .trim_start_matches("listening: ")
+        .trim_end_matches("/api")
+        .to_owned();
+    let token = out
+        .wait_for("the token", WAIT, |l| l.starts_with("api token: "))?
+        .trim_start_matches("api token: ")
+        .to_owned();
+    let task = |extra: &[&str], data_dir: &Path| {
+        bot_testkit::output(
+            bot_testkit::bot_command(bot())
+                .args(["task", "list", "--server", &base])
+                .args(extra)
+                .env("BOT_TOKEN", &token)
+                .env("BOT_DATA_DIR", data_dir),
+        )
+    };
+    let o = task(&[], &data)?;
+    ensure!(
+        o.status.success(),
+        "over https: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let ca = data.join("broker/tls/ca.crt").display().to_string();
+    let o = task(&["--server-ca", &ca], dir.path())?;
+    ensure!(
+        o.status.success(),
+        "with --server-ca: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let other = TempDir::new("https-other");
+    let (code, _, e) = run_bot(
+        bot(),
+        &[
+            "certs",
+            "init",
+            "--dir",
+            &other.path().display().to_string(),
+        ],
+    )?;
+    ensure!(code == 0, "{e}");
+    let wrong = other.path().join("ca.crt").display().to_string();
+    let o = task(&["--server-ca", &wrong], dir.path())?;
+    let err = String::from_utf8_lossy(&o.stderr);
+    ensure!(
+        o.status.code() == Some(1) && err.contains("certificate"),
+        "trusting another CA: {err}"
+    );
+    // Plain HTTP on the HTTPS port gets no API answer.
+    let plain = base.replacen("https://", "http://", 1);
+    let o = bot_testkit::output(
+        bot_testkit::bot_command(bot())
+            .args(["task", "list", "--server", &plain])
+            .env("BOT_TOKEN", &token),
+    )?;
+    ensure!(!o.status.success(), "plain HTTP was answered");
+    let _ = up.kill();
+    let _ = up.wait();
     Ok(())
 }
