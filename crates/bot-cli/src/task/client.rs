@@ -577,8 +577,18 @@ pub(crate) mod tests {
         let u = ServerUrl::parse("HTTP://Example.org/bot//").expect("prefix");
         assert_eq!(u.join("/api/tasks"), "http://Example.org/bot/api/tasks");
 
-        let e = ServerUrl::parse("https://a:1").expect_err("https");
-        assert!(e.contains("https is not supported yet"), "{e}");
+        let u = ServerUrl::parse("https://a:1").expect("https");
+        assert!(u.is_https() && !u.is_local());
+        assert!(
+            ServerUrl::parse("https://[::1]:8443")
+                .expect("v6")
+                .is_local()
+        );
+        assert!(
+            ServerUrl::parse("http://localhost")
+                .expect("name")
+                .is_local()
+        );
         for bad in ["ftp://a", "127.0.0.1:8080", "", "mqtt://h:1883"] {
             let e = ServerUrl::parse(bad).expect_err(bad);
             assert!(e.contains(&format!("{bad:?}")), "{e}");
@@ -600,6 +610,7 @@ pub(crate) mod tests {
             server: ServerUrl::parse("http://h:1").expect("url"),
             token: token.map(str::to_owned),
             token_file: file,
+            server_ca: None,
         }
     }
 

@@ -366,8 +366,8 @@ mod tests {
         assert_eq!(l.server.server.as_str(), "http://127.0.0.1:8080");
         let e = parse(&["list", "--state", "DONE"]).expect_err("bad state");
         assert!(e.to_string().contains("\"DONE\" is not one of"), "{e}");
-        let e = parse(&["list", "--server", "https://h:1"]).expect_err("https");
-        assert!(e.to_string().contains("https is not supported yet"), "{e}");
+        let e = parse(&["list", "--server", "ftp://h:1"]).expect_err("ftp");
+        assert!(e.to_string().contains("https://HOST:PORT"), "{e}");
 
         let Ok(TaskCommand::Retry(r)) = parse(&["retry", "abc", "--include-skipped", "--watch"])
         else {
