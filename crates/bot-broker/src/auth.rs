@@ -168,6 +168,28 @@ pub fn add_user(path: &Path, user: User) -> Result<(), UsersError> {
         path: path.to_owned(),
         source,
     };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(io)?;
+    }
+    // One writer at a time (`bot up` starting while `bot broker add-agent`
+    // runs, or agents registered in parallel): without the lock, two
+    // read-modify-writes lose one user. The lock is released on drop.
+    let lock_path = path.with_extension("lock");
+    let lock_file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|source| UsersError::Io {
+            path: lock_path.clone(),
+            source,
+        })?;
+    let _lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusive).map_err(
+        |(_, errno)| UsersError::Io {
+            path: lock_path.clone(),
+            source: errno.into(),
+        },
+    )?;
     let mut file: UsersFile = match std::fs::read_to_string(path) {
         Ok(text) => toml::from_str(&text).map_err(|e| UsersError::Format {
             path: path.to_owned(),
@@ -182,9 +204,6 @@ pub fn add_user(path: &Path, user: User) -> Result<(), UsersError> {
         path: path.to_owned(),
         reason: e.to_string(),
     })?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(io)?;
-    }
     // Write then rename: the broker never reads half a file.
     bot_auth::paths::write_private(path, text.as_bytes()).map_err(io)
 }
@@ -391,6 +410,31 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(20));
         add_user(&path, agent()).expect("add");
         assert!(users.check("id-1", b"pw").is_some(), "new user seen");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn users_added_at_once_are_all_kept() {
+        let dir = std::env::temp_dir().join(format!("bot-users-par-{}", std::process::id()));
+        let path = dir.join("users.toml");
+        let _ = std::fs::remove_dir_all(&dir);
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let path = path.clone();
+                std::thread::spawn(move || {
+                    let mut u = agent();
+                    u.name = format!("id-{i}");
+                    add_user(&path, u).expect("add");
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().expect("thread");
+        }
+        let users = Users::open(&path).expect("open");
+        for i in 0..16 {
+            assert!(users.get(&format!("id-{i}")).is_some(), "id-{i} was lost");
+        }
         let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -66,18 +66,66 @@ pub fn keys() -> &'static TestKeys {
     })
 }
 
+/// The logins of every embedded broker this process starts: they run
+/// secure (`bot up` without `--insecure`) with one data directory, so the
+/// operator and server passwords are the same for all, and the `bot`
+/// commands run here find the operator's by themselves (`BOT_DATA_DIR`).
+#[derive(Debug)]
+pub struct Logins {
+    /// The shared data directory of the embedded brokers.
+    pub data_dir: PathBuf,
+    /// The `operator` user's password.
+    pub operator_password: String,
+    /// The `server` user's password.
+    pub server_password: String,
+}
+
+/// This process's [`Logins`], made once (`bot up` keeps passwords it finds).
+pub fn logins() -> &'static Logins {
+    static LOGINS: std::sync::OnceLock<Logins> = std::sync::OnceLock::new();
+    LOGINS.get_or_init(|| {
+        let data_dir = std::env::temp_dir().join(format!("bot-test-data-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data_dir);
+        let write = |file: &str| {
+            let password = bot_auth::sign::nonce();
+            let path = data_dir.join("broker").join(file);
+            std::fs::create_dir_all(path.parent().expect("parent")).expect("broker dir");
+            bot_auth::paths::write_private(&path, format!("{password}\n").as_bytes())
+                .expect("password file");
+            password
+        };
+        Logins {
+            operator_password: write("operator.password"),
+            server_password: write("server.password"),
+            data_dir,
+        }
+    })
+}
+
+/// `-u operator -P PASSWORD` for the stock mosquitto clients.
+fn operator_login() -> [String; 4] {
+    [
+        "-u".into(),
+        "operator".into(),
+        "-P".into(),
+        logins().operator_password.clone(),
+    ]
+}
+
 /// A signer with this process's operator key (for hand-made requests).
 pub fn operator_signer() -> bot_auth::Signer {
     let key = bot_auth::SecretKey::load(&keys().operator).expect("test operator key");
     bot_auth::Signer::new(key, "tester@test")
 }
 
-/// `bot` as a command that signs with this process's operator key and
-/// gives a server this process's server key.
+/// `bot` as a command that signs with this process's operator key, gives a
+/// server this process's server key, and finds the operator's broker
+/// password of the embedded brokers started here ([`logins`]).
 pub fn bot_command(bot: &Path) -> Command {
     let mut c = Command::new(bot);
     c.env("BOT_KEY", &keys().operator)
-        .env("BOT_SERVER_KEY", &keys().server);
+        .env("BOT_SERVER_KEY", &keys().server)
+        .env("BOT_DATA_DIR", &logins().data_dir);
     c
 }
 
@@ -254,6 +302,15 @@ impl Broker {
         format!("mqtt://127.0.0.1:{}", self.port)
     }
 
+    /// [`Broker::url`] with the `server` login (for `bot server`).
+    pub fn server_url(&self) -> String {
+        format!(
+            "mqtt://server:{}@127.0.0.1:{}",
+            logins().server_password,
+            self.port
+        )
+    }
+
     /// Kills the broker (as a crash would) and waits for it to be gone.
     pub fn kill(&mut self) {
         kill(&mut self.child);
@@ -290,17 +347,19 @@ impl Drop for Broker {
     }
 }
 
+/// A secure `bot up` (logins and topic rules on; [`logins`]).
 fn spawn_bot_up(bot: &Path, port: u16) -> Result<(Child, u16)> {
     let listen = format!("127.0.0.1:{port}");
     let (child, ports) = spawn_bot_up_with(bot, &["--no-ws", "--listen", &listen], &["mqtt"])?;
     Ok((child, ports[0]))
 }
 
-/// Runs `bot up --insecure --no-agent --no-server ARGS…` and returns it with
-/// the ports of its `listening: SCHEME://…` lines for each of `schemes`.
+/// Runs `bot up --no-agent --no-server ARGS…` (data in [`logins`]'s
+/// directory) and returns it with the ports of its `listening: SCHEME://…`
+/// lines for each of `schemes`.
 fn spawn_bot_up_with(bot: &Path, args: &[&str], schemes: &[&str]) -> Result<(Child, Vec<u16>)> {
     let mut child = bot_command(bot)
-        .args(["up", "--insecure", "--no-agent", "--no-server"])
+        .args(["up", "--no-agent", "--no-server"])
         .args(args)
         .env("BOT_LOG", "warn")
         .stdin(Stdio::null())
@@ -350,7 +409,10 @@ impl Broker {
     ) -> Result<Broker> {
         let file = |n: &str| certs.join(n).display().to_string();
         let (cert, key, ca) = (file("server.crt"), file("server.key"), file("ca.crt"));
+        // Like the mosquitto of `start_mosquitto_tls`: anonymous clients,
+        // held to the client certificate.
         let mut args = vec![
+            "--insecure",
             "--no-ws",
             "--listen",
             "127.0.0.1:0",
@@ -557,6 +619,16 @@ impl Agent {
             keys().trust_toml.as_str()
         };
         std::fs::write(&config, format!("{state}{extra_toml}{trust}"))?;
+        // Unless the test gives its own login: one registered on the
+        // embedded brokers (the README's `bot broker add-agent` step); on
+        // a mosquitto that takes anonymous clients it is simply accepted.
+        if !(extra_toml.contains("password_file") || extra_toml.contains("username")) {
+            let login = register_agent(bot, name, &config, dir.path())?;
+            std::fs::write(
+                &config,
+                format!("password_file = {login:?}\n{state}{extra_toml}{trust}"),
+            )?;
+        }
         let mut cmd = bot_command(bot);
         cmd.args(["agent", "--name", name, "--config"]).arg(&config);
         for b in brokers {
@@ -647,6 +719,49 @@ impl Drop for Agent {
     }
 }
 
+/// Registers the agent of `config` (its id from `bot agent --print-id`) as
+/// `name` with the embedded brokers' users ([`logins`]); returns the path of
+/// its password file (in `dir`).
+fn register_agent(bot: &Path, name: &str, config: &Path, dir: &Path) -> Result<String> {
+    let out = output(
+        bot_command(bot)
+            .args(["agent", "--print-id", "--name", name, "--config"])
+            .arg(config),
+    )?;
+    ensure!(
+        out.status.success(),
+        "bot agent --print-id: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    let out = output(
+        bot_command(bot)
+            .args([
+                "broker",
+                "add-agent",
+                "--id",
+                &id,
+                "--name",
+                name,
+                "--data-dir",
+            ])
+            .arg(&logins().data_dir),
+    )?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let password = text
+        .lines()
+        .find_map(|l| l.strip_prefix("password: "))
+        .ok_or_else(|| {
+            anyhow!(
+                "bot broker add-agent printed no password: {text}{}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        })?;
+    let path = dir.join("mqtt.password");
+    bot_auth::paths::write_private(&path, format!("{password}\n").as_bytes())?;
+    Ok(path.display().to_string())
+}
+
 /// A `mosquitto_sub -v` process.
 #[derive(Debug)]
 pub struct Sub {
@@ -676,6 +791,9 @@ impl Sub {
             "-d",
         ]);
         cmd.args(extra);
+        if !extra.contains(&"-u") {
+            cmd.args(operator_login());
+        }
         for t in topics {
             cmd.args(["-t", t]);
         }
@@ -891,7 +1009,11 @@ pub fn publish(port: u16, topic: &str, payload: &[u8]) -> Result<()> {
 pub fn publish_with(port: u16, topic: &str, payload: &[u8], extra: &[&str]) -> Result<()> {
     let mut cmd = Command::new("mosquitto_pub");
     cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-t", topic]);
-    cmd.args(extra);
+    if extra.contains(&"-u") {
+        cmd.args(extra);
+    } else {
+        cmd.args(extra).args(operator_login());
+    }
     cmd.arg(if payload.is_empty() { "-n" } else { "-s" });
     run_pub(cmd, payload)
 }
@@ -908,6 +1030,7 @@ pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
         topic,
         "-l",
     ]);
+    cmd.args(operator_login());
     let mut input = String::new();
     for l in lines {
         input.push_str(l);

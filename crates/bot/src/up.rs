@@ -71,8 +71,9 @@ pub(crate) struct UpArgs {
     agent: AgentArgs,
 }
 
-/// The embedded broker's logins that `bot up` makes at each start (new
-/// passwords each time, files mode 0600 in DATA_DIR/broker): `operator`
+/// The embedded broker's logins that `bot up` makes on its first start and
+/// keeps (files mode 0600 in DATA_DIR/broker; delete one for a new
+/// password at the next start): `operator`
 /// (what the CLI of this user finds), `server`, and the local agent (user
 /// name = its id). Agents added with `bot broker add-agent` are kept.
 struct LocalCredentials {
@@ -91,10 +92,18 @@ fn local_credentials(
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let users = dir.join("users.toml");
     let make = |name: &str, role: Role, agent_name: Option<String>, file: &str| {
-        let password = bot_auth::sign::nonce();
         let path = dir.join(file);
-        bot_auth::paths::write_private(&path, format!("{password}\n").as_bytes())
-            .with_context(|| format!("cannot write {}", path.display()))?;
+        // A password made at an earlier start is kept (scripts and agents
+        // that read it keep working across restarts); else a new one.
+        let password = match bot_auth::paths::read_password(&path) {
+            Ok(p) => p,
+            Err(_) => {
+                let password = bot_auth::sign::nonce();
+                bot_auth::paths::write_private(&path, format!("{password}\n").as_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
+                password
+            }
+        };
         add_user(
             &users,
             User {

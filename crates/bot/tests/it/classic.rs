@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use anyhow::{Result, ensure};
+use anyhow::{Context, Result, ensure};
 use bot_testkit::{publish, publish_lines};
 
 use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
@@ -201,7 +201,8 @@ fn bad_input_gets_one_line_errors(kind: BrokerKind) -> Result<()> {
         ("internal variable", b"$client".to_vec(), "UnknownVariable"),
     ];
     for (what, payload, want) in &cases {
-        publish(broker.port, "BUS/victim", payload)?;
+        publish(broker.port, "BUS/victim", payload)
+            .with_context(|| format!("publishing {what}"))?;
         let (_, reply) = sub.wait_for(what, WAIT, |t, _| is_res(t))?;
         assert_error(&reply, want);
         assert!(
@@ -209,14 +210,15 @@ fn bad_input_gets_one_line_errors(kind: BrokerKind) -> Result<()> {
             "{what}: payload echoed"
         );
         // The agent is still fine: the next PING is answered.
-        publish(broker.port, "BUS/victim", b"PING")?;
+        publish(broker.port, "BUS/victim", b"PING")
+            .with_context(|| format!("PING after {what}"))?;
         let (_, pong) = sub.wait_for("PONG after bad input", WAIT, |t, _| is_res(t))?;
         assert_eq!(pong, "'victim':PONG", "after {what}");
     }
 
     // 200 bad programs in one burst: 200 one-line errors, in order, then PING.
     let burst: Vec<String> = (0..200).map(|i| format!("NOPE{i}")).collect();
-    publish_lines(broker.port, "BUS/victim", &burst)?;
+    publish_lines(broker.port, "BUS/victim", &burst).context("the burst")?;
     let replies = sub.collect(200, WAIT, |t, _| is_res(t))?;
     for (i, (_, reply)) in replies.iter().enumerate() {
         assert_error(reply, "UnknownWord");

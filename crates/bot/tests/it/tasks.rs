@@ -237,7 +237,7 @@ impl Fleet {
             })
             .collect::<Result<Vec<_>>>()?;
         let db = Database::new(db, dir.path())?;
-        let server = Server::start(&url, &db.url, &dir.path().join("server"))?;
+        let server = Server::start(&broker.server_url(), &db.url, &dir.path().join("server"))?;
         server.wait_agents(n)?;
         Ok(Fleet {
             broker,
@@ -251,7 +251,7 @@ impl Fleet {
     fn restart_server(&mut self) -> Result<()> {
         self.server.kill();
         self.server = Server::start(
-            &self.broker.url(),
+            &self.broker.server_url(),
             &self.db.url,
             &self.dir.path().join("server"),
         )?;
@@ -583,7 +583,11 @@ fn killed_server_resumes(kind: BrokerKind, db: Db) -> Result<()> {
     // and once more on the way out) and reloaded.
     let (_, before) = f.server.get("/api/agents")?;
     f.server.stop()?;
-    f.server = Server::start(&f.broker.url(), &f.db.url, &f.dir.path().join("server"))?;
+    f.server = Server::start(
+        &f.broker.server_url(),
+        &f.db.url,
+        &f.dir.path().join("server"),
+    )?;
     let (_, after) = f.server.get("/api/agents")?;
     ensure!(
         first_seen(&before) == first_seen(&after),
@@ -672,7 +676,7 @@ pub fn pull_mode_pool_task(db: Db) -> Result<()> {
         })
         .collect::<Result<Vec<_>>>()?;
     let db = Database::new(db, dir.path())?;
-    let server = Server::start(&url, &db.url, &dir.path().join("server"))?;
+    let server = Server::start(&broker.server_url(), &db.url, &dir.path().join("server"))?;
     server.wait_agents(3)?;
     let log = dir.path().join("runs");
     let id = server.submit(json!({
@@ -742,7 +746,11 @@ pub fn a_changed_agent_key_is_refused_until_accepted(db: Db) -> Result<()> {
     let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
     let dir = TempDir::new("rekey");
     let database = Database::new(db, dir.path())?;
-    let server = Server::start(&broker.url(), &database.url, &dir.path().join("server"))?;
+    let server = Server::start(
+        &broker.server_url(),
+        &database.url,
+        &dir.path().join("server"),
+    )?;
     let state = dir.path().join("k1-state");
     let config = format!("state_dir = {:?}\n", state.display().to_string());
     let mut agent = Agent::start(bot(), "k1", &[broker.url()], &config)?;
