@@ -137,7 +137,10 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         qos: Qos::AtLeastOnce,
         retain: true,
     });
-    let mut session = Session::start(options, &shutdown);
+    // The session has its own stop token, not a child of `shutdown`: on a
+    // signal it must stay connected until the offline status below is
+    // acknowledged, then disconnect (`session.close`).
+    let mut session = Session::start(options, &CancellationToken::new());
     tracing::info!(%name, %id, brokers = ?config.brokers, "agent starting");
 
     let machine = bot_lang::Machine::new(
@@ -225,9 +228,14 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
             () = shutdown.cancelled() => break,
         }
     }
-    // A clean DISCONNECT suppresses the last will: say goodbye ourselves.
+    // A clean DISCONNECT suppresses the last will: say goodbye ourselves,
+    // and wait for the broker's PUBACK before disconnecting (else the
+    // retained status could stay "online" for good).
     if session.publisher.is_connected() {
         requests.publish_status(false).await;
+        if !session.publisher.flush(OFFLINE_ACK_WAIT).await {
+            tracing::warn!("the broker did not acknowledge the offline status in time");
+        }
     }
     let _ = measurer.await;
     let _ = refresher.await;
@@ -235,6 +243,10 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     tracing::info!(%name, "agent stopped");
     Ok(())
 }
+
+/// How long a stopping agent waits for its offline status to be
+/// acknowledged (well within `bot`'s stop grace period).
+const OFFLINE_ACK_WAIT: Duration = Duration::from_secs(3);
 
 /// Re-gathers facts every `every`; publishes them when they changed.
 async fn refresh_facts(

@@ -188,6 +188,11 @@ pub enum PublishError {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     current: watch::Receiver<Option<AsyncClient>>,
+    /// QoS 1 and 2 publishes handed to the client so far.
+    sent: Arc<AtomicU64>,
+    /// Acknowledgements (PUBACK, PUBCOMP) received so far, counted from
+    /// the number sent when the current connection was made.
+    acked: watch::Receiver<u64>,
 }
 
 impl Publisher {
@@ -206,7 +211,23 @@ impl Publisher {
         client
             .publish(topic.into(), qos.into(), retain, payload.into())
             .await
-            .map_err(|_| PublishError::Closed)
+            .map_err(|_| PublishError::Closed)?;
+        if qos != Qos::AtMostOnce {
+            self.sent.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+
+    /// Waits until every QoS 1 or 2 message published so far has been
+    /// acknowledged by the broker, at most `within`; whether it was. A
+    /// message lost with its connection is never acknowledged (the wait
+    /// then ends at `within`).
+    pub async fn flush(&self, within: Duration) -> bool {
+        let target = self.sent.load(Ordering::SeqCst);
+        let mut acked = self.acked.clone();
+        tokio::time::timeout(within, acked.wait_for(|n| *n >= target))
+            .await
+            .is_ok_and(|r| r.is_ok())
     }
 
     /// Is there a live connection?
@@ -243,15 +264,23 @@ impl Session {
         let (current_tx, current) = watch::channel(None);
         let stop = shutdown.child_token();
         let dropped = Arc::new(AtomicU64::new(0));
+        let sent = Arc::new(AtomicU64::new(0));
+        let (acked_tx, acked) = watch::channel(0);
         let driver = Driver {
             options,
             events: events_tx,
             current: current_tx,
             dropped: dropped.clone(),
+            sent: sent.clone(),
+            acked: acked_tx,
         };
         let task = tokio::spawn(driver.run(stop.clone()));
         Session {
-            publisher: Publisher { current },
+            publisher: Publisher {
+                current,
+                sent,
+                acked,
+            },
             events,
             dropped,
             stop,
@@ -302,6 +331,8 @@ struct Driver {
     events: mpsc::Sender<Event>,
     current: watch::Sender<Option<AsyncClient>>,
     dropped: Arc<AtomicU64>,
+    sent: Arc<AtomicU64>,
+    acked: watch::Sender<u64>,
 }
 
 impl Driver {
@@ -456,6 +487,9 @@ impl Driver {
             }
         }
         tracing::info!(%broker, client_id = %self.options.client_id, "connected");
+        // What was in flight on an earlier connection is gone (clean
+        // session): count acknowledgements from here.
+        self.acked.send_replace(self.sent.load(Ordering::SeqCst));
         self.current.send_replace(Some(client.clone()));
         self.emit(Event::Connected(broker.clone()));
 
@@ -543,6 +577,9 @@ impl Driver {
                     } else {
                         self.emit(message);
                     }
+                }
+                Ok(rumqttc::Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_))) => {
+                    self.acked.send_modify(|n| *n += 1);
                 }
                 Ok(rumqttc::Event::Incoming(Packet::SubAck(ack))) => {
                     let refused = ack

@@ -351,7 +351,17 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
 fn bot_up_reports_a_taken_port() -> Result<()> {
     let taken = std::net::TcpListener::bind("127.0.0.1:0")?;
     let addr = taken.local_addr()?.to_string();
-    let (code, _, err) = run_bot(bot(), &["up", "--no-ws", "--no-server", "--listen", &addr])?;
+    let (code, _, err) = run_bot(
+        bot(),
+        &[
+            "up",
+            "--no-ws",
+            "--no-server",
+            "--no-agent",
+            "--listen",
+            &addr,
+        ],
+    )?;
     assert_eq!(code, 1, "{err}");
     assert!(
         err.contains("cannot start the embedded broker") && err.contains(&addr),

@@ -6,7 +6,10 @@ use bot_testkit::{free_port, publish};
 
 use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 
-both_brokers!(broker_restart_under_a_running_agent);
+both_brokers!(
+    broker_restart_under_a_running_agent,
+    sigterm_stops_the_agent_cleanly
+);
 
 /// Fast reconnection for tests (the default backoff tops out at 30 s).
 const FAST: &str = "backoff_max = 1.0\nkeep_alive = 5\n";
@@ -70,14 +73,26 @@ fn waits_for_a_broker_that_is_not_up_yet() -> Result<()> {
     Ok(())
 }
 
-#[test]
-fn sigterm_stops_the_agent_cleanly() -> Result<()> {
-    let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
+fn sigterm_stops_the_agent_cleanly(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
     let mut agent = Agent::start(bot(), "leaver", &[broker.url()], "")?;
+    let id = agent.id()?;
     let status = agent.terminate()?;
     assert!(status.success(), "exit status {status}");
     agent
         .log
         .wait_for("the stop line", WAIT, |l| l.contains("agent stopped"))?;
+    // Read back as a user would: a fresh subscriber gets the retained
+    // status, which says offline (a clean DISCONNECT suppresses the will,
+    // so the agent must have published it, acknowledged, before leaving).
+    let topic = format!("bot/v1/status/{id}");
+    let mut sub = Sub::start(broker.port, &[topic.as_str()])?;
+    let (_, status) = sub
+        .next(WAIT)
+        .ok_or_else(|| anyhow::anyhow!("no retained status for {id}"))?;
+    assert!(
+        status.contains("\"online\":false"),
+        "after a clean stop the retained status is {status}"
+    );
     Ok(())
 }
