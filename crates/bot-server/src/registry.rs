@@ -67,6 +67,10 @@ struct Inner {
     /// serialisations.
     json: HashMap<String, Arc<str>>,
     dirty: HashSet<String>,
+    /// The latest status signed by an agent's changed key (and when it
+    /// came), refused until an operator accepts that key; applied then, so
+    /// the registry shows what the agent last said (online or not).
+    held: HashMap<String, (Status, u64)>,
 }
 
 impl Inner {
@@ -207,6 +211,7 @@ impl Registry {
                         known.key.state = KeyState::Changed;
                         known.key.pending = status.key.clone();
                         let id = status.id.clone();
+                        inner.held.insert(id.clone(), (status, now));
                         inner.changed(&id);
                         return;
                     }
@@ -290,11 +295,21 @@ impl Registry {
             return false;
         };
         tracing::warn!(%id, key = %new, "operator accepted the agent's key");
-        a.key = KeyBinding {
+        let binding = KeyBinding {
             state: KeyState::Trusted,
             key: Some(new),
             pending: None,
         };
+        // What the agent said under its new key, refused until now.
+        let held = inner.held.remove(id);
+        if let Some(a) = inner.agents.get_mut(id) {
+            if let Some((status, seen)) = held.filter(|(s, _)| s.key == binding.key) {
+                let first = a.first_seen_ms;
+                *a = Agent::from_status(&status, seen);
+                a.first_seen_ms = first;
+            }
+            a.key = binding;
+        }
         inner.changed(id);
         true
     }
@@ -617,6 +632,27 @@ mod tests {
         assert!(r.accept("a"));
         assert_eq!(r.verify_reply(&reply("a", &k2)), Ok(()));
         assert!(!r.accept("a"), "nothing pending any more");
+    }
+
+    #[test]
+    fn accepting_a_changed_key_applies_what_the_agent_said_under_it() {
+        let (r, _rx) = Registry::new(vec![], true);
+        let k1 = bot_auth::SecretKey::generate().expect("key");
+        let k2 = bot_auth::SecretKey::generate().expect("key");
+        r.on_status("a", &status("a", &k1, true));
+        // The old agent stops cleanly (offline), the new one starts with k2.
+        let mut offline: Status = Status::decode(&status("a", &k1, false)).expect("decode");
+        offline.online = false;
+        offline.sig = Some(bot_auth::sign::detached(&k1, &offline.signing_bytes()));
+        r.on_status("a", &offline.encode());
+        assert!(!r.get("a").expect("known").online);
+        r.on_status("a", &status("a", &k2, true));
+        assert!(!r.get("a").expect("known").online, "refused while changed");
+        assert!(r.accept("a"));
+        let a = r.get("a").expect("known");
+        assert!(a.online, "the held online status applies on accept");
+        assert_eq!(a.key.key, Some(k2.public().to_string()));
+        assert_eq!(r.select(None, true).len(), 1, "tasks go to it again");
     }
 
     #[test]
