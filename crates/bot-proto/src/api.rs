@@ -280,9 +280,9 @@ pub struct Task {
     pub timeout_ms: u64,
     /// Targets running at once (a sliding window).
     pub parallel: u32,
-    /// Stop after this many failures; -1 = never.
+    /// Once this many targets have failed, the task is FAILED and no further target starts: N ≥ 1, or -1 = never (the default).
     pub fail_count: i64,
-    /// Stop when failures / targets exceed this fraction (0..=1; 1 = never).
+    /// Once failures / targets exceed this fraction (0..=1), the task is FAILED and no further target starts; 1 = never (the default).
     pub fail_rate: f64,
     /// The task this one retries, if any.
     pub retry_of: Option<String>,
@@ -468,10 +468,10 @@ pub struct NewTask {
     /// Targets running at once (default: all).
     #[serde(default)]
     pub parallel: Option<u32>,
-    /// Stop after this many failures; -1 = never (default -1).
+    /// Once this many targets have failed, the task is FAILED and no further target starts: N ≥ 1, or -1 = never (the default).
     #[serde(default)]
     pub fail_count: Option<i64>,
-    /// Stop when failures / targets exceed this fraction (default 1 = never).
+    /// Once failures / targets exceed this fraction (0..=1), the task is FAILED and no further target starts; 1 = never (the default).
     #[serde(default)]
     pub fail_rate: Option<f64>,
 }

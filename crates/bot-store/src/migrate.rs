@@ -37,6 +37,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "the server's audit trail",
         sql: include_str!("../migrations/0003_audit.sql"),
     },
+    Migration {
+        version: 4,
+        description: "fail_count counts the failures that fail a task",
+        sql: include_str!("../migrations/0004_fail_count_reached.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -263,9 +263,9 @@ fn origin_text(task: &Task, total: u32) -> String {
 /// The rollout settings in words.
 fn rollout_text(task: &Task) -> String {
     let mut parts = vec![format!("parallel {}", task.parallel)];
-    if task.fail_count >= 0 {
+    if task.fail_count >= 1 {
         parts.push(format!(
-            "stop after {} failure{}",
+            "failed at {} failure{}",
             task.fail_count,
             if task.fail_count == 1 { "" } else { "s" }
         ));
@@ -582,7 +582,7 @@ pub(crate) mod tests {
 task 0195b7f0c1a27e3d9a4f5b6c7d8e9f01  FAILED: 2 failures reached --fail-count 1
   exec: uname -a
   targets: 4 targets matching \"web*\"
-  rollout: parallel 2, stop after 1 failure, stop above 25% failed, timeout 60 s per target
+  rollout: parallel 2, failed at 1 failure, stop above 25% failed, timeout 60 s per target
   created: 2026-03-21 14:03:07 UTC (1m ago) by alice
   started 2026-03-21 14:03:07 UTC, ran 3.1 s
   retry of 0195aaaa

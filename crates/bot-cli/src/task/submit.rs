@@ -37,10 +37,10 @@ pub struct SubmitArgs {
     /// Targets running at once, a sliding window (default: all).
     #[arg(long, value_name = "N", value_parser = parse_parallel)]
     pub parallel: Option<u32>,
-    /// Start no further target after this many failures (-1: never; default -1).
+    /// Once this many targets have failed, the task is FAILED and no further target starts: N ≥ 1, or -1 = never (the default).
     #[arg(long, value_name = "N", allow_negative_numbers = true, value_parser = parse_fail_count)]
     pub fail_count: Option<i64>,
-    /// Start no further target once failures exceed this fraction of the targets, 0..=1 (default 1: never).
+    /// Once failures / targets exceed this fraction (0..=1), the task is FAILED and no further target starts; 1 = never (the default).
     #[arg(long, value_name = "F", value_parser = parse_fail_rate)]
     pub fail_rate: Option<f64>,
     /// Seconds each target may run before its process group is killed (default 60).
@@ -89,10 +89,10 @@ fn check_parallel(n: u32) -> Result<u32, String> {
 }
 
 fn check_fail_count(n: i64) -> Result<i64, String> {
-    if n >= -1 {
+    if n >= 1 || n == -1 {
         Ok(n)
     } else {
-        Err("must be -1 (never stop) or more".to_owned())
+        Err("must be 1 or more (the failures at which the task has failed; 1 = at the first) or -1 (never)".to_owned())
     }
 }
 
@@ -120,7 +120,7 @@ pub fn parse_parallel(s: &str) -> Result<u32, String> {
     whole(s).and_then(check_parallel)
 }
 
-/// `--fail-count`: -1 or more.
+/// `--fail-count`: 1 or more, or -1.
 pub fn parse_fail_count(s: &str) -> Result<i64, String> {
     whole(s).and_then(check_fail_count)
 }
@@ -304,7 +304,7 @@ mod tests {
             (&["-F", "x", "--parallel", "0", "--", "true"], "'0'"),
             (
                 &["-F", "x", "--fail-count", "-2", "--", "true"],
-                "-1 (never stop)",
+                "1 or more",
             ),
             (&["-F", "x", "--fail-rate", "1.5", "--", "true"], "'1.5'"),
             (&["-F", "x", "--fail-rate", "NaN", "--", "true"], "fraction"),
@@ -323,6 +323,7 @@ mod tests {
                 &["-F", "x", "--pool", "p", "--count", "1", "--", "true"],
                 "cannot be used with",
             ),
+            (&["-F", "x", "--fail-count", "0", "--", "true"], "1 or more"),
             (&["--", "true"], "required"),
             (&["--pool", "p", "--", "true"], "--count"),
             (&["-F", "x"], "COMMAND"),
@@ -350,6 +351,9 @@ mod tests {
         assert_eq!(parse_parallel(" 3"), Ok(3));
         assert!(parse_parallel("-1").is_err_and(|e| e.contains("\"-1\"")));
         assert_eq!(parse_fail_count("-1"), Ok(-1));
+        assert_eq!(parse_fail_count("1"), Ok(1));
+        assert!(parse_fail_count("0").is_err_and(|e| e.contains("1 or more")));
+        assert!(parse_fail_count("-2").is_err());
         assert_eq!(parse_fail_rate("0"), Ok(0.0));
         assert_eq!(parse_fail_rate("1"), Ok(1.0));
         assert!(parse_fail_rate("-0.1").is_err());

@@ -77,9 +77,10 @@ pub(crate) fn build(
         )));
     }
     let fail_count = new.fail_count.unwrap_or(-1);
-    if fail_count < -1 {
+    if fail_count == 0 || fail_count < -1 {
         return Err(Error::bad(format!(
-            "fail_count: {fail_count} is below -1 (-1 = never stop, 0 = stop at the first failure)"
+            "fail_count: {fail_count} is not allowed: the number of failures at which the task \
+             has failed, 1 or more (1 = at the first failure), or -1 = never"
         )));
     }
     let fail_rate = new.fail_rate.unwrap_or(1.0);

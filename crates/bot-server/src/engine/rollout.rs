@@ -6,7 +6,9 @@
 //! Invariants (checked by the tests here and, end to end, by the engine
 //! tests from the recorded start and end times):
 //! - at most `parallel` targets are RUNNING at any time;
-//! - once a threshold is crossed or the task is cancelled, no target starts:
+//! - thresholds: once `fail_count` targets have failed (N ≥ 1; -1 = never),
+//!   or once failures / targets exceed `fail_rate`, the task is FAILED;
+//! - once a threshold is reached or the task is cancelled, no target starts:
 //!   every WAITING target becomes SKIPPED at that moment;
 //! - a target's state only moves forward (WAITING → RUNNING → final, or
 //!   WAITING → SKIPPED), and a final state never changes.
@@ -191,9 +193,9 @@ impl Rollout {
     fn threshold_crossed(&self) -> Option<String> {
         let failures = self.counts.failures();
         let fc = self.task.fail_count;
-        if fc >= 0 && i64::from(failures) > fc {
+        if fc >= 1 && i64::from(failures) >= fc {
             return Some(format!(
-                "fail_count {fc} exceeded: {failures} failure{}",
+                "fail_count {fc} reached: {failures} failure{}",
                 if failures == 1 { "" } else { "s" }
             ));
         }
@@ -336,21 +338,50 @@ mod tests {
     }
 
     #[test]
-    fn fail_count_stops_after_exactly_that_many_plus_one_with_parallel_one() {
-        for fc in 0..4 {
+    fn fail_count_fails_the_task_at_exactly_that_many_failures() {
+        // The case: 10 targets all failing, parallel 1, fail_count 3:
+        // 3 FAILED, 7 SKIPPED.
+        for fc in 1..5 {
             let (r, started) = drive(Rollout::new(task(1, fc, 1.0), targets(10)), |_| true);
-            assert_eq!(started as i64, fc + 1, "fail_count {fc}");
+            assert_eq!(started as i64, fc, "fail_count {fc}");
             assert_eq!(r.task.state, TaskState::Failed);
-            assert_eq!(r.counts.skipped as i64, 10 - fc - 1);
+            assert_eq!(r.counts.failed as i64, fc);
+            assert_eq!(r.counts.skipped as i64, 10 - fc);
             assert!(
                 r.task
                     .reason
                     .as_deref()
-                    .is_some_and(|s| s.starts_with(&format!("fail_count {fc} exceeded"))),
+                    .is_some_and(|s| s.starts_with(&format!("fail_count {fc} reached"))),
                 "{:?}",
                 r.task.reason
             );
         }
+    }
+
+    #[test]
+    fn one_failure_fewer_than_fail_count_runs_everything() {
+        // fail_count 3 with only 2 failing targets (N - 1): all 10 run.
+        let (r, started) = drive(Rollout::new(task(1, 3, 1.0), targets(10)), |i| i < 2);
+        assert_eq!(started, 10);
+        assert_eq!(r.counts.failed, 2);
+        assert_eq!(r.counts.skipped, 0);
+        assert_eq!(r.task.state, TaskState::Failed);
+        assert!(
+            r.task
+                .reason
+                .as_deref()
+                .is_some_and(|s| s.contains("did not succeed"))
+        );
+    }
+
+    #[test]
+    fn fail_rate_equal_runs_on_and_just_above_stops() {
+        // 10 targets, rate 0.2, the first 2 failing: 2/10 = 0.2 is not above.
+        let (r, started) = drive(Rollout::new(task(1, -1, 0.2), targets(10)), |i| i < 2);
+        assert_eq!((started, r.counts.skipped), (10, 0));
+        // The first 3 failing: 0.3 > 0.2 stops at the third.
+        let (r, started) = drive(Rollout::new(task(1, -1, 0.2), targets(10)), |i| i < 3);
+        assert_eq!((started, r.counts.failed, r.counts.skipped), (3, 3, 7));
     }
 
     #[test]
@@ -373,7 +404,7 @@ mod tests {
 
     #[test]
     fn nothing_starts_after_a_stop_even_with_a_wide_window() {
-        let mut r = Rollout::new(task(4, 0, 1.0), targets(10));
+        let mut r = Rollout::new(task(4, 1, 1.0), targets(10));
         let mut step = Step::default();
         let first = r.start_due(0, &mut step);
         assert_eq!(first, vec![0, 1, 2, 3]);

@@ -120,6 +120,12 @@ async fn submit_rejects_bad_tasks_naming_the_field() -> Result<()> {
             &["fail_rate: 2"],
         ),
         bad(
+            "fail_count 0",
+            json!({"targets": ["web1"], "args": exec, "fail_count": 0}),
+            StatusCode::BAD_REQUEST,
+            &["fail_count: 0"],
+        ),
+        bad(
             "fail_count -2",
             json!({"targets": ["web1"], "args": exec, "fail_count": -2}),
             StatusCode::BAD_REQUEST,
