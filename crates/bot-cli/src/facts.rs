@@ -18,9 +18,9 @@ use crate::fleet::{self, Client};
 pub struct FactsArgs {
     #[command(flatten)]
     pub bus: BusArgs,
-    /// Only agents matching this filter.
+    /// Only agents matching this filter; repeat to narrow (joined with `and`).
     #[arg(short = 'F', long)]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
     /// Print JSON: {fact: {value: [agent names]}}.
     #[arg(long)]
     pub json: bool,
@@ -38,8 +38,7 @@ pub fn text(v: &Value) -> String {
 
 /// Runs `bot facts`.
 pub async fn run(args: FactsArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let filter = args
-        .filter
+    let filter = crate::fleet::join_filters(&args.filter)
         .as_deref()
         .map(fleet::parse_filter)
         .transpose()?;

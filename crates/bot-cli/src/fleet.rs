@@ -289,6 +289,21 @@ fn progress(total: Option<usize>, quiet: bool) -> indicatif::ProgressBar {
     bar
 }
 
+/// Repeated `-F` filters as one: each in parentheses, joined with `and`
+/// (as Choria and MCollective combine repeated filters); `None` for none.
+pub fn join_filters(parts: &[String]) -> Option<String> {
+    match parts {
+        [] => None,
+        [one] => Some(one.clone()),
+        many => Some(
+            many.iter()
+                .map(|p| format!("({p})"))
+                .collect::<Vec<_>>()
+                .join(" and "),
+        ),
+    }
+}
+
 /// Parses a filter given on the command line (the error points at the column).
 pub fn parse_filter(text: &str) -> anyhow::Result<filter::Filter> {
     filter::parse(text).map_err(|e| anyhow::anyhow!("{e}"))

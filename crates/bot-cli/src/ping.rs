@@ -21,9 +21,9 @@ use crate::BusArgs;
 pub struct PingArgs {
     #[command(flatten)]
     pub bus: BusArgs,
-    /// Only agents matching this filter (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db').
+    /// Only agents matching this filter (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db'); repeat to narrow (joined with `and`).
     #[arg(short = 'F', long, conflicts_with = "classic")]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
     /// Use the classic protocol: PING on BUS (or -t), replies on RES.
     #[arg(long)]
     pub classic: bool,
@@ -62,8 +62,7 @@ pub async fn run(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<
 
 async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
     use crate::fleet::{self, Client};
-    let filter = args
-        .filter
+    let filter = crate::fleet::join_filters(&args.filter)
         .as_deref()
         .map(fleet::parse_filter)
         .transpose()?;
@@ -75,7 +74,7 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
     let req = fleet::request(
         &signer,
         bot_proto::Action::Ping(bot_proto::action::PingArgs {}),
-        args.filter.clone(),
+        crate::fleet::join_filters(&args.filter),
         &client.reply_topic,
         wait.max(Duration::from_secs(10)),
     );
@@ -135,7 +134,7 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
     if replies.is_empty() && expected.is_empty() {
         eprintln!(
             "no known agent matches{}",
-            args.filter
+            crate::fleet::join_filters(&args.filter)
                 .as_deref()
                 .map(|f| format!(" filter {f:?}"))
                 .unwrap_or_default()

@@ -25,9 +25,9 @@ use crate::fleet::{self, Client};
 pub struct RunArgs {
     #[command(flatten)]
     pub bus: BusArgs,
-    /// Only agents matching this filter (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db').
+    /// Only agents matching this filter (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db'); repeat to narrow (joined with `and`).
     #[arg(short = 'F', long)]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
     /// Seconds the command may run on each agent before its process group is killed.
     #[arg(long, default_value_t = 60.0, value_parser = crate::positive_secs)]
     pub timeout: f64,
@@ -83,8 +83,7 @@ fn exec_args(args: &RunArgs) -> Action {
 
 /// Runs `bot run`.
 pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let filter = args
-        .filter
+    let filter = crate::fleet::join_filters(&args.filter)
         .as_deref()
         .map(fleet::parse_filter)
         .transpose()?;
@@ -97,7 +96,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
         let req = fleet::request(
             &signer,
             exec_args(&args),
-            args.filter.clone(),
+            crate::fleet::join_filters(&args.filter),
             reply_to,
             ttl,
         );
@@ -143,7 +142,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
             client.session.close().await;
             bail!(
                 "no online agent matches{}",
-                args.filter
+                crate::fleet::join_filters(&args.filter)
                     .as_deref()
                     .map(|f| format!(" filter {f:?}"))
                     .unwrap_or_default()
@@ -155,7 +154,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
                 let req = fleet::request(
                     &signer,
                     exec_args(&args),
-                    args.filter.clone(),
+                    crate::fleet::join_filters(&args.filter),
                     &client.reply_topic,
                     ttl,
                 );

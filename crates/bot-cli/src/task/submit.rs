@@ -22,9 +22,9 @@ use super::client::ServerArgs;
 pub struct SubmitArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// Agents matching this filter when the task is submitted (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db').
+    /// Agents matching this filter when the task is submitted (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db'); repeat to narrow (joined with `and`).
     #[arg(short = 'F', long)]
-    pub filter: Option<String>,
+    pub filter: Vec<String>,
     /// These agents (ids or names), in rollout order: comma-separated, or repeat the flag.
     #[arg(short = 'T', long = "target", value_name = "ID", value_delimiter = ',')]
     pub targets: Vec<String>,
@@ -159,7 +159,7 @@ pub fn new_task(a: &SubmitArgs) -> Result<NewTask, String> {
         json!({ "command": a.command })
     };
 
-    let forms = usize::from(a.filter.is_some())
+    let forms = usize::from(!a.filter.is_empty())
         + usize::from(!a.targets.is_empty())
         + usize::from(a.pool.is_some());
     if forms == 0 {
@@ -168,7 +168,7 @@ pub fn new_task(a: &SubmitArgs) -> Result<NewTask, String> {
     if forms > 1 {
         return Err("give only one of -F/--filter, -T/--target and --pool".into());
     }
-    if let Some(f) = &a.filter {
+    for f in &a.filter {
         if f.trim().is_empty() {
             return Err("--filter is empty (every agent: -F '*')".into());
         }
@@ -220,7 +220,7 @@ pub fn new_task(a: &SubmitArgs) -> Result<NewTask, String> {
         action: "exec".to_owned(),
         args,
         targets,
-        filter: a.filter.clone(),
+        filter: crate::fleet::join_filters(&a.filter),
         pool: a.pool.clone(),
         count: a.count,
         timeout_s: a.timeout,
@@ -258,6 +258,12 @@ mod tests {
         assert_eq!(t.action, "exec");
         assert_eq!(t.args, json!({"command": ["uname", "-a"]}));
         assert_eq!(t.filter.as_deref(), Some("web*"));
+        let t = build(&["-F", "web*", "-F", "os=linux or tag:x", "--", "true"]).expect("two");
+        assert_eq!(
+            t.filter.as_deref(),
+            Some("(web*) and (os=linux or tag:x)"),
+            "repeated -F are joined with and"
+        );
         assert!(t.targets.is_empty() && t.pool.is_none() && t.count.is_none());
         assert_eq!(
             (t.parallel, t.fail_count, t.fail_rate, t.timeout_s),
@@ -374,7 +380,7 @@ mod tests {
         a.fail_rate = None;
         a.targets = vec!["a".into()];
         assert!(new_task(&a).is_err_and(|e| e.contains("only one of")));
-        a.filter = None;
+        a.filter.clear();
         a.targets.clear();
         assert!(new_task(&a).is_err_and(|e| e.contains("say where")));
     }

@@ -90,6 +90,36 @@ fn filters_select_exactly_the_right_agents(kind: BrokerKind) -> Result<()> {
         assert_eq!(names(&v, "replies"), set(want), "filter {filter}");
         assert_eq!(names(&v, "no_reply"), set(&[]), "filter {filter}");
     }
+    // -F repeated (as Choria operators type it): joined with `and`, for
+    // ping and run alike.
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "ping", "-b", &url, "-F", "role=web", "-F", "rack>=2", "--json", "--wait", "20",
+        ],
+    )?;
+    assert_eq!(code, 0, "{out} {err}");
+    assert_eq!(names(&json_of(&out)?, "replies"), set(&["web2"]));
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "run",
+            "-b",
+            &url,
+            "-F",
+            "web*",
+            "-F",
+            "not rack>=2",
+            "--",
+            "echo",
+            "ran",
+        ],
+    )?;
+    assert_eq!(code, 0, "{out} {err}");
+    assert!(
+        out.contains("web1") && !out.contains("web2") && !out.contains("db1"),
+        "{out}"
+    );
     // A filter matching nobody is an error, and so is a bad filter (pointing at the column).
     let (code, _, err) = run_bot(bot(), &["ping", "-b", &url, "-F", "role=mainframe"])?;
     assert_eq!(code, 1, "{err}");
