@@ -282,6 +282,13 @@ pub fn may_publish(user: &User, topic: &str) -> bool {
     }
 }
 
+/// Whether `user` may clear `topic` (publish an empty retained message
+/// there): the server clears a forgotten agent's status (`bot agents
+/// forget`). Clearing forges nothing: an empty status names no agent.
+pub fn may_clear(user: &User, topic: &str) -> bool {
+    user.role == Role::Server && topic.starts_with("bot/v1/status/")
+}
+
 /// Whether `user` may subscribe to `filter` (`shared`: the group of a
 /// `$share/<group>/` subscription, which rmqtt strips from `filter`).
 pub fn may_subscribe(user: &User, filter: &str, shared: Option<&str>) -> bool {

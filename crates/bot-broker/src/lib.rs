@@ -413,7 +413,10 @@ impl Handler for Guard {
             Parameter::MessagePublishCheckAcl(session, publish) => {
                 let user = session.id.username.as_deref().and_then(|u| self.0.get(u));
                 let topic: &str = &publish.topic;
-                let allowed = user.as_ref().is_some_and(|u| auth::may_publish(u, topic));
+                let allowed = user.as_ref().is_some_and(|u| {
+                    auth::may_publish(u, topic)
+                        || (publish.payload.is_empty() && auth::may_clear(u, topic))
+                });
                 if allowed {
                     (
                         false,

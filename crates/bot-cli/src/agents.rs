@@ -1,7 +1,8 @@
 //! `bot agents accept ID`: bind an agent's pending signing key on the
 //! server (a new agent when the server does not accept new agents by itself,
-//! or an agent whose key changed — an alarm until accepted). A client of
-//! the server's HTTP API, like `bot task`.
+//! or an agent whose key changed — an alarm until accepted). `bot agents
+//! forget ID`: clear a decommissioned agent. A client of the server's HTTP
+//! API, like `bot task`.
 
 use std::process::ExitCode;
 
@@ -24,6 +25,15 @@ pub enum AgentsCommand {
     /// as with ssh's known_hosts): a new agent waiting to be admitted, or an
     /// agent whose key changed, whose results are refused until then.
     Accept {
+        #[command(flatten)]
+        server: ServerArgs,
+        /// The agent's id or name.
+        id: String,
+    },
+    /// Forget a decommissioned agent: its registry row and its retained
+    /// status on the bus (its tasks' history stays). An online agent is
+    /// refused: stop it first.
+    Forget {
         #[command(flatten)]
         server: ServerArgs,
         /// The agent's id or name.
@@ -52,6 +62,21 @@ pub async fn run(args: AgentsArgs, shutdown: CancellationToken) -> anyhow::Resul
                 agent.id,
                 agent.key.key.as_deref().unwrap_or("?")
             );
+            Ok(ExitCode::SUCCESS)
+        }
+        AgentsCommand::Forget { server, id } => {
+            let client = match ApiClient::from_args(&server) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("bot: {e}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let agent = tokio::select! {
+                () = shutdown.cancelled() => return Ok(ExitCode::from(130)),
+                r = client.forget_agent(&id) => r?,
+            };
+            println!("forgotten: {} ({})", agent.name, agent.id);
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -21,6 +21,10 @@ pub struct FactsArgs {
     /// Only agents matching this filter; repeat to narrow (joined with `and`).
     #[arg(short = 'F', long)]
     pub filter: Vec<String>,
+    /// Only online agents: matching agents that are known but offline are
+    /// not reported and do not make the exit code 1.
+    #[arg(long)]
+    pub online: bool,
     /// Print JSON: {fact: {value: [agent names]}}.
     #[arg(long)]
     pub json: bool,
@@ -49,8 +53,14 @@ pub async fn run(args: FactsArgs, shutdown: CancellationToken) -> anyhow::Result
         .values()
         .filter(|s| s.online && filter.as_ref().is_none_or(|f| f.matches(*s)))
         .collect();
+    let offline = if args.online {
+        Vec::new()
+    } else {
+        fleet::offline(&agents, filter.as_ref())
+    };
     if matched.is_empty() {
         eprintln!("no online agent matches");
+        fleet::report_offline(&offline);
         return Ok(ExitCode::from(1));
     }
     let mut table: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
@@ -79,9 +89,16 @@ pub async fn run(args: FactsArgs, shutdown: CancellationToken) -> anyhow::Result
             by_value.entry(value).or_default().push(s.name.clone());
         }
     }
+    // The table is of online agents; offline matches are named on stderr
+    // and make the exit code 1 (unless --online).
+    let code = if fleet::report_offline(&offline) {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    };
     if args.json {
         println!("{}", serde_json::to_string_pretty(&table)?);
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     if args.facts.is_empty() {
         println!("{} agents; facts (agents that have each):", matched.len());
@@ -89,7 +106,7 @@ pub async fn run(args: FactsArgs, shutdown: CancellationToken) -> anyhow::Result
             let n = by_value.get("(present)").map_or(0, Vec::len);
             println!("  {fact:<32} {n}");
         }
-        return Ok(ExitCode::SUCCESS);
+        return Ok(code);
     }
     for (fact, by_value) in &table {
         println!("{fact}:");
@@ -103,5 +120,5 @@ pub async fn run(args: FactsArgs, shutdown: CancellationToken) -> anyhow::Result
             println!("  {value:<width$}  {:>5}", who.len());
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(code)
 }

@@ -322,6 +322,84 @@ pub fn expected(
         .collect()
 }
 
+/// A known agent that matches but is offline: it will not run anything.
+#[derive(Debug, Clone)]
+pub struct OfflineAgent {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// When its last status was made (unix ms): a clean stop's time, or for
+    /// a vanished agent, its will's (the time it last connected).
+    pub last_status_ms: u64,
+}
+
+/// The known agents matching `filter` that are offline, by name.
+pub fn offline(
+    agents: &BTreeMap<String, Status>,
+    filter: Option<&filter::Filter>,
+) -> Vec<OfflineAgent> {
+    let mut out: Vec<OfflineAgent> = agents
+        .values()
+        .filter(|s| !s.online)
+        .filter(|s| filter.is_none_or(|f| f.matches(*s)))
+        .map(|s| OfflineAgent {
+            id: s.id.clone(),
+            name: s.name.clone(),
+            last_status_ms: s.created_ms,
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    out
+}
+
+/// Says on stderr which matching agents are offline, with how long ago
+/// their last status was made; whether there were none.
+pub fn report_offline(offline: &[OfflineAgent]) -> bool {
+    if offline.is_empty() {
+        return true;
+    }
+    let now = bot_auth::now_ms();
+    let names: Vec<String> = offline
+        .iter()
+        .map(|o| {
+            format!(
+                "{} (last status {} ago)",
+                label(&o.name, &o.id),
+                ago(now.saturating_sub(o.last_status_ms))
+            )
+        })
+        .collect();
+    eprintln!(
+        "offline, not run: {} agent{}: {}",
+        offline.len(),
+        if offline.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    );
+    false
+}
+
+/// `offline` as JSON objects.
+pub fn offline_json(offline: &[OfflineAgent]) -> Vec<Value> {
+    offline
+        .iter()
+        .map(
+            |o| serde_json::json!({"id": o.id, "name": o.name, "last_status_ms": o.last_status_ms}),
+        )
+        .collect()
+}
+
+/// A duration in the largest whole unit: `42 s`, `5 min`, `3 h`, `2 d`.
+fn ago(ms: u64) -> String {
+    let s = ms / 1000;
+    match s {
+        0..=119 => format!("{s} s"),
+        120..=7199 => format!("{} min", s / 60),
+        7200..=172_799 => format!("{} h", s / 3600),
+        _ => format!("{} d", s / 86_400),
+    }
+}
+
 /// A new signed request.
 pub fn request(
     signer: &bot_auth::Signer,

@@ -54,11 +54,12 @@ pub struct BusArgs {
     /// up`'s operator password, when this user can read it.
     #[arg(long, env = "BOT_PASSWORD_FILE", value_name = "PATH")]
     pub password_file: Option<std::path::PathBuf>,
-    /// CA certificate(s) (PEM) to trust for mqtts:// brokers (default: the
-    /// system's roots).
+    /// CA certificate(s) (PEM) to trust for mqtts:// and wss:// brokers
+    /// (default: the local `bot up`'s CA for brokers on this machine, if it
+    /// has one, else the system's roots).
     #[arg(long, env = "BOT_TLS_CA", value_name = "PATH")]
     pub tls_ca: Option<std::path::PathBuf>,
-    /// Client certificate (PEM) for mqtts:// brokers that require one.
+    /// Client certificate (PEM) for mqtts:// and wss:// brokers that require one.
     #[arg(long, env = "BOT_TLS_CERT", value_name = "PATH", requires = "tls_key")]
     pub tls_cert: Option<std::path::PathBuf>,
     /// The client certificate's private key (PEM).

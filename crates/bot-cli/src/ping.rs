@@ -27,6 +27,10 @@ pub struct PingArgs {
     /// Use the classic protocol: PING on BUS (or -t), replies on RES.
     #[arg(long)]
     pub classic: bool,
+    /// Only online agents: matching agents that are known but offline are
+    /// not reported and do not make the exit code 1.
+    #[arg(long, conflicts_with = "classic")]
+    pub online: bool,
     /// Print the result as JSON (structured ping only).
     #[arg(long, conflicts_with = "classic")]
     pub json: bool,
@@ -70,6 +74,11 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
     let mut client = Client::connect(&args.bus, "ping", &shutdown).await?;
     let agents = client.discover(Duration::from_secs(5)).await?;
     let expected = fleet::expected(&agents, filter.as_ref());
+    let offline = if args.online {
+        Vec::new()
+    } else {
+        fleet::offline(&agents, filter.as_ref())
+    };
     let wait = Duration::from_secs_f64(args.wait);
     let req = fleet::request(
         &signer,
@@ -104,6 +113,7 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
             "request_id": req.id,
             "replies": replies.iter().map(|r| serde_json::json!({"id": r.agent_id, "name": r.agent_name, "status": fleet::status_word(r.status), "rtt_ms": rtt(r)})).collect::<Vec<_>>(),
             "no_reply": missing.iter().map(|(id, name)| serde_json::json!({"id": id, "name": name})).collect::<Vec<_>>(),
+            "offline": fleet::offline_json(&offline),
         });
         println!("{}", fleet::to_json(&v)?);
     } else {
@@ -118,7 +128,7 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
         }
         // Time to the last reply as seen by this client (not the agents' clocks).
         println!(
-            "{} of {} expected agent{} answered; {} {:.2} ms",
+            "{} of {} expected agent{} answered; {} {:.2} ms{}",
             replies.len(),
             expected.len(),
             if expected.len() == 1 { "" } else { "s" },
@@ -127,10 +137,23 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
             } else {
                 "gave up after"
             },
-            last.as_secs_f64() * 1000.0
+            last.as_secs_f64() * 1000.0,
+            if offline.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} offline (of {} matching)",
+                    offline.len(),
+                    expected.len() + offline.len()
+                )
+            }
         );
     }
     let all = fleet::report_missing(&missing);
+    let none_offline = fleet::report_offline(&offline);
+    if !none_offline {
+        return Ok(ExitCode::from(1));
+    }
     if replies.is_empty() && expected.is_empty() {
         eprintln!(
             "no known agent matches{}",

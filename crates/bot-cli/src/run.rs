@@ -46,6 +46,10 @@ pub struct RunArgs {
     /// Run the command with /bin/sh -c (the arguments are joined with spaces).
     #[arg(long)]
     pub shell: bool,
+    /// Only online agents: matching agents that are known but offline are
+    /// not reported and do not make the exit code 1.
+    #[arg(long)]
+    pub online: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -117,6 +121,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     }
 
+    let mut offline = Vec::new();
     let (replies, expected) = if let (Some(n), Some(pool)) = (args.any, &args.pool) {
         let mut ids = HashSet::new();
         for _ in 0..n {
@@ -138,8 +143,14 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
     } else {
         let agents = client.discover(Duration::from_secs(5)).await?;
         let expected = fleet::expected(&agents, filter.as_ref());
+        if !args.online {
+            offline = fleet::offline(&agents, filter.as_ref());
+        }
         if expected.is_empty() {
             client.session.close().await;
+            if !offline.is_empty() {
+                fleet::report_offline(&offline);
+            }
             bail!(
                 "no online agent matches{}",
                 crate::fleet::join_filters(&args.filter)
@@ -191,7 +202,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
         (replies, Some(expected))
     };
     client.session.close().await;
-    Ok(report(&args, &replies, expected.as_ref()))
+    Ok(report(&args, &replies, expected.as_ref(), &offline))
 }
 
 fn failed(r: &Reply) -> bool {
@@ -202,6 +213,7 @@ fn report(
     args: &RunArgs,
     replies: &[Reply],
     expected: Option<&BTreeMap<String, String>>,
+    offline: &[fleet::OfflineAgent],
 ) -> ExitCode {
     let empty = BTreeMap::new();
     let missing = fleet::no_reply(expected.unwrap_or(&empty), replies);
@@ -216,19 +228,30 @@ fn report(
                 "error": r.error, "duration_ms": r.duration_ms,
             })).collect::<Vec<_>>(),
             "no_reply": missing.iter().map(|(id, name)| json!({"id": id, "name": name})).collect::<Vec<_>>(),
-            "summary": {"ok": ok, "failed": bad.len(), "no_reply": missing.len()},
+            "offline": fleet::offline_json(offline),
+            "summary": {"ok": ok, "failed": bad.len(), "no_reply": missing.len(), "offline": offline.len()},
         });
         println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
     } else {
         for r in replies {
             fleet::print_reply(r, false);
         }
-        println!(
-            "summary: {ok} ok, {} failed, {} no reply (of {} expected)",
-            bad.len(),
-            missing.len(),
-            expected.map_or(replies.len(), BTreeMap::len)
-        );
+        let expected_n = expected.map_or(replies.len(), BTreeMap::len);
+        if offline.is_empty() {
+            println!(
+                "summary: {ok} ok, {} failed, {} no reply (of {expected_n} expected)",
+                bad.len(),
+                missing.len(),
+            );
+        } else {
+            println!(
+                "summary: {ok} ok, {} failed, {} no reply, {} offline (of {} matching)",
+                bad.len(),
+                missing.len(),
+                offline.len(),
+                expected_n + offline.len()
+            );
+        }
         if !bad.is_empty() {
             let list: Vec<String> = bad
                 .iter()
@@ -244,7 +267,8 @@ fn report(
         }
     }
     let all = fleet::report_missing(&missing);
-    if bad.is_empty() && all && !replies.is_empty() {
+    let none_offline = fleet::report_offline(offline);
+    if bad.is_empty() && all && none_offline && !replies.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)

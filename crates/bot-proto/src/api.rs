@@ -453,7 +453,9 @@ pub struct NewTask {
     /// Explicit agent ids (or names), in rollout order.
     #[serde(default)]
     pub targets: Vec<String>,
-    /// A filter, resolved against the online agents at submit time.
+    /// A filter, resolved against the known agents at submit time: the
+    /// online ones become targets; matching agents that are known but
+    /// offline become LOST targets at once (see `online_only`).
     #[serde(default)]
     pub filter: Option<String>,
     /// Pull mode: a work-queue pool whose idle agents take the targets.
@@ -468,6 +470,10 @@ pub struct NewTask {
     /// Targets running at once (default: all).
     #[serde(default)]
     pub parallel: Option<u32>,
+    /// With a filter: leave out matching agents that are offline, instead
+    /// of making them LOST targets (default false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_only: Option<bool>,
     /// Once this many targets have failed, the task is FAILED and no further target starts: N ≥ 1, or -1 = never (the default).
     #[serde(default)]
     pub fail_count: Option<i64>,

@@ -314,6 +314,18 @@ impl Registry {
         true
     }
 
+    /// Forgets a decommissioned agent: gone from the registry (the store row
+    /// follows, see [`Registry::keep`]). Returns it, or `None` if unknown.
+    pub fn forget(&self, id: &str) -> Option<Agent> {
+        let mut inner = self.write();
+        let agent = inner.agents.remove(id)?;
+        inner.keys.remove(id);
+        inner.json.remove(id);
+        inner.held.remove(id);
+        inner.dirty.remove(id);
+        Some(agent)
+    }
+
     /// Marks agents offline whose heartbeats stopped.
     pub fn sweep(&self, now: u64) {
         let mut gone = Vec::new();
@@ -466,6 +478,22 @@ impl Registry {
                 let mut inner = self.write();
                 for a in dirty {
                     inner.dirty.insert(a.id);
+                }
+            } else if !dirty.is_empty() {
+                // An agent forgotten while this batch was being written:
+                // its row must not come back.
+                let gone: Vec<String> = {
+                    let inner = self.read();
+                    dirty
+                        .into_iter()
+                        .filter(|a| !inner.agents.contains_key(&a.id))
+                        .map(|a| a.id)
+                        .collect()
+                };
+                if !gone.is_empty()
+                    && let Err(e) = store.delete_agents(&gone).await
+                {
+                    tracing::error!(error = %e, "cannot delete forgotten agents");
                 }
             }
             if stopping {

@@ -27,6 +27,21 @@ const UPSERT_TAIL: &str = " ON CONFLICT (id) DO UPDATE SET \
 const LATEST_SEEN: &str = "CASE WHEN last_seen_ms > $2 THEN last_seen_ms ELSE $2 END";
 
 impl Store {
+    /// Deletes the agents `ids` (a decommissioned agent: `bot agents
+    /// forget`); their tasks' targets keep their history. Returns how many
+    /// rows went.
+    pub async fn delete_agents(&self, ids: &[String]) -> Result<u64, StoreError> {
+        let mut gone = 0;
+        for id in ids {
+            gone += sqlx::query("DELETE FROM agents WHERE id = $1")
+                .bind(id)
+                .execute(&self.pool)
+                .await?
+                .rows_affected();
+        }
+        Ok(gone)
+    }
+
     /// Inserts or updates `agent`; an update keeps the stored `first_seen_ms`.
     pub async fn upsert_agent(&self, agent: &Agent) -> Result<(), StoreError> {
         self.upsert_agents(std::slice::from_ref(agent)).await

@@ -281,6 +281,7 @@ impl fmt::Debug for ApiClient {
 enum Method {
     Get,
     Post(Vec<u8>),
+    Delete,
 }
 
 impl ApiClient {
@@ -383,6 +384,12 @@ impl ApiClient {
             .await
     }
 
+    /// `DELETE /api/agents/{id}`: forgets a decommissioned (offline) agent:
+    /// its registry row and its retained status. Returns it as it was.
+    pub async fn forget_agent(&self, id: &str) -> Result<bot_proto::api::Agent, CallError> {
+        self.call(format!("/api/agents/{id}"), Method::Delete).await
+    }
+
     /// `POST /api/tasks/{id}/retry`: a new task of the failed (and, if asked,
     /// skipped) targets (201 + the new task).
     pub async fn retry(&self, id: &str, body: &RetryTask) -> Result<TaskDetail, CallError> {
@@ -411,6 +418,7 @@ impl ApiClient {
         let what = match &method {
             Method::Get => format!("GET {path}"),
             Method::Post(_) => format!("POST {path}"),
+            Method::Delete => format!("DELETE {path}"),
         };
         let w = what.clone();
         let joined = tokio::task::spawn_blocking(move || this.call_blocking(&path, method, &w))
@@ -449,6 +457,13 @@ impl ApiClient {
                     req = req.header("Authorization", a);
                 }
                 req.send(&body[..])
+            }
+            Method::Delete => {
+                let mut req = self.agent.delete(&url).header("Accept", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.call()
             }
         };
         let mut response = result.map_err(|e| self.transport_error(e, what))?;
@@ -768,6 +783,7 @@ pub(crate) mod tests {
             parallel: Some(1),
             fail_count: None,
             fail_rate: None,
+            online_only: None,
         };
         let d = client.submit(&new).await.expect("submit");
         assert_eq!(d.task.id, "t1");

@@ -22,6 +22,10 @@ use super::client::ServerArgs;
 pub struct SubmitArgs {
     #[command(flatten)]
     pub server: ServerArgs,
+    /// With -F: leave out matching agents that are offline (by default they
+    /// become LOST targets at once, so the task shows they did not run).
+    #[arg(long, requires = "filter")]
+    pub online_only: bool,
     /// Agents matching this filter when the task is submitted (e.g. 'os=linux and cpus>=4', 'web*', 'tag:db'); repeat to narrow (joined with `and`).
     #[arg(short = 'F', long)]
     pub filter: Vec<String>,
@@ -227,6 +231,7 @@ pub fn new_task(a: &SubmitArgs) -> Result<NewTask, String> {
         parallel: a.parallel,
         fail_count: a.fail_count,
         fail_rate: a.fail_rate,
+        online_only: a.online_only.then_some(true),
     })
 }
 

@@ -116,6 +116,56 @@ pub(super) async fn accept(
     Ok(json(StatusCode::OK, now))
 }
 
+/// Forgets a decommissioned agent: its registry row, and its retained status
+/// on the bus (cleared with an empty retained message). Its tasks' history
+/// stays. An online agent is refused (stop it first: it would come back
+/// with its next status).
+#[utoipa::path(delete, path = "/api/agents/{id}", security(("bearer" = ["admin"])), params(("id" = String, Path, description = "Agent id or name")),
+    responses((status = 200, description = "Forgotten; the agent as it was", body = Agent),
+              (status = 404, description = "No such agent", body = bot_proto::api::ApiError),
+              (status = 409, description = "The agent is online, or the name is ambiguous", body = bot_proto::api::ApiError),
+              (status = 503, description = "Not connected to the bus: the retained status cannot be cleared", body = bot_proto::api::ApiError)))]
+pub(super) async fn forget(
+    State(core): State<Arc<Core>>,
+    axum::Extension(caller): axum::Extension<super::Caller>,
+    Path(id): Path<String>,
+) -> Result<Response, Error> {
+    let agent = match core.registry.resolve(&id) {
+        Ok(a) => a,
+        Err(crate::registry::ResolveError::Unknown(_)) => {
+            return Err(Error::not_found(format!("no agent {id:?}")));
+        }
+        Err(e) => return Err(Error::conflict(e.to_string())),
+    };
+    if agent.online {
+        return Err(Error::conflict(format!(
+            "agent {} ({}) is online: stop it first (it would come back with its next status)",
+            agent.name, agent.id
+        )));
+    }
+    // Clear the retained status first: if the bus is down, nothing changes.
+    core.publisher
+        .publish(
+            bot_proto::topics::status_topic(&agent.id),
+            Vec::new(),
+            bot_bus::Qos::AtLeastOnce,
+            true,
+        )
+        .await
+        .map_err(|e| Error::unavailable(format!("cannot clear the retained status: {e}")))?;
+    let gone = core.registry.forget(&agent.id).unwrap_or(agent);
+    core.store
+        .delete_agents(std::slice::from_ref(&gone.id))
+        .await?;
+    core.audit.key(
+        "agent_forgotten",
+        &gone.id,
+        gone.key.key.as_deref().unwrap_or("-"),
+        Some(&caller.0),
+    );
+    Ok(json(StatusCode::OK, gone))
+}
+
 /// `GET /api/audit` query.
 #[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]

@@ -127,6 +127,18 @@ pub struct NoReply {
     pub agent_name: String,
 }
 
+/// A known agent matching the filter that is offline: the request does not
+/// reach it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct OfflineAgent {
+    /// Agent id.
+    pub agent_id: String,
+    /// Agent name.
+    pub agent_name: String,
+    /// When the server last heard from it (unix ms).
+    pub last_seen_ms: u64,
+}
+
 /// `POST /api/call` answer.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CallResult {
@@ -136,6 +148,8 @@ pub struct CallResult {
     pub replies: Vec<CallReply>,
     /// Agents known online and matching the filter that did not reply.
     pub no_reply: Vec<NoReply>,
+    /// Agents known and matching the filter but offline (not sent to).
+    pub offline: Vec<OfflineAgent>,
     /// Time from sending to the last reply (or the timeout), ms.
     pub elapsed_ms: u64,
 }
@@ -187,12 +201,29 @@ pub(super) async fn call(
         .into_iter()
         .map(|a| (a.id, a.name))
         .collect();
+    let offline: Vec<OfflineAgent> = core
+        .registry
+        .select(filter.as_ref(), false)
+        .into_iter()
+        .filter(|a| !expected.contains_key(&a.id))
+        .map(|a| OfflineAgent {
+            agent_id: a.id,
+            agent_name: a.name,
+            last_seen_ms: a.last_seen_ms,
+        })
+        .collect();
     // As for tasks: a filter that selects nobody is answered at once, not
     // after the whole timeout with empty lists.
     if let (Some(f), true) = (&filter, expected.is_empty()) {
+        let known = if offline.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<&str> = offline.iter().map(|o| o.agent_name.as_str()).collect();
+            format!(" (offline or untrusted: {})", names.join(", "))
+        };
         return Err(Error::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            format!("filter {:?} matches no online agent", f.to_string()),
+            format!("filter {:?} matches no online agent{known}", f.to_string()),
         ));
     }
     core.audit
@@ -254,6 +285,7 @@ pub(super) async fn call(
                     agent_name,
                 })
                 .collect(),
+            offline,
             elapsed_ms: elapsed.as_millis() as u64,
         },
     ))

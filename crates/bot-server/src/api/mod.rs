@@ -34,7 +34,9 @@ use crate::engine::EngineHandle;
 use crate::registry::Registry;
 use crate::{MAX_BODY_BYTES, Scope, Token};
 
-pub use bus::{CallReply, CallRequest, CallResult, NoReply, PublishRequest, Published};
+pub use bus::{
+    CallReply, CallRequest, CallResult, NoReply, OfflineAgent, PublishRequest, Published,
+};
 
 /// What the handlers share.
 #[derive(Debug)]
@@ -117,11 +119,14 @@ impl Error {
 }
 
 impl From<bot_store::StoreError> for Error {
+    /// The driver's text stays in the log (it may name tables, hosts or
+    /// values); the client gets a correlation id to quote.
     fn from(e: bot_store::StoreError) -> Error {
-        tracing::error!(error = %e, "store error in an API request");
+        let reference = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
+        tracing::error!(%reference, error = %e, "store error in an API request");
         Error::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            format!("database error: {e}"),
+            format!("database error (reference {reference}; the details are in the server log)"),
         )
     }
 }
@@ -272,6 +277,7 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
         agents::list,
         agents::show,
         agents::accept,
+        agents::forget,
         agents::audit,
         tasks::submit,
         tasks::list,
@@ -306,6 +312,7 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/agents", get(agents::list))
         .route("/api/agents/{id}", get(agents::show))
         .route("/api/agents/{id}/accept", post(agents::accept))
+        .route("/api/agents/{id}", axum::routing::delete(agents::forget))
         .route("/api/audit", get(agents::audit))
         .route("/api/tasks", post(tasks::submit).get(tasks::list))
         .route("/api/tasks/{id}", get(tasks::show))
@@ -401,7 +408,9 @@ pub fn required_scope(method: &axum::http::Method, path: &str) -> Scope {
         Scope::Admin
     } else if method == axum::http::Method::GET || method == axum::http::Method::HEAD {
         Scope::Read
-    } else if path.starts_with("/api/agents/") && path.ends_with("/accept") {
+    } else if path.starts_with("/api/agents/")
+        && (path.ends_with("/accept") || method == axum::http::Method::DELETE)
+    {
         Scope::Admin
     } else {
         Scope::Operate

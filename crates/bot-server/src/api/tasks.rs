@@ -129,17 +129,32 @@ pub(crate) fn build(
 
     let id = uuid::Uuid::now_v7().simple().to_string();
     let mut filter_text = None;
+    // Matching agents known but offline (or untrusted): LOST at once.
+    let mut lost: Vec<bot_proto::api::Agent> = Vec::new();
     let agents: Vec<(String, String)> = if let Some(text) = &new.filter {
         let f = super::parse_filter(text)?;
         filter_text = Some(f.to_string());
-        let matched = core.registry.select(Some(&f), true);
-        if matched.is_empty() {
+        let (online, offline): (Vec<_>, Vec<_>) = core
+            .registry
+            .select(Some(&f), false)
+            .into_iter()
+            .partition(|a| a.online && a.key.state == bot_proto::api::KeyState::Trusted);
+        if online.is_empty() {
+            let known = if offline.is_empty() {
+                String::new()
+            } else {
+                let names: Vec<&str> = offline.iter().map(|a| a.name.as_str()).collect();
+                format!(" (offline or untrusted: {})", names.join(", "))
+            };
             return Err(Error::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                format!("filter {text:?} matches no online agent"),
+                format!("filter {text:?} matches no online agent{known}"),
             ));
         }
-        matched.into_iter().map(|a| (a.id, a.name)).collect()
+        if !new.online_only.unwrap_or(false) {
+            lost = offline;
+        }
+        online.into_iter().map(|a| (a.id, a.name)).collect()
     } else if let Some(pool) = &new.pool {
         topics::valid_topic_level(pool).map_err(|e| Error::bad(format!("pool: {e}")))?;
         let count = new
@@ -177,6 +192,25 @@ pub(crate) fn build(
     if new.count.is_some() && new.pool.is_none() {
         return Err(Error::bad("count: only for pool tasks"));
     }
+    // LOST targets count as failures from the start: a task they alone
+    // would fail is refused rather than started and stopped at once.
+    if !lost.is_empty() {
+        let total = agents.len() + lost.len();
+        let rate = lost.len() as f64 / total as f64;
+        if (fail_count >= 1 && lost.len() as i64 >= fail_count) || rate > fail_rate {
+            let names: Vec<&str> = lost.iter().map(|a| a.name.as_str()).collect();
+            return Err(Error::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!(
+                    "{} of {total} matching agents are offline ({}): as LOST targets they alone \
+                     would fail the task (fail_count {fail_count}, fail_rate {fail_rate}); set \
+                     online_only to leave them out",
+                    lost.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+    }
     let parallel = new.parallel.unwrap_or(agents.len() as u32);
     if parallel == 0 || parallel as usize > MAX_TARGETS {
         return Err(Error::bad(format!(
@@ -201,13 +235,24 @@ pub(crate) fn build(
         finished_ms: None,
         reason: None,
     };
-    let targets = agents
+    let online_n = agents.len();
+    let mut targets: Vec<TargetRun> = agents
         .into_iter()
         .enumerate()
         .map(|(seq, (agent_id, agent_name))| {
             TargetRun::waiting(&id, seq as u32, agent_id, agent_name)
         })
         .collect();
+    for (i, a) in lost.into_iter().enumerate() {
+        let mut t = TargetRun::waiting(&id, (online_n + i) as u32, a.id, a.name);
+        t.state = TargetState::Lost;
+        t.error = Some(format!(
+            "offline when the task was submitted (last seen {} s before)",
+            now.saturating_sub(a.last_seen_ms) / 1000
+        ));
+        t.finished_ms = Some(now);
+        targets.push(t);
+    }
     Ok((task, targets))
 }
 
@@ -359,6 +404,7 @@ pub(super) async fn retry(
         parallel: Some(old.task.parallel),
         fail_count: Some(old.task.fail_count),
         fail_rate: Some(old.task.fail_rate),
+        online_only: None,
     };
     let (task, targets) = build(&core, new, &caller.0, Some(id))?;
     start(&core, task, targets).await

@@ -136,6 +136,40 @@ async fn call_checks_and_lists_silent_agents() -> Result<()> {
         StatusCode::UNPROCESSABLE_ENTITY,
         &["nobody*", "no online agent"],
     )?;
+    // Known but offline matches: in their own list, and named when no
+    // online agent matches.
+    let mut gone = crate::common::FakeAgent::new("id-web3", "web3", "linux");
+    gone.online = false;
+    let mut db2 = crate::common::FakeAgent::new("id-db2", "db2", "solaris");
+    db2.online = false;
+    h.add_agents(&[gone, db2]).await?;
+    let answer = h
+        .post(
+            "/api/call",
+            &json!({"action": "ping", "filter": "os=linux", "timeout_s": 0.3}),
+        )
+        .await?
+        .expect(StatusCode::OK)?;
+    let offline: Vec<&str> = answer["offline"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|o| o["agent_name"].as_str())
+        .collect();
+    ensure!(offline == ["web3"], "{answer}");
+    ensure!(
+        answer["no_reply"].as_array().map(Vec::len) == Some(2),
+        "{answer}"
+    );
+    h.post(
+        "/api/call",
+        &json!({"action": "ping", "filter": "os=solaris", "timeout_s": 60}),
+    )
+    .await?
+    .check_error(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        &["no online agent", "db2"],
+    )?;
     // A misspelt field is a bad request naming it.
     h.post("/api/call", &json!({"action": "ping", "argz": {}}))
         .await?

@@ -24,7 +24,7 @@ const OAS_31_SCHEMA: &str = include_str!("../data/openapi-3.1.schema.json");
 const ROUTES: &[(&str, &[&str])] = &[
     ("/api/health", &["get"]),
     ("/api/agents", &["get"]),
-    ("/api/agents/{id}", &["get"]),
+    ("/api/agents/{id}", &["get", "delete"]),
     ("/api/agents/{id}/accept", &["post"]),
     ("/api/audit", &["get"]),
     ("/api/tasks", &["get", "post"]),

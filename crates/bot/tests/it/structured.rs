@@ -22,6 +22,7 @@ both_brokers!(
     a_busy_agent_answers_ping_and_refuses_execs_beyond_its_queue,
     a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost,
     work_queue_and_async_results,
+    offline_matches_are_listed_counted_and_fail_the_command,
 );
 
 fn fleet(broker: &Broker) -> Result<Vec<Agent>> {
@@ -174,7 +175,10 @@ fn run_reports_exit_codes_output_timeouts_and_no_reply(kind: BrokerKind) -> Resu
     let (code, out, _) = run_bot(bot(), &["run", "-b", &url, "--json", "--", "echo", "a;b"])?;
     assert_eq!(code, 0, "{out}");
     let v = json_of(&out)?;
-    assert_eq!(v["summary"], json!({"ok": 3, "failed": 0, "no_reply": 0}));
+    assert_eq!(
+        v["summary"],
+        json!({"ok": 3, "failed": 0, "no_reply": 0, "offline": 0})
+    );
     for r in v["replies"].as_array().into_iter().flatten() {
         assert_eq!(r["stdout"], "a;b\n", "argv is not a shell");
         assert_eq!(r["exit_code"], 0);
@@ -642,5 +646,57 @@ fn a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost(kind: BrokerKind) -> Resu
         s.status == ReplyStatus::Ok && s.data["stdout"] == "still-here\n",
         "the other command: {s:?}"
     );
+    Ok(())
+}
+
+/// Issue 9 item 2: matching agents that are known but offline are named
+/// and counted, and the command exits 1, unless --online.
+fn offline_matches_are_listed_counted_and_fail_the_command(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let mut agents = fleet(&broker)?;
+    let url = broker.url();
+    // web2 and db1 stop cleanly: known, offline.
+    for i in [2, 1] {
+        let status = agents[i].terminate()?;
+        assert!(status.success(), "{status}");
+    }
+    let (code, out, err) = run_bot(bot(), &["run", "-b", &url, "-F", "role=web", "--", "true"])?;
+    assert_eq!(code, 1, "an offline match did not run: {out} {err}");
+    assert!(
+        out.contains("summary: 1 ok, 0 failed, 0 no reply, 1 offline (of 2 matching)"),
+        "{out}"
+    );
+    assert!(
+        err.contains("offline, not run: 1 agent: web2") && err.contains("ago"),
+        "{err}"
+    );
+    let (code, out, err) = run_bot(
+        bot(),
+        &[
+            "run", "-b", &url, "-F", "role=web", "--online", "--", "true",
+        ],
+    )?;
+    assert_eq!(code, 0, "--online: {out} {err}");
+    assert!(
+        out.contains("summary: 1 ok, 0 failed, 0 no reply (of 1 expected)"),
+        "{out}"
+    );
+    // Every match offline: named as such, not "no known agent".
+    let (code, out, err) = run_bot(bot(), &["ping", "-b", &url, "-F", "role=db"])?;
+    assert_eq!(code, 1, "{out} {err}");
+    assert!(
+        err.contains("offline, not run: 1 agent: db1") && !err.contains("no known agent"),
+        "{err}"
+    );
+    let (code, out, err) = run_bot(bot(), &["ping", "-b", &url, "--json", "-F", "role=web"])?;
+    assert_eq!(code, 1, "{out} {err}");
+    let v = json_of(&out)?;
+    assert_eq!(names(&v, "replies"), set(&["web1"]));
+    assert_eq!(names(&v, "offline"), set(&["web2"]));
+    let (code, _, err) = run_bot(bot(), &["facts", "-b", &url, "role"])?;
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("db1") && err.contains("web2"), "{err}");
+    let (code, _, err) = run_bot(bot(), &["facts", "-b", &url, "--online", "role"])?;
+    assert_eq!(code, 0, "{err}");
     Ok(())
 }

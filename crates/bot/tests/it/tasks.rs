@@ -823,3 +823,67 @@ both_dbs!(
     pull_mode_pool_task,
     a_changed_agent_key_is_refused_until_accepted,
 );
+
+/// Issue 9 item 2: a task by filter makes matching agents that are known but
+/// offline LOST targets at once (the task shows they did not run), unless
+/// online_only; a task they alone would fail is refused.
+#[test]
+fn offline_matches_become_lost_targets_unless_online_only() -> Result<()> {
+    // The embedded broker, secure: the server may clear a status (forget).
+    let mut f = Fleet::start_on(BrokerKind::Embedded, Db::Sqlite, 3)?;
+    f.agents[2].terminate()?;
+    let deadline = Instant::now() + crate::WAIT;
+    while f
+        .server
+        .get("/api/agents?online=true")?
+        .1
+        .as_array()
+        .map_or(0, Vec::len)
+        != 2
+    {
+        ensure!(Instant::now() < deadline, "a2 never went offline");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let id = f
+        .server
+        .submit(json!({"args": {"command": ["true"]}, "filter": "a*"}))?;
+    let task = f.server.wait_final(&id)?;
+    ensure!(task["state"] == "FAILED", "{task:#}");
+    ensure!(
+        count(&task, "SUCCEEDED") == 2 && count(&task, "LOST") == 1,
+        "{task:#}"
+    );
+    let lost = targets(&task)
+        .into_iter()
+        .find(|t| t["state"] == "LOST")
+        .ok_or_else(|| anyhow!("no LOST target"))?;
+    ensure!(
+        lost["agent_name"] == "a2"
+            && lost["started_ms"].is_null()
+            && lost["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("offline")),
+        "{lost:#}"
+    );
+    let id = f
+        .server
+        .submit(json!({"args": {"command": ["true"]}, "filter": "a*", "online_only": true}))?;
+    let task = f.server.wait_final(&id)?;
+    ensure!(
+        task["state"] == "SUCCEEDED" && targets(&task).len() == 2,
+        "{task:#}"
+    );
+    // fail_count 1 with an offline match: refused, naming it.
+    let (status, body) = f.server.post(
+        "/api/tasks",
+        &json!({"args": {"command": ["true"]}, "filter": "a*", "fail_count": 1}),
+    )?;
+    ensure!(
+        status == 422
+            && body["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("a2") && e.contains("online_only")),
+        "{status} {body}"
+    );
+    Ok(())
+}
