@@ -8,13 +8,13 @@
 use std::path::{Path, PathBuf};
 
 use bot_bus::BrokerUrl;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Largest configuration file accepted, in bytes.
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Everything the agent can be told. Field names are the TOML keys.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AgentConfig {
     /// The agent's name: its topic is `BUS/<name>` and its samples go to
@@ -115,7 +115,7 @@ pub struct AgentConfig {
 }
 
 /// Limits of the classic text language (see `shared/forth.md`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
     /// Largest program accepted, in bytes. Default: 65536.
@@ -506,6 +506,73 @@ pub fn check_name(name: &str) -> Result<(), &'static str> {
     Ok(())
 }
 
+impl AgentConfig {
+    /// Every top-level key, in order: a configuration with every optional
+    /// field set, serialised. Built without `..Default`, so a new field
+    /// must be added here, and the tests then require it in
+    /// `docs/agent.example.toml` and in `--print-config`.
+    pub fn keys() -> Vec<String> {
+        let p = || Some(PathBuf::from("/x"));
+        let sample = AgentConfig {
+            name: Some("n".into()),
+            brokers: vec![],
+            plugins: p(),
+            interval: 1.0,
+            plugin_timeout: 1.0,
+            plugin_output_limit: 1,
+            auto_raise_interval: true,
+            collectors: vec![],
+            keep_alive: 1,
+            backoff_max: 1.0,
+            max_packet_size: 1,
+            state_dir: p(),
+            tags: vec![],
+            pools: vec![],
+            facts_dir: p(),
+            facts_refresh: 1,
+            heartbeat: 1,
+            max_concurrent_requests: 1,
+            max_queued_requests: 1,
+            exec_max_timeout: 1.0,
+            exec_kill_descendants: false,
+            facts: Default::default(),
+            limits: LimitsConfig::default(),
+            classic: true,
+            username: Some("u".into()),
+            password_file: p(),
+            tls_ca: p(),
+            tls_cert: p(),
+            tls_key: p(),
+            trust: vec![],
+        };
+        match toml::Table::try_from(&sample) {
+            Ok(t) => t.keys().cloned().collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    /// The configuration in force, as TOML (`bot agent --print-config`):
+    /// the struct itself serialised, with the name and state directory
+    /// resolved; a key with no value is shown commented out (`# key =`,
+    /// unset), so every key appears.
+    pub fn to_toml(&self) -> String {
+        let mut c = self.clone();
+        c.name.get_or_insert_with(default_name);
+        c.state_dir.get_or_insert_with(default_state_dir);
+        let body = toml::to_string(&c).unwrap_or_else(|e| format!("# cannot print: {e}\n"));
+        let present: std::collections::HashSet<String> = toml::Table::try_from(&c)
+            .map(|t| t.keys().cloned().collect())
+            .unwrap_or_default();
+        let mut out = String::new();
+        for key in Self::keys() {
+            if !present.contains(&key) {
+                out += &format!("# {key} = (unset)\n");
+            }
+        }
+        out + &body
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -535,40 +602,41 @@ mod tests {
             parsed, defaults,
             "docs/agent.example.toml drifted from the defaults"
         );
-        // Every documented field of the struct appears in the example.
-        for key in [
-            "name",
-            "brokers",
-            "plugins",
-            "interval",
-            "plugin_timeout",
-            "plugin_output_limit",
-            "auto_raise_interval",
-            "collectors",
-            "keep_alive",
-            "backoff_max",
-            "max_packet_size",
-            "max_payload",
-            "max_stack",
-            "max_string",
-            "max_eval_depth",
-            "max_stored",
-            "max_steps",
-            "classic",
-            "trust",
-            "username",
-            "password_file",
-            "tls_ca",
-            "tls_cert",
-            "tls_key",
-            "max_queued_requests",
-            "exec_kill_descendants",
-        ] {
+        // Every field of the struct appears in the example (the key list
+        // comes from the type, so a new field fails here until documented).
+        let keys = AgentConfig::keys();
+        assert!(keys.len() >= 30, "{keys:?}");
+        for key in keys
+            .iter()
+            .chain(["max_payload", "max_steps"].map(String::from).iter())
+        {
             assert!(
-                text.contains(&format!("{key} =")) || text.contains(&format!("[{key}]")),
-                "example lacks {key}"
+                text.contains(&format!("{key} ="))
+                    || text.contains(&format!("[{key}]"))
+                    || text.contains(&format!("[[{key}]]")),
+                "docs/agent.example.toml lacks {key}"
             );
         }
+    }
+
+    #[test]
+    fn print_config_shows_every_key_and_reads_back_as_the_same_config() {
+        let mut c = AgentConfig::from_toml(
+            "name = \"w\"\ntags = [\"web\"]\n[facts]\nrole = \"web\"\n[limits]\nmax_stack = 9\n",
+        )
+        .expect("parses");
+        let text = c.to_toml();
+        for key in AgentConfig::keys() {
+            assert!(
+                text.contains(&format!("{key} ="))
+                    || text.contains(&format!("[{key}]"))
+                    || text.contains(&format!("[[{key}]]")),
+                "--print-config lacks {key}:\n{text}"
+            );
+        }
+        let back = AgentConfig::from_toml(&text).expect("--print-config output parses");
+        c.state_dir.get_or_insert_with(default_state_dir);
+        assert_eq!(back, c, "{text}");
     }
 
     #[test]

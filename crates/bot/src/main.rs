@@ -240,7 +240,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agent(args) => {
             let config = args.load()?;
             if args.print_config {
-                print!("{}", toml_of(&config));
+                print!("{}", config.to_toml());
                 return Ok(ExitCode::SUCCESS);
             }
             if args.print_id {
@@ -301,56 +301,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             current_thread()?.block_on(async { bot_cli::agents::run(args, signals()).await })
         }
     }
-}
-
-fn toml_of(c: &AgentConfig) -> String {
-    // AgentConfig is Deserialize only; print the keys by hand through Debug-free formatting.
-    let mut s = String::new();
-    if let Some(n) = &c.name {
-        s += &format!("name = {n:?}\n");
-    }
-    s += &format!("brokers = {:?}\n", c.brokers);
-    if let Some(p) = &c.plugins {
-        s += &format!("plugins = {:?}\n", p.display().to_string());
-    }
-    s += &format!("interval = {:?}\n", c.interval);
-    s += &format!("plugin_timeout = {:?}\n", c.plugin_timeout);
-    s += &format!("plugin_output_limit = {}\n", c.plugin_output_limit);
-    s += &format!("auto_raise_interval = {}\n", c.auto_raise_interval);
-    s += &format!("collectors = {:?}\n", c.collectors);
-    s += &format!("keep_alive = {}\n", c.keep_alive);
-    s += &format!("backoff_max = {:?}\n", c.backoff_max);
-    s += &format!("max_packet_size = {}\n", c.max_packet_size);
-    s += &format!("classic = {}\n", c.classic);
-    if let Some(u) = &c.username {
-        s += &format!("username = {u:?}\n");
-    }
-    for (key, v) in [
-        ("password_file", &c.password_file),
-        ("tls_ca", &c.tls_ca),
-        ("tls_cert", &c.tls_cert),
-        ("tls_key", &c.tls_key),
-    ] {
-        if let Some(p) = v {
-            s += &format!("{key} = {:?}\n", p.display().to_string());
-        }
-    }
-    let l = &c.limits;
-    s += &format!(
-        "\n[limits]\nmax_payload = {}\nmax_stack = {}\nmax_string = {}\nmax_eval_depth = {}\nmax_stored = {}\nmax_steps = {}\n",
-        l.max_payload, l.max_stack, l.max_string, l.max_eval_depth, l.max_stored, l.max_steps
-    );
-    #[derive(serde::Serialize)]
-    struct TrustOnly<'a> {
-        trust: &'a [bot_auth::TrustEntry],
-    }
-    if !c.trust.is_empty()
-        && let Ok(t) = toml::to_string(&TrustOnly { trust: &c.trust })
-    {
-        s += "\n";
-        s += &t;
-    }
-    s
 }
 
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {

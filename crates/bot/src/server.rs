@@ -126,7 +126,7 @@ const DEFAULT_HTTP: &str = "127.0.0.1:8080";
 const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// The server configuration file: every key optional.
-#[derive(Debug, Default, serde::Deserialize)]
+#[derive(Debug, Default, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerFile {
     /// HTTP API address.
@@ -154,7 +154,7 @@ pub(crate) struct ServerFile {
 }
 
 /// One `[[tokens]]` entry.
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct TokenEntry {
     /// Who holds it (recorded as `created_by`).
@@ -466,6 +466,29 @@ mod tests {
             file_token(t).expect("example tokens are valid");
         }
         assert!(f.auto_accept.is_some(), "the example shows auto_accept");
+        // Every key of the type is in the example (a sample with every
+        // field set, built without `..Default`: a new key fails here).
+        let p = || Some(PathBuf::from("/x"));
+        let sample = ServerFile {
+            http: Some("127.0.0.1:1".parse().expect("addr")),
+            db: Some("sqlite:x".into()),
+            data_dir: p(),
+            auto_accept: Some(true),
+            brokers: vec![],
+            https: Some(true),
+            https_cert: p(),
+            https_key: p(),
+            plain_http: Some(false),
+            tokens: vec![],
+        };
+        let keys = toml::Table::try_from(&sample).expect("serialises");
+        assert_eq!(keys.len(), 10, "{keys:?}");
+        for key in keys.keys() {
+            assert!(
+                text.contains(&format!("{key} =")) || text.contains(&format!("[[{key}]]")),
+                "docs/server.example.toml lacks {key}"
+            );
+        }
     }
 
     #[test]
