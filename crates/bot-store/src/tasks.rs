@@ -174,6 +174,31 @@ impl Store {
         row.as_ref().map(read_task).transpose()
     }
 
+    /// Ids of tasks that start with `prefix` (lowercase hex digits only,
+    /// else none), at most `limit`, in order.
+    pub async fn task_ids_with_prefix(
+        &self,
+        prefix: &str,
+        limit: u32,
+    ) -> Result<Vec<String>, StoreError> {
+        if prefix.is_empty()
+            || !prefix
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        {
+            return Ok(Vec::new());
+        }
+        // Hex digits only: nothing in the pattern is a LIKE wildcard.
+        let rows = sqlx::query("SELECT id FROM tasks WHERE id LIKE $1 ORDER BY id LIMIT $2")
+            .bind(format!("{prefix}%"))
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| sqlx::Row::try_get::<String, _>(r, "id").map_err(StoreError::from))
+            .collect()
+    }
+
     /// The targets of task `task_id`, in rollout order (none if the task
     /// does not exist).
     pub async fn targets(&self, task_id: &str) -> Result<Vec<TargetRun>, StoreError> {

@@ -168,6 +168,8 @@ fn main() -> ExitCode {
             eprintln!("bot: {e:#}");
             if e.downcast_ref::<bot_agent::ConfigError>().is_some()
                 || e.downcast_ref::<UsageError>().is_some()
+                || e.downcast_ref::<bot_cli::task::client::CallError>()
+                    .is_some_and(bot_cli::task::client::CallError::is_usage)
             {
                 ExitCode::from(2)
             } else {

@@ -221,6 +221,12 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// The server refused what was asked as a usage error the operator must
+    /// fix (an ambiguous task id prefix): the command exits 2.
+    pub fn is_usage(&self) -> bool {
+        matches!(self, CallError::Status { code: 409, message, .. } if message.contains("is ambiguous"))
+    }
+
     /// Worth trying again later: the server is down, restarting or overloaded.
     pub fn is_transient(&self) -> bool {
         match self {

@@ -93,7 +93,7 @@ pub struct ListArgs {
 pub struct ShowArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// The task id.
+    /// The task id, or a unique prefix of one (as git and docker take).
     #[arg(value_parser = task_id)]
     pub id: String,
     /// Print the task and its targets as JSON.
@@ -106,7 +106,7 @@ pub struct ShowArgs {
 pub struct CancelArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// The task id.
+    /// The task id, or a unique prefix of one (as git and docker take).
     #[arg(value_parser = task_id)]
     pub id: String,
     /// Print the task as JSON.
@@ -119,7 +119,7 @@ pub struct CancelArgs {
 pub struct RetryArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// The task id.
+    /// The task id, or a unique prefix of one (as git and docker take).
     #[arg(value_parser = task_id)]
     pub id: String,
     /// Also run the targets that were SKIPPED.

@@ -33,7 +33,8 @@ const GIVE_UP_AFTER: Duration = Duration::from_secs(120);
 pub struct WatchArgs {
     #[command(flatten)]
     pub server: ServerArgs,
-    /// The task id (as printed by `bot task submit` or `bot task list`).
+    /// The task id (as printed by `bot task submit` or `bot task list`), or a
+    /// unique prefix of one.
     #[arg(value_parser = super::task_id)]
     pub id: String,
     /// Seconds between polls.

@@ -308,13 +308,33 @@ pub(crate) async fn detail(core: &Core, id: &str) -> Result<TaskDetail, Error> {
     })
 }
 
+/// The task `id` names: the id itself, or a unique prefix of one (as git
+/// and docker take). An ambiguous prefix is a 409 listing the candidates.
+async fn resolve_task(core: &Core, id: &str) -> Result<String, Error> {
+    let id = id.trim().to_ascii_lowercase();
+    if id.len() == 32 {
+        return Ok(id);
+    }
+    let found = core.store.task_ids_with_prefix(&id, 10).await?;
+    match found.as_slice() {
+        [] => Err(Error::not_found(format!("no task {id:?}"))),
+        [one] => Ok(one.clone()),
+        many => Err(Error::conflict(format!(
+            "task id prefix {id:?} is ambiguous: {}{}",
+            many.join(", "),
+            if many.len() >= 10 { ", …" } else { "" }
+        ))),
+    }
+}
+
 /// One task with every target's state, exit code, output and times.
-#[utoipa::path(get, path = "/api/tasks/{id}", security(("bearer" = ["read"])), params(("id" = String, Path, description = "Task id")),
+#[utoipa::path(get, path = "/api/tasks/{id}", security(("bearer" = ["read"])), params(("id" = String, Path, description = "Task id, or a unique prefix of one")),
     responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError)))]
 pub(super) async fn show(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
+    let id = resolve_task(&core, &id).await?;
     Ok(json(StatusCode::OK, detail(&core, &id).await?))
 }
 
@@ -322,7 +342,7 @@ pub(super) async fn show(
 /// SKIPPED), and each running target's agent is told to kill its command
 /// (the target then ends FAILED, "cancelled"). The task ends CANCELLED once
 /// nothing runs.
-#[utoipa::path(post, path = "/api/tasks/{id}/cancel", security(("bearer" = ["operate"])), params(("id" = String, Path, description = "Task id")),
+#[utoipa::path(post, path = "/api/tasks/{id}/cancel", security(("bearer" = ["operate"])), params(("id" = String, Path, description = "Task id, or a unique prefix of one")),
     responses((status = 200, description = "Success", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
               (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]
 pub(super) async fn cancel(
@@ -330,6 +350,7 @@ pub(super) async fn cancel(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
+    let id = resolve_task(&core, &id).await?;
     let before = detail(&core, &id).await?;
     if before.task.state.is_final() {
         return Err(Error::conflict(format!(
@@ -352,7 +373,7 @@ pub(super) async fn cancel(
 
 /// Runs the failed targets of a task again, as a new task with the same
 /// action and settings (`retry_of` points back).
-#[utoipa::path(post, path = "/api/tasks/{id}/retry", security(("bearer" = ["operate"])), params(("id" = String, Path, description = "Task id")),
+#[utoipa::path(post, path = "/api/tasks/{id}/retry", security(("bearer" = ["operate"])), params(("id" = String, Path, description = "Task id, or a unique prefix of one")),
     request_body = RetryTask,
     responses((status = 201, description = "Created", body = TaskDetail), (status = 404, description = "No such task or agent", body = bot_proto::api::ApiError),
               (status = 409, description = "Not possible in the current state", body = bot_proto::api::ApiError)))]
@@ -363,6 +384,7 @@ pub(super) async fn retry(
     body: Option<Body<RetryTask>>,
 ) -> Result<Response, Error> {
     let opts = body.map(|Body(b)| b).unwrap_or_default();
+    let id = resolve_task(&core, &id).await?;
     let old = detail(&core, &id).await?;
     if !old.task.state.is_final() {
         return Err(Error::conflict(format!(

@@ -666,3 +666,43 @@ async fn empty_optional_bodies_charsets_and_tiny_timeouts() -> Result<()> {
     }
     h.stop().await
 }
+
+/// Issue 9 item 8: a unique prefix of a task id names it (as git and docker
+/// take); an ambiguous one is a 409 listing the candidates; no match, 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_unique_task_id_prefix_names_the_task() -> Result<()> {
+    let h = Harness::start().await?;
+    h.add_fleet().await?;
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let d = h
+            .post(
+                "/api/tasks",
+                &json!({"targets": ["web1"], "args": {"shell": "true"}}),
+            )
+            .await?
+            .expect(StatusCode::CREATED)?;
+        ids.push(d["id"].as_str().context("id")?.to_owned());
+    }
+    // Time-ordered ids: the two share their first characters.
+    let common = ids[0]
+        .chars()
+        .zip(ids[1].chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    ensure!(common >= 4, "{ids:?}");
+    let unique = &ids[1][..common + 1];
+    let shown = h
+        .get(&format!("/api/tasks/{unique}"))
+        .await?
+        .expect(StatusCode::OK)?;
+    ensure!(shown["id"] == json!(ids[1]), "{shown}");
+    let ambiguous = &ids[0][..common];
+    h.get(&format!("/api/tasks/{ambiguous}"))
+        .await?
+        .check_error(StatusCode::CONFLICT, &["ambiguous", &ids[0], &ids[1]])?;
+    h.get("/api/tasks/ffffffffff")
+        .await?
+        .check_error(StatusCode::NOT_FOUND, &["no task"])?;
+    h.stop().await
+}

@@ -865,6 +865,7 @@ fn offline_matches_become_lost_targets_unless_online_only() -> Result<()> {
                 .is_some_and(|e| e.contains("offline")),
         "{lost:#}"
     );
+    let first = id;
     let id = f
         .server
         .submit(json!({"args": {"command": ["true"]}, "filter": "a*", "online_only": true}))?;
@@ -872,6 +873,34 @@ fn offline_matches_become_lost_targets_unless_online_only() -> Result<()> {
     ensure!(
         task["state"] == "SUCCEEDED" && targets(&task).len() == 2,
         "{task:#}"
+    );
+    // Task ids by prefix (issue 9 item 8): unique works, ambiguous exits 2
+    // listing both.
+    let common = first
+        .chars()
+        .zip(id.chars())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let show = |prefix: &str| {
+        bot_testkit::run_bot(
+            bot(),
+            &[
+                "task",
+                "show",
+                prefix,
+                "--server",
+                &f.server.base,
+                "--token",
+                TOKEN,
+            ],
+        )
+    };
+    let (code, out, err) = show(&id[..common + 1])?;
+    ensure!(code == 0 && out.contains(&id), "{code} {out} {err}");
+    let (code, _, err) = show(&id[..common])?;
+    ensure!(
+        code == 2 && err.contains("ambiguous") && err.contains(&first) && err.contains(&id),
+        "{code} {err}"
     );
     // fail_count 1 with an offline match: refused, naming it.
     let (status, body) = f.server.post(
