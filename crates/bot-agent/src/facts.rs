@@ -117,13 +117,10 @@ pub fn builtin() -> Facts {
         }
     }
     if let Ok(text) = std::fs::read_to_string("/proc/meminfo")
-        && let Some(kb) = text
-            .lines()
-            .find_map(|l| l.strip_prefix("MemTotal:"))
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|n| n.parse::<u64>().ok())
+        && let Some((_, bytes)) =
+            crate::collectors::memory::meminfo(&text).find(|(k, _)| *k == "MemTotal")
     {
-        f.insert("memory".into(), Value::from(kb.saturating_mul(1024)));
+        f.insert("memory".into(), Value::from(bytes));
     }
     if let Ok(text) = std::fs::read_to_string("/proc/uptime")
         && let Some(secs) = text

@@ -7,8 +7,6 @@
 //! says which key to check with; a receiver that does not trust that key
 //! refuses the request before verifying anything.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bot_proto::{Draft, Request};
@@ -16,12 +14,7 @@ use bot_proto::{Draft, Request};
 use crate::keys::{PublicKey, SecretKey};
 
 /// Unix time in milliseconds: the clock of every request made here.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use bot_proto::now_ms;
 
 /// A fresh nonce: 128 random bits as 32 hex digits.
 pub fn nonce() -> String {

@@ -208,8 +208,9 @@ pub fn add_user(path: &Path, user: User) -> Result<(), UsersError> {
     bot_auth::paths::write_private(path, text.as_bytes()).map_err(io)
 }
 
+/// Compares without an early exit on the first differing byte (`subtle`).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 /// Agents' own topics: only the agent itself may publish there.

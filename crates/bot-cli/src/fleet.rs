@@ -70,12 +70,7 @@ pub fn sender() -> String {
 }
 
 /// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use bot_proto::now_ms;
 
 impl Client {
     /// Connects, subscribed to status messages and this client's reply topic.

@@ -63,3 +63,11 @@ pub use envelope::{
     Request, Status, VERSION,
 };
 pub use filter::{Filter, FilterError, Target};
+
+/// Unix time in milliseconds (0 if the clock is before 1970): the one
+/// clock function of every crate (requests, statuses, replies, the store).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}

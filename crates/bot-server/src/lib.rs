@@ -29,7 +29,7 @@ pub use http::HttpLimits;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use anyhow::Context;
 use bot_bus::{BrokerUrl, Event, Options, Qos, Session};
@@ -43,11 +43,7 @@ use crate::engine::{Engine, EngineHandle, Input};
 use crate::registry::Registry;
 
 /// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
+pub use bot_proto::now_ms;
 
 /// What an API token may do; each route needs one (the OpenAPI document
 /// lists it as the bearer requirement's role). Ordered: a higher scope

@@ -109,11 +109,9 @@ pub(crate) async fn run(store: &Store) -> Result<(), StoreError> {
     }
 }
 
-/// Unix milliseconds now (0 if the clock is before 1970).
+/// Unix milliseconds now, as the database column type.
 fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    i64::try_from(bot_proto::now_ms()).unwrap_or(i64::MAX)
 }
 
 #[cfg(test)]

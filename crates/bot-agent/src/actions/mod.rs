@@ -8,7 +8,6 @@ pub mod exec;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use bot_proto::Action;
 use bot_proto::action::{CancelArgs, CancelResult, FactsArgs, PingResult, StatusResult};
@@ -158,12 +157,7 @@ fn status(ctx: &Context) -> Outcome {
 }
 
 /// Unix time in milliseconds.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use bot_proto::now_ms;
 
 #[cfg(test)]
 mod tests {

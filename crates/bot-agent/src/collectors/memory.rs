@@ -6,13 +6,20 @@ use super::{Collector, Number, Sample, bad_data, read_proc};
 #[derive(Debug)]
 pub struct Memory;
 
-/// Parses /proc/meminfo; values there are in kB.
+/// The `Key: N kB` lines of /proc/meminfo, as (key, bytes): the one parser
+/// of the file (the collector and the `memory` fact both use it).
+pub fn meminfo(text: &str) -> impl Iterator<Item = (&str, i64)> {
+    text.lines().filter_map(|line| {
+        let (key, rest) = line.split_once(':')?;
+        let kb = rest.split_ascii_whitespace().next()?.parse::<i64>().ok()?;
+        Some((key, kb.saturating_mul(1024)))
+    })
+}
+
+/// Parses /proc/meminfo into samples.
 pub fn parse_meminfo(text: &str, out: &mut Vec<Sample>) -> std::io::Result<()> {
     let before = out.len();
-    for line in text.lines() {
-        let Some((key, rest)) = line.split_once(':') else {
-            continue;
-        };
+    for (key, bytes) in meminfo(text) {
         let metric = match key {
             "MemTotal" => "memory.total",
             "MemAvailable" => "memory.available",
@@ -23,9 +30,7 @@ pub fn parse_meminfo(text: &str, out: &mut Vec<Sample>) -> std::io::Result<()> {
             "SwapFree" => "memory.swap_free",
             _ => continue,
         };
-        if let Some(Ok(kb)) = rest.split_ascii_whitespace().next().map(str::parse::<i64>) {
-            out.push(Sample::gauge(metric, Number::Int(kb.saturating_mul(1024))));
-        }
+        out.push(Sample::gauge(metric, Number::Int(bytes)));
     }
     if out.len() == before {
         return Err(bad_data("/proc/meminfo: no MemTotal"));

@@ -5,7 +5,7 @@
 
 mod files;
 mod load;
-mod memory;
+pub(crate) mod memory;
 mod ps;
 mod stat;
 

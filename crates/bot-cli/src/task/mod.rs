@@ -193,9 +193,7 @@ async fn interruptible<T>(
 
 const INTERRUPTED: u8 = 130;
 
-fn now_ms() -> u64 {
-    crate::fleet::now_ms()
-}
+use bot_proto::now_ms;
 
 async fn run_submit(a: SubmitArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
     let body = match submit::new_task(&a) {

@@ -23,17 +23,10 @@ pub fn truncate(s: &str, max: usize) -> String {
     out
 }
 
-/// A word quoted for a POSIX shell when it needs it.
+/// A word quoted for a POSIX shell when it needs it (`shlex`); a word with
+/// a NUL byte, which no shell word can hold, is shown escaped.
 pub fn shell_quote(word: &str) -> String {
-    let plain = !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_@%+=:,./-".contains(c));
-    if plain {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
+    shlex::try_quote(word).map_or_else(|_| format!("{word:?}"), |q| q.into_owned())
 }
 
 /// The action and what it runs, on one line: `exec: uname -a`,
@@ -96,26 +89,14 @@ pub fn fmt_age(now_ms: u64, then_ms: u64) -> String {
     }
 }
 
-/// A unix time in milliseconds as `2026-03-21 14:03:07 UTC`.
+/// A unix time in milliseconds as `2026-03-21 14:03:07 UTC` (humantime's
+/// RFC 3339, with a space and the zone spelt out).
 pub fn fmt_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (H. Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60
-    )
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(ms / 1000);
+    humantime::format_rfc3339_seconds(t)
+        .to_string()
+        .replacen('T', " ", 1)
+        .replace('Z', " UTC")
 }
 
 /// Counts in words: `2 ok, 1 failed, 1 skipped (of 4)`. `ok` and `failed`
@@ -484,7 +465,15 @@ pub(crate) mod tests {
         assert_eq!(truncate("abcdef", 4), "abc…");
         assert_eq!(truncate("abc", 4), "abc");
         assert_eq!(shell_quote("a-b/c.d"), "a-b/c.d");
-        assert_eq!(shell_quote("it's here"), r"'it'\''s here'");
+        assert_eq!(shell_quote("it's here"), r#""it's here""#);
+        for word in ["it's here", "a b", "$(x)", "`y`", "a\"b'c", "\\n"] {
+            let quoted = shell_quote(word);
+            assert_eq!(
+                shlex::split(&quoted),
+                Some(vec![word.to_owned()]),
+                "{quoted}"
+            );
+        }
         assert_eq!(shell_quote(""), "''");
     }
 

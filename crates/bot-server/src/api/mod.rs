@@ -529,12 +529,9 @@ async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Res
     next.run(req).await
 }
 
-/// Compares without an early exit on the first differing byte.
+/// Compares without an early exit on the first differing byte (`subtle`).
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    subtle::ConstantTimeEq::ct_eq(a, b).into()
 }
 
 #[cfg(test)]
