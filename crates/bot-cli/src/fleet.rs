@@ -25,8 +25,17 @@ use tokio_util::sync::CancellationToken;
 
 use crate::BusArgs;
 
-/// After the discovery marker, how long the status stream must be quiet.
-const DISCOVERY_QUIET: Duration = Duration::from_millis(250);
+/// After the discovery marker, the status stream must be quiet for this
+/// many times the marker's own round trip, within the bounds below. rmqtt
+/// (the embedded broker) forwards retained messages from a task of their
+/// own, so they may trail the marker; how far depends on how loaded the
+/// broker is, which the marker's round trip measures. mosquitto sends them
+/// before the SUBACK, so nothing trails there.
+const DISCOVERY_QUIET_RTTS: u32 = 8;
+/// Shortest quiet window after the marker.
+const DISCOVERY_QUIET_MIN: Duration = Duration::from_millis(15);
+/// Longest quiet window after the marker.
+const DISCOVERY_QUIET_MAX: Duration = Duration::from_millis(250);
 
 /// A connected client session with its private reply topic.
 #[derive(Debug)]
@@ -42,6 +51,9 @@ pub struct Client {
     keys: HashMap<String, bot_auth::PublicKey>,
     /// Replies refused: (agent id, name, why).
     refused: Vec<(String, String, String)>,
+    /// Messages that arrived during discovery and are not statuses
+    /// (replies to a request sent before it), for [`Client::collect`].
+    held: std::collections::VecDeque<bot_bus::Message>,
 }
 
 /// Identity of the operator sending requests: `$BOT_IDENTITY`, else user@host.
@@ -95,6 +107,7 @@ impl Client {
             sync_topic,
             keys: HashMap::new(),
             refused: Vec::new(),
+            held: Default::default(),
         })
     }
 
@@ -138,6 +151,7 @@ impl Client {
         timeout: Duration,
     ) -> anyhow::Result<BTreeMap<String, Status>> {
         let marker = format!("sync-{}", self.name);
+        let sent = Instant::now();
         crate::publish_once(
             &self.session,
             &self.sync_topic,
@@ -145,6 +159,7 @@ impl Client {
             Qos::AtMostOnce,
         )
         .await?;
+        let mut quiet = DISCOVERY_QUIET_MAX;
         let deadline = Instant::now() + timeout;
         let mut agents = BTreeMap::new();
         // After the marker, keep reading until statuses stop coming for a
@@ -165,12 +180,14 @@ impl Client {
             match ev {
                 Some(Event::Message(m)) if m.topic == self.sync_topic => {
                     if m.payload.as_ref() == marker.as_bytes() {
-                        quiet_until = Some(Instant::now() + DISCOVERY_QUIET);
+                        quiet = (sent.elapsed() * DISCOVERY_QUIET_RTTS)
+                            .clamp(DISCOVERY_QUIET_MIN, DISCOVERY_QUIET_MAX);
+                        quiet_until = Some(Instant::now() + quiet);
                     }
                 }
                 Some(Event::Message(m)) if m.topic.starts_with(&topics::status_topic("")) => {
                     if quiet_until.is_some() {
-                        quiet_until = Some(Instant::now() + DISCOVERY_QUIET);
+                        quiet_until = Some(Instant::now() + quiet);
                     }
                     if m.payload.is_empty() {
                         continue; // a cleared retained status
@@ -185,6 +202,7 @@ impl Client {
                         }
                     }
                 }
+                Some(Event::Message(m)) => self.held.push_back(m),
                 Some(_) => {}
                 None => bail!("the bus session ended during discovery"),
             }
@@ -222,10 +240,13 @@ impl Client {
             (None, None) => false,
         };
         while !done(&agents) {
-            let ev = tokio::select! {
-                ev = self.session.events.recv() => ev,
-                () = tokio::time::sleep_until(deadline) => break,
-                () = shutdown.cancelled() => break,
+            let ev = match self.held.pop_front() {
+                Some(m) => Some(Event::Message(m)),
+                None => tokio::select! {
+                    ev = self.session.events.recv() => ev,
+                    () = tokio::time::sleep_until(deadline) => break,
+                    () = shutdown.cancelled() => break,
+                },
             };
             let m = match ev {
                 Some(Event::Message(m)) if m.topic == self.reply_topic => m,

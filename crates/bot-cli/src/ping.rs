@@ -72,14 +72,11 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
         .transpose()?;
     let signer = args.bus.signer()?;
     let mut client = Client::connect(&args.bus, "ping", &shutdown).await?;
-    let agents = client.discover(Duration::from_secs(5)).await?;
-    let expected = fleet::expected(&agents, filter.as_ref());
-    let offline = if args.online {
-        Vec::new()
-    } else {
-        fleet::offline(&agents, filter.as_ref())
-    };
     let wait = Duration::from_secs_f64(args.wait);
+    // The request goes out first and discovery runs while agents answer
+    // (the agents apply the filter themselves; replies that come during
+    // discovery are kept for `collect`): the command takes the longer of
+    // the two, not their sum.
     let req = fleet::request(
         &signer,
         bot_proto::Action::Ping(bot_proto::action::PingArgs {}),
@@ -92,6 +89,13 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
     client
         .send(bot_proto::topics::REQUEST_BROADCAST, &req)
         .await?;
+    let agents = client.discover(Duration::from_secs(5)).await?;
+    let expected = fleet::expected(&agents, filter.as_ref());
+    let offline = if args.online {
+        Vec::new()
+    } else {
+        fleet::offline(&agents, filter.as_ref())
+    };
     let want = args.expect.map(|n| n.max(expected.len()));
     let replies = client
         .collect(
