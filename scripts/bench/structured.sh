@@ -4,7 +4,8 @@
 #    request, replies on a private topic) to N real agents simulated in one
 #    process (crates/bot-agent/examples/fleet.rs: N × `bot_agent::run`, each
 #    with its own MQTT connection), time to the last reply as `bot ping`
-#    reports it, median of RUNS;
+#    reports it, and the whole command's wall time (process start to exit),
+#    median of RUNS;
 #  - `bot run -- true` on the same agents (N <= RUN_MAX): wall time of the
 #    whole command (connect, discovery, request, 1,000 real `true` processes,
 #    last result), median of RUNS.
@@ -53,7 +54,7 @@ start_broker() { # $1 = embedded|mosquitto; sets URL
         URL=$(grep -o 'mqtt://[0-9.:]*' "$WORK/up.out" | head -1)
     else
         port=$(free_port)
-        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n' "$port" >"$WORK/m.conf"
+        printf 'listener %s 127.0.0.1\nallow_anonymous true\npersistence false\nmax_queued_messages 100000\nmax_inflight_messages 0\n%s' "$port" "${MOSQUITTO_EXTRA:-}" >"$WORK/m.conf"
         /usr/sbin/mosquitto -c "$WORK/m.conf" 2>"$WORK/m.err" &
         PIDS+=($!); BROKER=$!
         for _ in $(seq 100); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
@@ -75,12 +76,17 @@ for broker in $BROKERS; do
         done
         if [ $ready = 0 ]; then echo "$broker N=$n: agents not ready: $(cat "$WORK/warm.out")"; kill "$fleet" "$BROKER"; continue; fi
         : >"$WORK/ping.ms"
+        : >"$WORK/whole.ms"
         for r in $(seq "$RUNS"); do
+            t0=$(date +%s%N)
             "$BOT" ping -b "$URL" -q --wait 30 >"$WORK/p.out" 2>&1 || true
+            t1=$(date +%s%N)
             grep -q "^$n of $n " "$WORK/p.out" || echo "  run $r incomplete: $(cat "$WORK/p.out")"
             grep -o 'last reply after [0-9.]* ms' "$WORK/p.out" | awk '{print $4}' >>"$WORK/ping.ms"
+            echo "scale=1; ($t1 - $t0) / 1000000" | bc >>"$WORK/whole.ms"
         done
         echo "$broker N=$n bot ping: runs $(tr '\n' ' ' <"$WORK/ping.ms")ms; median $(median <"$WORK/ping.ms") ms"
+        echo "$broker N=$n bot ping, whole command: runs $(tr '\n' ' ' <"$WORK/whole.ms")ms; median $(median <"$WORK/whole.ms") ms"
         if [ "$n" -le "$RUN_MAX" ]; then
             : >"$WORK/run.ms"
             for r in $(seq "$RUNS"); do

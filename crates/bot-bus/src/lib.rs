@@ -304,8 +304,13 @@ impl Session {
 /// Longest wait for a clean DISCONNECT (and what was queued before it) when stopping.
 const STOP_GRACE: Duration = Duration::from_secs(2);
 
-/// After DISCONNECT, how long the line must be quiet before the socket is closed.
-const DRAIN_QUIET: Duration = Duration::from_millis(30);
+/// After DISCONNECT, how long the line must be quiet before the socket is
+/// closed: what the broker had already sent arrives within this on any
+/// working link, and reading it keeps the close from being a reset (which
+/// can make the broker drop what we sent just before). Brokers that close
+/// the connection after DISCONNECT (mosquitto) end the wait at once; rmqtt
+/// does not, so every command pays this at exit.
+const DRAIN_QUIET: Duration = Duration::from_millis(10);
 
 /// Aborts a helper task when the connection it belongs to ends.
 struct AbortOnDrop(JoinHandle<()>);

@@ -54,6 +54,8 @@ pub struct Client {
     /// Messages that arrived during discovery and are not statuses
     /// (replies to a request sent before it), for [`Client::collect`].
     held: std::collections::VecDeque<bot_bus::Message>,
+    /// When the discovery marker was published, if it was.
+    marker_sent: Option<Instant>,
 }
 
 /// Identity of the operator sending requests: `$BOT_IDENTITY`, else user@host.
@@ -108,6 +110,7 @@ impl Client {
             keys: HashMap::new(),
             refused: Vec::new(),
             held: Default::default(),
+            marker_sent: None,
         })
     }
 
@@ -145,20 +148,33 @@ impl Client {
         &self.refused
     }
 
+    /// Publishes the discovery marker now ([`Client::discover`] does it if
+    /// this was not called): before a request, so that the broker echoes
+    /// it before anything else is queued for this client (mosquitto, by
+    /// default without TCP_NODELAY, holds a small packet behind an
+    /// unacknowledged one for the peer's delayed ACK, ~40 ms).
+    pub async fn start_discovery(&mut self) -> anyhow::Result<()> {
+        let marker = format!("sync-{}", self.name);
+        self.marker_sent = Some(Instant::now());
+        crate::publish_once(
+            &self.session,
+            &self.sync_topic,
+            marker.into_bytes(),
+            Qos::AtMostOnce,
+        )
+        .await
+    }
+
     /// Every agent with a retained status, keyed by id (online or not).
     pub async fn discover(
         &mut self,
         timeout: Duration,
     ) -> anyhow::Result<BTreeMap<String, Status>> {
         let marker = format!("sync-{}", self.name);
-        let sent = Instant::now();
-        crate::publish_once(
-            &self.session,
-            &self.sync_topic,
-            marker.clone().into_bytes(),
-            Qos::AtMostOnce,
-        )
-        .await?;
+        if self.marker_sent.is_none() {
+            self.start_discovery().await?;
+        }
+        let sent = self.marker_sent.unwrap_or_else(Instant::now);
         let mut quiet = DISCOVERY_QUIET_MAX;
         let deadline = Instant::now() + timeout;
         let mut agents = BTreeMap::new();

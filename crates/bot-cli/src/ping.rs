@@ -85,6 +85,7 @@ async fn structured(args: PingArgs, shutdown: CancellationToken) -> anyhow::Resu
         wait.max(Duration::from_secs(10)),
     );
     let ids = std::collections::HashSet::from([req.id.clone()]);
+    client.start_discovery().await?;
     let sent = Instant::now();
     client
         .send(bot_proto::topics::REQUEST_BROADCAST, &req)
