@@ -63,6 +63,27 @@ impl Classic {
         }
     }
 
+    /// Runs classic programs from `inbox`, one at a time and in order, on
+    /// their own task: a flood of them then never holds up the agent's
+    /// main loop, which answers structured requests (issue 12, item 5).
+    /// Also takes the measuring loop's interval raises. Ends when `inbox`
+    /// closes.
+    pub async fn run(
+        mut self,
+        mut inbox: tokio::sync::mpsc::Receiver<bot_bus::Message>,
+        mut raise: tokio::sync::mpsc::Receiver<f64>,
+    ) {
+        loop {
+            tokio::select! {
+                m = inbox.recv() => match m {
+                    Some(m) => self.handle(&m.topic, &m.payload).await,
+                    None => return,
+                },
+                Some(secs) = raise.recv() => self.raise_interval(secs),
+            }
+        }
+    }
+
     /// The measuring loop asks for a longer interval after an overrun.
     pub fn raise_interval(&mut self, secs: f64) {
         if secs > self.machine.state().interval {

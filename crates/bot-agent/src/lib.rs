@@ -156,8 +156,14 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         selected: false,
         interval: machine.state().interval,
     });
-    let (raise_tx, mut raise_rx) = mpsc::channel::<f64>(4);
-    let mut classic = classic::Classic::new(machine, session.publisher.clone(), state_tx);
+    let (raise_tx, raise_rx) = mpsc::channel::<f64>(4);
+    let classic = classic::Classic::new(machine, session.publisher.clone(), state_tx);
+    // Classic programs have their own bounded queue and task: a flood of
+    // them is shed here (QoS 0, counted and logged), never the structured
+    // requests behind them in the bus session's queue.
+    let (classic_tx, classic_rx) = mpsc::channel::<bot_bus::Message>(CLASSIC_QUEUE);
+    let classic_task = tokio::spawn(classic.run(classic_rx, raise_rx));
+    let mut classic_shed = 0u64;
     let (facts_tx, facts_rx) = watch::channel(Arc::new(initial_facts));
     let exec_limits = actions::exec::Limits {
         max_timeout: Duration::from_secs_f64(c.exec_max_timeout),
@@ -207,14 +213,21 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         tokio::select! {
             event = session.events.recv() => match event {
                 Some(Event::Message(m)) if requests.wants(&m.topic) => requests.handle(&m.topic, &m.payload),
-                Some(Event::Message(m)) if c.classic => classic.handle(&m.topic, &m.payload).await,
+                Some(Event::Message(m)) if c.classic => {
+                    if classic_tx.try_send(m).is_err() {
+                        classic_shed += 1;
+                        if classic_shed.is_power_of_two() {
+                            tracing::warn!(shed_total = classic_shed, queue = CLASSIC_QUEUE,
+                                "classic programs arrive faster than they run; dropping the excess");
+                        }
+                    }
+                }
                 Some(Event::Message(_)) => {}
                 Some(Event::Connected(_)) => requests.publish_status(true).await,
                 Some(Event::Subscribed) => tracing::info!(%name, %id, "ready: listening on BUS and BUS/{name}"),
                 Some(Event::Disconnected { .. }) => {}
                 None => break,
             },
-            Some(secs) = raise_rx.recv() => classic.raise_interval(secs),
             _ = heartbeat.tick() => {
                 if session.publisher.is_connected() {
                     seq += 1;
@@ -237,12 +250,18 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
             tracing::warn!("the broker did not acknowledge the offline status in time");
         }
     }
+    drop(classic_tx);
+    let _ = classic_task.await;
     let _ = measurer.await;
     let _ = refresher.await;
     session.close().await;
     tracing::info!(%name, "agent stopped");
     Ok(())
 }
+
+/// Classic programs waiting to run, at most (each up to `limits.max_payload`,
+/// 64 KiB by default: 16 MiB at worst). A burst of 200 in order still fits.
+const CLASSIC_QUEUE: usize = 256;
 
 /// How long a stopping agent waits for its offline status to be
 /// acknowledged (well within `bot`'s stop grace period).

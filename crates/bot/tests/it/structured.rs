@@ -23,6 +23,7 @@ both_brokers!(
     a_huge_reply_is_cut_to_fit_and_nothing_else_is_lost,
     work_queue_and_async_results,
     offline_matches_are_listed_counted_and_fail_the_command,
+    requests_are_not_lost_in_a_classic_flood,
 );
 
 fn fleet(broker: &Broker) -> Result<Vec<Agent>> {
@@ -698,5 +699,59 @@ fn offline_matches_are_listed_counted_and_fail_the_command(kind: BrokerKind) -> 
     assert!(err.contains("db1") && err.contains("web2"), "{err}");
     let (code, _, err) = run_bot(bot(), &["facts", "-b", &url, "--online", "role"])?;
     assert_eq!(code, 0, "{err}");
+    Ok(())
+}
+
+/// Issue 12, item 5: a flood of classic programs (QoS 0) filled the agent's
+/// incoming queue and structured requests (QoS 1) that the broker had
+/// delivered were dropped without a word. Classic programs now have their
+/// own bounded queue and task: the excess of them is shed (and logged), and
+/// every request of ten sent during the flood is answered.
+fn requests_are_not_lost_in_a_classic_flood(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let mut agent = Agent::start(bot(), "flooded", &[broker.url()], "")?;
+    let topic = bot_proto::topics::request_agent_topic(&agent.id()?);
+    let mut sub = Sub::start(broker.port, &["test/flood"])?;
+    // Programs that take the interpreter a while (33 KB of arithmetic),
+    // many more than any queue on the way holds.
+    let program = "1: 1: ADD DROP ".repeat(2_200);
+    let lines: Vec<String> = (0..2_500).map(|_| program.clone()).collect();
+    let port = broker.port;
+    let flood = std::thread::spawn(move || bot_testkit::publish_lines(port, "BUS/flooded", &lines));
+    // Requests interleaved with the flood.
+    let mut ids = BTreeSet::new();
+    for n in 0..10 {
+        std::thread::sleep(Duration::from_millis(50));
+        let mut r = request("ping", json!({}), "test/flood");
+        r.id = format!("flood{n}-{}", r.id);
+        r.ttl_ms = 120_000;
+        bot_testkit::operator_signer().sign(&mut r);
+        publish(broker.port, &topic, &r.encode())?;
+        ids.insert(r.id);
+    }
+    flood
+        .join()
+        .map_err(|_| anyhow::anyhow!("the flood thread panicked"))??;
+    let mut answered = BTreeSet::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while answered.len() < ids.len() && std::time::Instant::now() < deadline {
+        if let Some(r) = next_reply(&mut sub, Duration::from_secs(5)) {
+            ensure!(r.status == ReplyStatus::Ok, "{r:?}");
+            answered.insert(r.request_id);
+        }
+    }
+    ensure!(
+        answered == ids,
+        "{} of {} requests answered during the flood",
+        answered.len(),
+        ids.len()
+    );
+    // The classic channel itself still works after the flood.
+    let mut res = Sub::start(broker.port, &["RES"])?;
+    publish(broker.port, "BUS/flooded", b"PING")?;
+    res.wait_for("PONG after the flood", WAIT, |t, p| {
+        t == "RES" && p == "'flooded':PONG"
+    })?;
+    ensure!(agent.is_running());
     Ok(())
 }
