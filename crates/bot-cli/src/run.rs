@@ -92,7 +92,9 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
         .map(fleet::parse_filter)
         .transpose()?;
     let signer = args.bus.signer()?;
-    let mut client = Client::connect(&args.bus, "run", &shutdown).await?;
+    // The session does not stop with Ctrl-C: the first one still has to
+    // send `cancel` and hear back (see `cancel_running`).
+    let mut client = Client::connect(&args.bus, "run", &CancellationToken::new()).await?;
     let ttl = Duration::from_secs_f64(args.ttl);
     let wait = Duration::from_secs_f64(args.timeout) + Duration::from_secs(5);
 
@@ -122,6 +124,7 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
     }
 
     let mut offline = Vec::new();
+    let mut interrupted = false;
     let (replies, expected) = if let (Some(n), Some(pool)) = (args.any, &args.pool) {
         let mut ids = HashSet::new();
         for _ in 0..n {
@@ -159,7 +162,13 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
                     .unwrap_or_default()
             );
         }
+        if shutdown.is_cancelled() {
+            // Interrupted before anything was sent.
+            client.session.close().await;
+            return Ok(ExitCode::from(130));
+        }
         let mut replies = Vec::new();
+        let mut expected = expected;
         match args.batch {
             None => {
                 let req = fleet::request(
@@ -174,12 +183,20 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
                 replies = client
                     .collect(&ids, Some(&expected), None, wait, args.json, &shutdown)
                     .await;
+                if shutdown.is_cancelled() {
+                    interrupted = true;
+                    let more =
+                        cancel_running(&mut client, &signer, &req, &expected, &replies, args.json)
+                            .await?;
+                    replies.extend(more);
+                }
             }
             Some(size) => {
                 let all: Vec<(String, String)> = expected
                     .iter()
                     .map(|(a, b)| (a.clone(), b.clone()))
                     .collect();
+                let mut asked = BTreeMap::new();
                 for chunk in all.chunks(size as usize) {
                     let batch: BTreeMap<String, String> = chunk.iter().cloned().collect();
                     let req =
@@ -188,21 +205,89 @@ pub async fn run(args: RunArgs, shutdown: CancellationToken) -> anyhow::Result<E
                     for id in batch.keys() {
                         client.send(&topics::request_agent_topic(id), &req).await?;
                     }
-                    replies.extend(
-                        client
-                            .collect(&ids, Some(&batch), None, wait, args.json, &shutdown)
-                            .await,
-                    );
+                    asked.extend(batch.clone());
+                    let got = client
+                        .collect(&ids, Some(&batch), None, wait, args.json, &shutdown)
+                        .await;
                     if shutdown.is_cancelled() {
+                        interrupted = true;
+                        let more =
+                            cancel_running(&mut client, &signer, &req, &batch, &got, args.json)
+                                .await?;
+                        replies.extend(got);
+                        replies.extend(more);
+                        // Later batches were never asked: not "no reply".
+                        expected = asked;
                         break;
                     }
+                    replies.extend(got);
                 }
             }
         }
         (replies, Some(expected))
     };
     client.session.close().await;
-    Ok(report(&args, &replies, expected.as_ref(), &offline))
+    let code = report(&args, &replies, expected.as_ref(), &offline);
+    Ok(if interrupted {
+        ExitCode::from(130)
+    } else {
+        code
+    })
+}
+
+/// How long an interrupted `bot run` waits for the agents it told to
+/// cancel to say how their command ended.
+const CANCEL_GRACE: Duration = Duration::from_secs(5);
+
+/// The first Ctrl-C: tells the agents of `asked` that have not answered
+/// `req` yet to cancel it (a signed `cancel` on each one's request topic),
+/// then collects, for up to [`CANCEL_GRACE`], how their commands ended. A
+/// second Ctrl-C exits at once (130).
+async fn cancel_running(
+    client: &mut Client,
+    signer: &bot_auth::Signer,
+    req: &bot_proto::envelope::Request,
+    asked: &BTreeMap<String, String>,
+    got: &[Reply],
+    quiet: bool,
+) -> anyhow::Result<Vec<Reply>> {
+    let running: BTreeMap<String, String> = fleet::no_reply(asked, got)
+        .into_iter()
+        .map(|(id, name)| (id.to_owned(), name.to_owned()))
+        .collect();
+    if running.is_empty() {
+        return Ok(Vec::new());
+    }
+    eprintln!(
+        "interrupted: cancelling the command on {} agent{} still running (Ctrl-C again to quit at once)",
+        running.len(),
+        if running.len() == 1 { "" } else { "s" }
+    );
+    let cancel = fleet::request(
+        signer,
+        Action::Cancel(bot_proto::action::CancelArgs {
+            request_id: req.id.clone(),
+        }),
+        None,
+        &client.reply_topic,
+        CANCEL_GRACE,
+    );
+    for id in running.keys() {
+        client
+            .send(&topics::request_agent_topic(id), &cancel)
+            .await?;
+    }
+    let ids = HashSet::from([req.id.clone()]);
+    Ok(client
+        .collect(
+            &ids,
+            Some(&running),
+            None,
+            CANCEL_GRACE,
+            quiet,
+            &CancellationToken::new(),
+        )
+        .await)
 }
 
 fn failed(r: &Reply) -> bool {

@@ -62,7 +62,7 @@ enum Command {
     Facts(bot_cli::facts::FactsArgs),
     /// Show one agent in full.
     Inventory(bot_cli::inventory::InventoryArgs),
-    /// Run a command on many agents: exit codes, output, summary.
+    /// Run a command on many agents: exit codes, output, summary (Ctrl-C cancels what still runs, Ctrl-C twice quits).
     Run(bot_cli::run::RunArgs),
     /// Print replies sent to a --reply-to topic (asynchronous results).
     Results(bot_cli::results::ResultsArgs),

@@ -24,6 +24,7 @@ both_brokers!(
     work_queue_and_async_results,
     offline_matches_are_listed_counted_and_fail_the_command,
     requests_are_not_lost_in_a_classic_flood,
+    ctrl_c_during_run_cancels_the_remote_command,
 );
 
 fn fleet(broker: &Broker) -> Result<Vec<Agent>> {
@@ -753,5 +754,74 @@ fn requests_are_not_lost_in_a_classic_flood(kind: BrokerKind) -> Result<()> {
         t == "RES" && p == "'flooded':PONG"
     })?;
     ensure!(agent.is_running());
+    Ok(())
+}
+
+/// Issue 12: the first Ctrl-C during `bot run` tells the agents to cancel
+/// what still runs and prints how it ended (exit 130); the remote command
+/// is gone.
+fn ctrl_c_during_run_cancels_the_remote_command(kind: BrokerKind) -> Result<()> {
+    use std::process::{Command, Stdio};
+    let broker = Broker::start(kind, bot())?;
+    let _agent = Agent::start(bot(), "runner", &[broker.url()], "")?;
+    // An argument no other test uses, to find the remote process by.
+    let secs = match kind {
+        BrokerKind::Embedded => "31.71",
+        BrokerKind::Mosquitto => "31.72",
+    };
+    let running = || {
+        Command::new("pgrep")
+            // Anchored: `bot run … sleep SECS` itself must not match.
+            .args(["-f", &format!("^sleep {secs}")])
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    let mut run = bot_testkit::bot_command(bot())
+        .args(["run", "-b", &broker.url(), "--", "sleep", secs])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = std::time::Instant::now() + WAIT;
+    while !running() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the remote sleep never started"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Command::new("kill")
+        .args(["-INT", &run.id().to_string()])
+        .status()?;
+    let deadline = std::time::Instant::now() + WAIT;
+    let status = loop {
+        if let Some(s) = run.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = run.kill();
+            anyhow::bail!("bot run did not end after Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let out = run.wait_with_output()?;
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    ensure!(status.code() == Some(130), "{status:?}\n{stdout}\n{stderr}");
+    ensure!(stderr.contains("interrupted: cancelling"), "{stderr}");
+    ensure!(
+        stdout.contains("runner") && stdout.contains("summary:"),
+        "{stdout}"
+    );
+    let deadline = std::time::Instant::now() + WAIT;
+    while running() {
+        ensure!(
+            std::time::Instant::now() < deadline,
+            "the remote sleep still runs"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     Ok(())
 }
