@@ -41,16 +41,19 @@ pub enum AgentsCommand {
     },
 }
 
+/// The API client for `server`, or `None` after saying why not (exit 2).
+fn client(server: &ServerArgs) -> Option<ApiClient> {
+    ApiClient::from_args(server)
+        .map_err(|e| eprintln!("bot: {e}"))
+        .ok()
+}
+
 /// Runs `bot agents`.
 pub async fn run(args: AgentsArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
     match args.command {
         AgentsCommand::Accept { server, id } => {
-            let client = match ApiClient::from_args(&server) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("bot: {e}");
-                    return Ok(ExitCode::from(2));
-                }
+            let Some(client) = client(&server) else {
+                return Ok(ExitCode::from(2));
             };
             let agent = tokio::select! {
                 () = shutdown.cancelled() => return Ok(ExitCode::from(130)),
@@ -65,12 +68,8 @@ pub async fn run(args: AgentsArgs, shutdown: CancellationToken) -> anyhow::Resul
             Ok(ExitCode::SUCCESS)
         }
         AgentsCommand::Forget { server, id } => {
-            let client = match ApiClient::from_args(&server) {
-                Ok(c) => c,
-                Err(e) => {
-                    eprintln!("bot: {e}");
-                    return Ok(ExitCode::from(2));
-                }
+            let Some(client) = client(&server) else {
+                return Ok(ExitCode::from(2));
             };
             let agent = tokio::select! {
                 () = shutdown.cancelled() => return Ok(ExitCode::from(130)),

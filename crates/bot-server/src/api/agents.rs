@@ -69,13 +69,15 @@ pub(super) async fn show(
     State(core): State<Arc<Core>>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    match core.registry.resolve(&id) {
-        Ok(a) => Ok(json(StatusCode::OK, a)),
-        Err(crate::registry::ResolveError::Unknown(_)) => {
-            Err(Error::not_found(format!("no agent {id:?}")))
-        }
-        Err(e) => Err(Error::conflict(e.to_string())),
-    }
+    Ok(json(StatusCode::OK, resolve(&core, &id)?))
+}
+
+/// The agent an id or name names: 404 if none, 409 if the name is ambiguous.
+fn resolve(core: &Core, id: &str) -> Result<Agent, Error> {
+    core.registry.resolve(id).map_err(|e| match e {
+        crate::registry::ResolveError::Unknown(_) => Error::not_found(format!("no agent {id:?}")),
+        e => Error::conflict(e.to_string()),
+    })
 }
 
 /// Accepts the agent's pending signing key: a new agent waiting (the server
@@ -91,13 +93,7 @@ pub(super) async fn accept(
     axum::Extension(caller): axum::Extension<super::Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let agent = match core.registry.resolve(&id) {
-        Ok(a) => a,
-        Err(crate::registry::ResolveError::Unknown(_)) => {
-            return Err(Error::not_found(format!("no agent {id:?}")));
-        }
-        Err(e) => return Err(Error::conflict(e.to_string())),
-    };
+    let agent = resolve(&core, &id)?;
     if !core.registry.accept(&agent.id) {
         return Err(Error::conflict(format!(
             "agent {} ({}) has no pending key (its key is {})",
@@ -130,13 +126,7 @@ pub(super) async fn forget(
     axum::Extension(caller): axum::Extension<super::Caller>,
     Path(id): Path<String>,
 ) -> Result<Response, Error> {
-    let agent = match core.registry.resolve(&id) {
-        Ok(a) => a,
-        Err(crate::registry::ResolveError::Unknown(_)) => {
-            return Err(Error::not_found(format!("no agent {id:?}")));
-        }
-        Err(e) => return Err(Error::conflict(e.to_string())),
-    };
+    let agent = resolve(&core, &id)?;
     if agent.online {
         return Err(Error::conflict(format!(
             "agent {} ({}) is online: stop it first (it would come back with its next status)",
