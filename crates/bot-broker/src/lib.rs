@@ -1006,4 +1006,59 @@ mod tests {
         .expect_err("no certificate");
         assert!(err.to_string().contains("certificate"), "{err}");
     }
+
+    /// The TLS listeners' limits: one connection beyond the cap is closed at
+    /// once (long before the handshake timeout), and a socket that never
+    /// starts its handshake is closed after the connect timeout.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn tls_listener_limits_close_silent_and_excess_connections() {
+        use tokio::io::AsyncReadExt;
+        let dir = std::env::temp_dir().join(format!("bot-broker-tls-lim-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let files = certs::local(&dir, &[]).expect("certs");
+        // Whether the server closes `s` within `wait`.
+        let closed_within = |mut s: tokio::net::TcpStream, wait: Duration| async move {
+            let mut buf = [0u8; 16];
+            matches!(
+                tokio::time::timeout(wait, s.read(&mut buf)).await,
+                Ok(Ok(0) | Err(_))
+            )
+        };
+        let start = |connect_timeout, max_connections| {
+            Broker::start(BrokerConfig {
+                tls_listen: Some("127.0.0.1:0".parse().expect("addr")),
+                tls: Some(files.clone()),
+                connect_timeout,
+                max_connections,
+                ..ephemeral()
+            })
+        };
+        // The cap, with a handshake timeout far beyond the waits below.
+        let broker = start(Duration::from_secs(60), 2).await.expect("start");
+        let addr = broker.tls_addr().expect("tls address");
+        let first = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let _second = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let third = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        assert!(
+            closed_within(third, Duration::from_secs(10)).await,
+            "a connection beyond the cap was kept"
+        );
+        assert!(
+            !closed_within(first, Duration::from_millis(300)).await,
+            "a connection within the cap was closed"
+        );
+        broker.shutdown().await;
+        // The handshake timeout.
+        let broker = start(Duration::from_millis(300), 100).await.expect("start");
+        let silent = tokio::net::TcpStream::connect(broker.tls_addr().expect("tls"))
+            .await
+            .expect("connect");
+        assert!(
+            closed_within(silent, Duration::from_secs(10)).await,
+            "a silent socket was kept"
+        );
+        broker.shutdown().await;
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 }
