@@ -209,6 +209,10 @@ impl Client {
                         continue; // a cleared retained status
                     }
                     match Status::decode(&m.payload) {
+                        // Agents make their ids as hyphenated UUIDs.
+                        Ok(s) if s.id.len() != 36 || uuid::Uuid::parse_str(&s.id).is_err() => {
+                            tracing::warn!(id = %s.id, "ignoring a status whose id no agent makes");
+                        }
                         Ok(s) => {
                             self.learn(&s);
                             agents.insert(s.id.clone(), s);

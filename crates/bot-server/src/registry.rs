@@ -176,6 +176,12 @@ impl Registry {
             tracing::warn!(topic_id, id = %status.id, "status for another id ignored");
             return;
         }
+        // Agents make their ids as hyphenated UUIDs (`bot agent --print-id`);
+        // anything else did not come from an agent.
+        if status.id.len() != 36 || uuid::Uuid::parse_str(&status.id).is_err() {
+            tracing::warn!(id = %status.id, "status with an id no agent makes (not a UUID) ignored");
+            return;
+        }
         let signed_by = status
             .key
             .as_deref()
@@ -507,6 +513,10 @@ impl Registry {
 mod tests {
     use super::*;
 
+    /// Agent ids as agents make them (UUIDs).
+    const A: &str = "0000000a-0000-4000-8000-00000000000a";
+    const B: &str = "0000000b-0000-4000-8000-00000000000b";
+
     fn agent(id: &str, name: &str, online: bool, os: &str) -> Agent {
         let mut facts = bot_proto::envelope::Facts::new();
         facts.insert("os".into(), serde_json::Value::from(os));
@@ -636,30 +646,40 @@ mod tests {
         let (r, _rx) = Registry::new(vec![], true);
         let k1 = bot_auth::SecretKey::generate().expect("key");
         let k2 = bot_auth::SecretKey::generate().expect("key");
-        r.on_status("a", &status("a", &k1, false));
-        assert!(r.get("a").is_none(), "an unsigned status is ignored");
-        r.on_status("a", &status("a", &k1, true));
-        let a = r.get("a").expect("known");
+        r.on_status(A, &status(A, &k1, false));
+        assert!(r.get(A).is_none(), "an unsigned status is ignored");
+        r.on_status(A, &status(A, &k1, true));
+        let a = r.get(A).expect("known");
         assert_eq!(a.key.state, KeyState::Trusted);
-        assert_eq!(r.verify_reply(&reply("a", &k1)), Ok(()));
-        assert!(r.verify_reply(&reply("a", &k2)).is_err(), "wrong key");
+        assert_eq!(r.verify_reply(&reply(A, &k1)), Ok(()));
+        assert!(r.verify_reply(&reply(A, &k2)).is_err(), "wrong key");
         assert_eq!(r.select(None, true).len(), 1);
         // Another key for the same id: alarm, refused, nothing else changes.
-        r.on_status("a", &status("a", &k2, true));
-        let a = r.get("a").expect("known");
+        r.on_status(A, &status(A, &k2, true));
+        let a = r.get(A).expect("known");
         assert_eq!(a.key.state, KeyState::Changed);
         assert_eq!(a.key.key, Some(k1.public().to_string()));
         assert_eq!(a.key.pending, Some(k2.public().to_string()));
         assert!(
-            r.verify_reply(&reply("a", &k1)).is_err(),
+            r.verify_reply(&reply(A, &k1)).is_err(),
             "refused while changed"
         );
-        assert!(r.verify_reply(&reply("a", &k2)).is_err());
+        assert!(r.verify_reply(&reply(A, &k2)).is_err());
         assert!(r.select(None, true).is_empty(), "no task goes to it");
         // The operator accepts the new key.
-        assert!(r.accept("a"));
-        assert_eq!(r.verify_reply(&reply("a", &k2)), Ok(()));
-        assert!(!r.accept("a"), "nothing pending any more");
+        assert!(r.accept(A));
+        assert_eq!(r.verify_reply(&reply(A, &k2)), Ok(()));
+        assert!(!r.accept(A), "nothing pending any more");
+    }
+
+    #[test]
+    fn a_status_whose_id_is_not_an_agent_id_is_ignored() {
+        let (r, _rx) = Registry::new(vec![], true);
+        let k = bot_auth::SecretKey::generate().expect("key");
+        r.on_status("not-a-uuid", &status("not-a-uuid", &k, true));
+        assert!(r.get("not-a-uuid").is_none());
+        r.on_status(A, &status(A, &k, true));
+        assert!(r.get(A).is_some());
     }
 
     #[test]
@@ -667,17 +687,17 @@ mod tests {
         let (r, _rx) = Registry::new(vec![], true);
         let k1 = bot_auth::SecretKey::generate().expect("key");
         let k2 = bot_auth::SecretKey::generate().expect("key");
-        r.on_status("a", &status("a", &k1, true));
+        r.on_status(A, &status(A, &k1, true));
         // The old agent stops cleanly (offline), the new one starts with k2.
-        let mut offline: Status = Status::decode(&status("a", &k1, false)).expect("decode");
+        let mut offline: Status = Status::decode(&status(A, &k1, false)).expect("decode");
         offline.online = false;
         offline.sig = Some(bot_auth::sign::detached(&k1, &offline.signing_bytes()));
-        r.on_status("a", &offline.encode());
-        assert!(!r.get("a").expect("known").online);
-        r.on_status("a", &status("a", &k2, true));
-        assert!(!r.get("a").expect("known").online, "refused while changed");
-        assert!(r.accept("a"));
-        let a = r.get("a").expect("known");
+        r.on_status(A, &offline.encode());
+        assert!(!r.get(A).expect("known").online);
+        r.on_status(A, &status(A, &k2, true));
+        assert!(!r.get(A).expect("known").online, "refused while changed");
+        assert!(r.accept(A));
+        let a = r.get(A).expect("known");
         assert!(a.online, "the held online status applies on accept");
         assert_eq!(a.key.key, Some(k2.public().to_string()));
         assert_eq!(r.select(None, true).len(), 1, "tasks go to it again");
@@ -687,10 +707,10 @@ mod tests {
     fn without_auto_accept_new_agents_wait_for_an_operator() {
         let (r, _rx) = Registry::new(vec![], false);
         let k = bot_auth::SecretKey::generate().expect("key");
-        r.on_status("b", &status("b", &k, true));
-        assert_eq!(r.get("b").expect("known").key.state, KeyState::Pending);
-        assert!(r.verify_reply(&reply("b", &k)).is_err());
-        assert!(r.accept("b"));
-        assert_eq!(r.verify_reply(&reply("b", &k)), Ok(()));
+        r.on_status(B, &status(B, &k, true));
+        assert_eq!(r.get(B).expect("known").key.state, KeyState::Pending);
+        assert!(r.verify_reply(&reply(B, &k)).is_err());
+        assert!(r.accept(B));
+        assert_eq!(r.verify_reply(&reply(B, &k)), Ok(()));
     }
 }

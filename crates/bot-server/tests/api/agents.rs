@@ -17,7 +17,7 @@ fn names(list: &Value) -> Vec<&str> {
 async fn list_filter_and_show() -> Result<()> {
     let h = Harness::start().await?;
     h.add_fleet().await?;
-    let mut gone = FakeAgent::new("id-old1", "old1", "linux");
+    let mut gone = FakeAgent::new("001d0001-0000-4000-8000-000000000001", "old1", "linux");
     gone.online = false;
     h.add_agents(&[gone]).await?;
 
@@ -25,7 +25,10 @@ async fn list_filter_and_show() -> Result<()> {
     ensure!(names(&all) == ["db1", "old1", "web1", "web2"], "all: {all}");
     let web1 = all
         .as_array()
-        .and_then(|l| l.iter().find(|a| a["id"] == json!("id-web1")))
+        .and_then(|l| {
+            l.iter()
+                .find(|a| a["id"] == json!("0e0b0001-0000-4000-8000-000000000001"))
+        })
         .cloned()
         .unwrap_or_default();
     ensure!(web1["facts"]["os"] == json!("linux"), "{web1}");
@@ -91,12 +94,15 @@ async fn list_filter_and_show() -> Result<()> {
         .await?
         .check_error(StatusCode::BAD_REQUEST, &["filtre"])?;
 
-    for key in ["id-db1", "db1"] {
+    for key in ["0d0b0001-0000-4000-8000-000000000001", "db1"] {
         let one = h
             .get(&format!("/api/agents/{key}"))
             .await?
             .expect(StatusCode::OK)?;
-        ensure!(one["id"] == json!("id-db1"), "{key}: {one}");
+        ensure!(
+            one["id"] == json!("0d0b0001-0000-4000-8000-000000000001"),
+            "{key}: {one}"
+        );
         ensure!(one["facts"]["os"] == json!("freebsd"), "{key}: {one}");
     }
     h.get("/api/agents/nosuch-agent")
@@ -111,14 +117,22 @@ async fn list_filter_and_show() -> Result<()> {
 async fn ambiguous_names() -> Result<()> {
     let h = Harness::start().await?;
     h.add_agents(&[
-        FakeAgent::new("id-a", "twin", "linux"),
-        FakeAgent::new("id-b", "twin", "linux"),
+        FakeAgent::new("0000000a-0000-4000-8000-00000000000a", "twin", "linux"),
+        FakeAgent::new("0000000b-0000-4000-8000-00000000000b", "twin", "linux"),
     ])
     .await?;
-    h.get("/api/agents/twin")
+    h.get("/api/agents/twin").await?.check_error(
+        StatusCode::CONFLICT,
+        &[
+            "\"twin\"",
+            "0000000a-0000-4000-8000-00000000000a",
+            "0000000b-0000-4000-8000-00000000000b",
+        ],
+    )?;
+    let b = h
+        .get("/api/agents/0000000b-0000-4000-8000-00000000000b")
         .await?
-        .check_error(StatusCode::CONFLICT, &["\"twin\"", "id-a", "id-b"])?;
-    let b = h.get("/api/agents/id-b").await?.expect(StatusCode::OK)?;
+        .expect(StatusCode::OK)?;
     ensure!(b["name"] == json!("twin"), "{b}");
     h.post(
         "/api/tasks",

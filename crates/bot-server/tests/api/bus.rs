@@ -120,8 +120,8 @@ async fn call_checks_and_lists_silent_agents() -> Result<()> {
     ensure!(answer["replies"] == json!([]), "{answer}");
     ensure!(
         answer["no_reply"]
-            == json!([{"agent_id": "id-web1", "agent_name": "web1"},
-                      {"agent_id": "id-web2", "agent_name": "web2"}]),
+            == json!([{"agent_id": "0e0b0001-0000-4000-8000-000000000001", "agent_name": "web1"},
+                      {"agent_id": "0e0b0002-0000-4000-8000-000000000002", "agent_name": "web2"}]),
         "{answer}"
     );
     let elapsed = answer["elapsed_ms"].as_u64().context("elapsed_ms")?;
@@ -138,9 +138,11 @@ async fn call_checks_and_lists_silent_agents() -> Result<()> {
     )?;
     // Known but offline matches: in their own list, and named when no
     // online agent matches.
-    let mut gone = crate::common::FakeAgent::new("id-web3", "web3", "linux");
+    let mut gone =
+        crate::common::FakeAgent::new("0e0b0003-0000-4000-8000-000000000003", "web3", "linux");
     gone.online = false;
-    let mut db2 = crate::common::FakeAgent::new("id-db2", "db2", "solaris");
+    let mut db2 =
+        crate::common::FakeAgent::new("0d0b0002-0000-4000-8000-000000000002", "db2", "solaris");
     db2.online = false;
     h.add_agents(&[gone, db2]).await?;
     let answer = h

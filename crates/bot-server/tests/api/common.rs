@@ -376,9 +376,9 @@ impl Harness {
     /// The standard fake fleet: `web1`, `web2` (linux), `db1` (freebsd).
     pub async fn add_fleet(&self) -> Result<Vec<FakeAgent>> {
         let fleet = vec![
-            FakeAgent::new("id-web1", "web1", "linux"),
-            FakeAgent::new("id-web2", "web2", "linux"),
-            FakeAgent::new("id-db1", "db1", "freebsd"),
+            FakeAgent::new("0e0b0001-0000-4000-8000-000000000001", "web1", "linux"),
+            FakeAgent::new("0e0b0002-0000-4000-8000-000000000002", "web2", "linux"),
+            FakeAgent::new("0d0b0001-0000-4000-8000-000000000001", "db1", "freebsd"),
         ];
         self.add_agents(&fleet).await?;
         Ok(fleet)

@@ -169,9 +169,13 @@ async fn submit_rejects_bad_tasks_naming_the_field() -> Result<()> {
         ),
         bad(
             "agent listed twice",
-            json!({"targets": ["web1", "id-web1"], "args": exec}),
+            json!({"targets": ["web1", "0e0b0001-0000-4000-8000-000000000001"], "args": exec}),
             StatusCode::BAD_REQUEST,
-            &["targets", "listed twice", "id-web1"],
+            &[
+                "targets",
+                "listed twice",
+                "0e0b0001-0000-4000-8000-000000000001",
+            ],
         ),
         bad(
             "filter syntax error",
@@ -226,14 +230,19 @@ async fn submit_show_and_list() -> Result<()> {
     let detail = h
         .post(
             "/api/tasks",
-            &json!({"targets": ["web2", "id-db1", "web1"], "args": {"shell": "uptime"},
+            &json!({"targets": ["web2", "0d0b0001-0000-4000-8000-000000000001", "web1"], "args": {"shell": "uptime"},
                     "timeout_s": 30, "parallel": 2}),
         )
         .await?
         .expect(StatusCode::CREATED)?;
     let id = detail["id"].as_str().context("task id")?.to_owned();
     ensure!(
-        target_field(&detail, "agent_id") == [json!("id-web2"), json!("id-db1"), json!("id-web1")],
+        target_field(&detail, "agent_id")
+            == [
+                json!("0e0b0002-0000-4000-8000-000000000002"),
+                json!("0d0b0001-0000-4000-8000-000000000001"),
+                json!("0e0b0001-0000-4000-8000-000000000001")
+            ],
         "targets: {detail}"
     );
     ensure!(
@@ -377,10 +386,16 @@ async fn cancel_skips_waiting_targets_and_ends_cancelled() -> Result<()> {
     // Retry: the timed-out target, and with include_skipped the skipped one
     // too, in the original order.
     for (body, agents) in [
-        (json!({}), vec![json!("id-web1")]),
+        (
+            json!({}),
+            vec![json!("0e0b0001-0000-4000-8000-000000000001")],
+        ),
         (
             json!({"include_skipped": true}),
-            vec![json!("id-web1"), json!("id-web2")],
+            vec![
+                json!("0e0b0001-0000-4000-8000-000000000001"),
+                json!("0e0b0002-0000-4000-8000-000000000002"),
+            ],
         ),
     ] {
         let again = h
@@ -484,7 +499,7 @@ async fn retry_runs_timed_out_targets_again() -> Result<()> {
     ensure!(again["retry_of"] == json!(id), "{again}");
     ensure!(again["created_by"] == json!(TOKEN_NAME), "{again}");
     ensure!(
-        target_field(&again, "agent_id") == [json!("id-web1")],
+        target_field(&again, "agent_id") == [json!("0e0b0001-0000-4000-8000-000000000001")],
         "{again}"
     );
     ensure!(
@@ -566,7 +581,7 @@ async fn requests_sent_are_in_the_audit_trail() -> Result<()> {
     let hr = &h;
     let records = poll("the request's audit line", || async move {
         let a = hr
-            .get("/api/audit?agent=id-web1")
+            .get("/api/audit?agent=0e0b0001-0000-4000-8000-000000000001")
             .await?
             .expect(StatusCode::OK)?;
         Ok(if a.as_array().is_some_and(|v| !v.is_empty()) {
@@ -579,7 +594,10 @@ async fn requests_sent_are_in_the_audit_trail() -> Result<()> {
     let r = &records[0];
     ensure!(r["event"] == json!("request"), "{r}");
     ensure!(r["token"] == json!(TOKEN_NAME), "{r}");
-    ensure!(r["agent"] == json!("id-web1"), "{r}");
+    ensure!(
+        r["agent"] == json!("0e0b0001-0000-4000-8000-000000000001"),
+        "{r}"
+    );
     ensure!(r["action"] == json!("exec"), "{r}");
     ensure!(r["args_sha256"].as_str().map(str::len) == Some(64), "{r}");
     ensure!(
