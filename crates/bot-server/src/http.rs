@@ -34,6 +34,12 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tower::ServiceExt;
 
+/// Largest request head hyper reads (hyper's default is about 400 KB);
+/// beyond it hyper refuses the request itself (431, no body). URIs up to
+/// this size reach the API, which answers a JSON 414 beyond
+/// `api::MAX_URI_BYTES`.
+pub const HEAD_BYTES: usize = 64 * 1024;
+
 /// The HTTP limits, each a decision (see the module docs).
 #[derive(Debug, Clone, Copy)]
 pub struct HttpLimits {
@@ -83,6 +89,7 @@ pub(crate) async fn serve(
     let graceful = GracefulShutdown::new();
     let mut builder = http1::Builder::new();
     builder
+        .max_buf_size(HEAD_BYTES)
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .keep_alive(true);

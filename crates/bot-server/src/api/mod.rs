@@ -337,6 +337,14 @@ pub fn router(core: Arc<Core>) -> Router {
 /// limit alone would wait for bytes that a client announcing 100 GB and
 /// sending one never sends.
 async fn announced_size(req: Request, next: Next) -> Response {
+    let uri_len = req.uri().to_string().len();
+    if uri_len > MAX_URI_BYTES {
+        return Error::new(
+            StatusCode::URI_TOO_LONG,
+            format!("the request URI is {uri_len} bytes; the limit is {MAX_URI_BYTES}"),
+        )
+        .into_response();
+    }
     let announced = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -352,6 +360,10 @@ async fn announced_size(req: Request, next: Next) -> Response {
         _ => next.run(req).await,
     }
 }
+
+/// Longest request URI (path and query) answered; a longer one gets a JSON
+/// 414. (A request head beyond `http::HEAD_BYTES` is refused by hyper.)
+pub const MAX_URI_BYTES: usize = 8 * 1024;
 
 /// `GET /api/health`.
 #[derive(Debug, Serialize, utoipa::ToSchema)]

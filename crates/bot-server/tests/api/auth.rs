@@ -245,3 +245,27 @@ async fn an_announced_huge_body_gets_413_at_once() -> Result<()> {
     );
     h.stop().await
 }
+
+/// Issue 12: a too-long URI gets a JSON 414 like every other error (it
+/// had an empty body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_too_long_uri_gets_a_json_414() -> Result<()> {
+    let h = Harness::start().await?;
+    let long = format!("/api/agents?filter={}", "x".repeat(9_000));
+    let answer = h
+        .send(Method::GET, &long, Some(SECRET), None, vec![])
+        .await?;
+    ensure!(
+        answer.status == StatusCode::URI_TOO_LONG,
+        "{:?}",
+        answer.status
+    );
+    ensure!(
+        answer.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("8192")),
+        "{}",
+        answer.text
+    );
+    h.stop().await
+}
