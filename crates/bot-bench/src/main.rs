@@ -8,6 +8,7 @@
 //! agent and CLI.
 
 mod agents;
+mod burst;
 mod crypto;
 mod ping_bench;
 
@@ -32,6 +33,8 @@ enum Command {
     PingBench(ping_bench::PingBenchArgs),
     /// Time signing and verifying requests and replies (µs per operation).
     Crypto(crypto::CryptoArgs),
+    /// A burst of signed exec requests with a large environment at one agent.
+    Burst(burst::BurstArgs),
 }
 
 fn main() -> ExitCode {
@@ -62,6 +65,7 @@ fn main() -> ExitCode {
             Command::Agents(args) => agents::run(args, shutdown).await,
             Command::PingBench(args) => ping_bench::run(args, shutdown).await,
             Command::Crypto(_) => Ok(ExitCode::SUCCESS),
+            Command::Burst(args) => burst::run(args, shutdown).await,
         }
     });
     match result {

@@ -129,7 +129,10 @@ pub async fn run(args: PingBenchArgs, shutdown: CancellationToken) -> anyhow::Re
     })
 }
 
-async fn wait_subscribed(session: &mut Session, broker: &BrokerUrl) -> anyhow::Result<()> {
+pub(crate) async fn wait_subscribed(
+    session: &mut Session,
+    broker: &BrokerUrl,
+) -> anyhow::Result<()> {
     let mut last_error = String::from("no answer");
     let ok = tokio::time::timeout(Duration::from_secs(10), async {
         while let Some(ev) = session.events.recv().await {
