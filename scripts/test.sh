@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too: installs what the
 # tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql,
-# procps),
+# procps, and gcc and make for jemalloc),
 # checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,9 @@ command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 # The exec tests look for a command's background children with pgrep.
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
+# jemalloc (the `bot` binary's allocator) is built from C sources.
+command -v cc >/dev/null 2>&1 || missing+=(gcc)
+command -v make >/dev/null 2>&1 || missing+=(make)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     sudo=""

@@ -14,6 +14,11 @@
 //! Exit codes: 0 success; 1 the operation failed (nobody answered, cannot
 //! connect, runtime error); 2 bad usage or configuration.
 
+/// jemalloc, with background threads that give freed memory back after
+/// a burst; glibc's malloc kept it (docs/benchmarks.md, section 7).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[cfg(feature = "broker")]
 mod certs;
 #[cfg(feature = "server")]
