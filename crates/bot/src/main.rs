@@ -275,39 +275,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Server(args) => {
             multi_thread()?.block_on(async { server::run(args, signals()).await })
         }
-        Command::Pub(args) => {
-            current_thread()?.block_on(async { bot_cli::publish::run(args, signals()).await })
-        }
-        Command::Listen(args) => {
-            current_thread()?.block_on(async { bot_cli::listen::run(args, signals()).await })
-        }
-        Command::Ping(args) => {
-            current_thread()?.block_on(async { bot_cli::ping::run(args, signals()).await })
-        }
-        Command::Facts(args) => {
-            current_thread()?.block_on(async { bot_cli::facts::run(args, signals()).await })
-        }
+        Command::Pub(args) => run_cli(async { bot_cli::publish::run(args, signals()).await })?,
+        Command::Listen(args) => run_cli(async { bot_cli::listen::run(args, signals()).await })?,
+        Command::Ping(args) => run_cli(async { bot_cli::ping::run(args, signals()).await })?,
+        Command::Facts(args) => run_cli(async { bot_cli::facts::run(args, signals()).await })?,
         Command::Inventory(args) => {
-            current_thread()?.block_on(async { bot_cli::inventory::run(args, signals()).await })
+            run_cli(async { bot_cli::inventory::run(args, signals()).await })?
         }
-        Command::Run(args) => {
-            current_thread()?.block_on(async { bot_cli::run::run(args, signals()).await })
-        }
-        Command::Results(args) => {
-            current_thread()?.block_on(async { bot_cli::results::run(args, signals()).await })
-        }
-        Command::Task(args) => {
-            current_thread()?.block_on(async { bot_cli::task::run(args, signals()).await })
-        }
+        Command::Run(args) => run_cli(async { bot_cli::run::run(args, signals()).await })?,
+        Command::Results(args) => run_cli(async { bot_cli::results::run(args, signals()).await })?,
+        Command::Task(args) => run_cli(async { bot_cli::task::run(args, signals()).await })?,
         Command::Keys(args) => bot_cli::keys::run(args),
         #[cfg(feature = "broker")]
         Command::Broker(args) => up::broker_command(args),
         #[cfg(feature = "broker")]
         Command::Certs(args) => certs::run(args),
-        Command::Agents(args) => {
-            current_thread()?.block_on(async { bot_cli::agents::run(args, signals()).await })
-        }
+        Command::Agents(args) => run_cli(async { bot_cli::agents::run(args, signals()).await })?,
     }
+}
+
+/// Runs an operator command on a one-thread runtime, then drops the
+/// runtime without waiting for blocking tasks: an HTTP call still hanging on
+/// an unresponsive server (ureq runs on a blocking thread) must not hold
+/// the process after Ctrl-C until its own timeout.
+fn run_cli<F: std::future::Future>(f: F) -> std::io::Result<F::Output> {
+    let rt = current_thread()?;
+    let out = rt.block_on(f);
+    rt.shutdown_background();
+    Ok(out)
 }
 
 fn current_thread() -> std::io::Result<tokio::runtime::Runtime> {

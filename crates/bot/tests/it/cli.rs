@@ -451,3 +451,55 @@ fn bot_server_configuration_errors_and_file() -> Result<()> {
     assert!(err.contains("\"ops\"") && err.contains("16"), "{err}");
     Ok(())
 }
+
+/// Issue 12: `bot task watch` against a server that accepts connections
+/// but never answers ends at Ctrl-C (130), not at its HTTP timeout.
+#[test]
+fn task_watch_ends_at_ctrl_c_when_the_server_never_answers() -> Result<()> {
+    use std::process::{Command, Stdio};
+    let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let url = format!("http://{}", silent.local_addr()?);
+    // Accept and hold every connection, answering nothing.
+    let held = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let keep = held.clone();
+    std::thread::spawn(move || {
+        for c in silent.incoming().flatten() {
+            if let Ok(mut v) = keep.lock() {
+                v.push(c);
+            }
+        }
+    });
+    let mut watch = bot_testkit::bot_command(bot())
+        .args(["task", "watch", "0123456789abcdef", "--server", &url])
+        .env("BOT_TOKEN", "0123456789abcdef0123")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    // Wait until the request is being held.
+    let deadline = std::time::Instant::now() + WAIT;
+    while held.lock().map(|v| v.is_empty()).unwrap_or(true) {
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "watch never connected"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    Command::new("kill")
+        .args(["-INT", &watch.id().to_string()])
+        .status()?;
+    // Ended by the signal, well before the 30 s HTTP timeout.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = watch.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = watch.kill();
+            anyhow::bail!("bot task watch ignored Ctrl-C");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    assert_eq!(status.code(), Some(130), "{status:?}");
+    Ok(())
+}
