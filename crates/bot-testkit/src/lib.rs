@@ -975,6 +975,29 @@ pub fn output(cmd: &mut Command) -> Result<std::process::Output> {
     }
 }
 
+/// Sends SIGINT (Ctrl-C) to `child` and waits for it to exit, at most
+/// `limit`: then it is killed and this fails, saying `what` ignored it.
+pub fn interrupt(
+    child: &mut Child,
+    limit: Duration,
+    what: &str,
+) -> Result<std::process::ExitStatus> {
+    Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()?;
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(s) = child.try_wait()? {
+            return Ok(s);
+        }
+        if Instant::now() > deadline {
+            kill(child);
+            bail!("{what} did not end within {limit:?} of Ctrl-C");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Runs a `mosquitto_pub` command (with `-d`) to completion, within
 /// [`CLIENT_LIMIT`]. mosquitto_pub 2.0 sometimes never exits after it has
 /// sent its DISCONNECT (eclipse-mosquitto issue 2739); its debug output then

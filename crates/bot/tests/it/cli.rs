@@ -456,7 +456,7 @@ fn bot_server_configuration_errors_and_file() -> Result<()> {
 /// but never answers ends at Ctrl-C (130), not at its HTTP timeout.
 #[test]
 fn task_watch_ends_at_ctrl_c_when_the_server_never_answers() -> Result<()> {
-    use std::process::{Command, Stdio};
+    use std::process::Stdio;
     let silent = std::net::TcpListener::bind("127.0.0.1:0")?;
     let url = format!("http://{}", silent.local_addr()?);
     // Accept and hold every connection, answering nothing.
@@ -485,21 +485,12 @@ fn task_watch_ends_at_ctrl_c_when_the_server_never_answers() -> Result<()> {
         );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    Command::new("kill")
-        .args(["-INT", &watch.id().to_string()])
-        .status()?;
     // Ended by the signal, well before the 30 s HTTP timeout.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    let status = loop {
-        if let Some(s) = watch.try_wait()? {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = watch.kill();
-            anyhow::bail!("bot task watch ignored Ctrl-C");
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    };
+    let status = bot_testkit::interrupt(
+        &mut watch,
+        std::time::Duration::from_secs(10),
+        "bot task watch",
+    )?;
     assert_eq!(status.code(), Some(130), "{status:?}");
     Ok(())
 }

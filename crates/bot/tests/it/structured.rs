@@ -790,20 +790,7 @@ fn ctrl_c_during_run_cancels_the_remote_command(kind: BrokerKind) -> Result<()> 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Command::new("kill")
-        .args(["-INT", &run.id().to_string()])
-        .status()?;
-    let deadline = std::time::Instant::now() + WAIT;
-    let status = loop {
-        if let Some(s) = run.try_wait()? {
-            break s;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = run.kill();
-            anyhow::bail!("bot run did not end after Ctrl-C");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = bot_testkit::interrupt(&mut run, WAIT, "bot run")?;
     let out = run.wait_with_output()?;
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
