@@ -210,7 +210,7 @@ impl Client {
                     }
                     match Status::decode(&m.payload) {
                         // Agents make their ids as hyphenated UUIDs.
-                        Ok(s) if s.id.len() != 36 || uuid::Uuid::parse_str(&s.id).is_err() => {
+                        Ok(s) if !bot_proto::is_agent_id(&s.id) => {
                             tracing::warn!(id = %s.id, "ignoring a status whose id no agent makes");
                         }
                         Ok(s) => {
@@ -400,9 +400,9 @@ pub fn report_offline(offline: &[OfflineAgent]) -> bool {
         .iter()
         .map(|o| {
             format!(
-                "{} (last status {} ago)",
+                "{} (last status {})",
                 label(&o.name, &o.id),
-                ago(now.saturating_sub(o.last_status_ms))
+                crate::task::render::fmt_age(now, o.last_status_ms)
             )
         })
         .collect();
@@ -423,17 +423,6 @@ pub fn offline_json(offline: &[OfflineAgent]) -> Vec<Value> {
             |o| serde_json::json!({"id": o.id, "name": o.name, "last_status_ms": o.last_status_ms}),
         )
         .collect()
-}
-
-/// A duration in the largest whole unit: `42 s`, `5 min`, `3 h`, `2 d`.
-fn ago(ms: u64) -> String {
-    let s = ms / 1000;
-    match s {
-        0..=119 => format!("{s} s"),
-        120..=7199 => format!("{} min", s / 60),
-        7200..=172_799 => format!("{} h", s / 3600),
-        _ => format!("{} d", s / 86_400),
-    }
 }
 
 /// A new signed request.

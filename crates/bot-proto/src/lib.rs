@@ -71,3 +71,10 @@ pub fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
+
+/// Whether `id` is an agent id as agents make them: a hyphenated UUID
+/// (`bot agent --print-id`). A status with any other id did not come from
+/// an agent.
+pub fn is_agent_id(id: &str) -> bool {
+    id.len() == 36 && uuid::Uuid::try_parse(id).is_ok()
+}

@@ -178,7 +178,7 @@ impl Registry {
         }
         // Agents make their ids as hyphenated UUIDs (`bot agent --print-id`);
         // anything else did not come from an agent.
-        if status.id.len() != 36 || uuid::Uuid::parse_str(&status.id).is_err() {
+        if !bot_proto::is_agent_id(&status.id) {
             tracing::warn!(id = %status.id, "status with an id no agent makes (not a UUID) ignored");
             return;
         }

@@ -669,7 +669,9 @@ fn offline_matches_are_listed_counted_and_fail_the_command(kind: BrokerKind) -> 
         "{out}"
     );
     assert!(
-        err.contains("offline, not run: 1 agent: web2") && err.contains("ago"),
+        // With its age: "(last status just now)", "(last status 5s ago)".
+        err.contains("offline, not run: 1 agent: web2")
+            && (err.contains("(last status just now)") || err.contains("s ago)")),
         "{err}"
     );
     let (code, out, err) = run_bot(
