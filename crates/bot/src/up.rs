@@ -83,6 +83,46 @@ struct LocalCredentials {
     agent_password: Option<String>,
 }
 
+/// Descriptors `bot up` keeps out of every listener's reach: the local
+/// agent's and server's own connections, the database, key and log files,
+/// and the commands the agent runs with their pipes. (Issue 12: a flood of
+/// idle sockets took all 20,000 descriptors, and the health route and the
+/// local agent stopped answering.)
+const RESERVED_DESCRIPTORS: usize = 512;
+
+/// How `bot up` shares its descriptor limit (`RLIMIT_NOFILE`, raised to the
+/// hard limit at start): [`RESERVED_DESCRIPTORS`] kept back; the HTTP
+/// listener's cap, at most a quarter of the rest; of what is left, half
+/// for the broker's connections that have not logged in (pending CONNECTs,
+/// handshakes, TLS relays) and half for clients that have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Budget {
+    limit: usize,
+    http: usize,
+    broker: usize,
+}
+
+impl Budget {
+    fn of_this_process(http_cap: usize) -> Budget {
+        use nix::sys::resource::{Resource, getrlimit};
+        let limit = getrlimit(Resource::RLIMIT_NOFILE)
+            .map(|(soft, _)| usize::try_from(soft).unwrap_or(usize::MAX))
+            .unwrap_or(1_024);
+        Budget::split(limit, http_cap)
+    }
+
+    fn split(limit: usize, http_cap: usize) -> Budget {
+        let available = limit.saturating_sub(RESERVED_DESCRIPTORS);
+        let http = http_cap.min(available / 4).max(16);
+        let broker = available.saturating_sub(http) / 2;
+        Budget {
+            limit,
+            http,
+            broker,
+        }
+    }
+}
+
 fn local_credentials(
     data_dir: &std::path::Path,
     agent: Option<(String, String)>,
@@ -258,7 +298,7 @@ pub(crate) async fn run(
     } else {
         None
     };
-    let broker = Broker::start(BrokerConfig {
+    let mut broker_config = BrokerConfig {
         listen: args.listen,
         ws_listen,
         tls_listen: args.tls_listen,
@@ -266,9 +306,17 @@ pub(crate) async fn run(
         tls: tls.clone(),
         users: creds.as_ref().map(|c| c.users.clone()),
         ..BrokerConfig::default()
-    })
-    .await
-    .context("cannot start the embedded broker")?;
+    };
+    let budget = Budget::of_this_process(bot_server::HttpLimits::default().max_connections);
+    if let Some(lowered) = broker_config.fit_descriptors(budget.broker) {
+        tracing::warn!(
+            limit = budget.limit,
+            "descriptor limit: {lowered}; raise LimitNOFILE (ulimit -n) for more"
+        );
+    }
+    let broker = Broker::start(broker_config)
+        .await
+        .context("cannot start the embedded broker")?;
     let mqtt = broker.mqtt_addr();
     println!("listening: mqtt://{mqtt}");
     if let Some(ws) = broker.ws_addr() {
@@ -308,7 +356,16 @@ pub(crate) async fn run(
             url = url.or_credentials("server", &c.server_password);
         }
         let file = args.server.file().map_err(crate::usage)?;
-        let config = args.server.config(file, vec![url]).map_err(crate::usage)?;
+        let mut config = args.server.config(file, vec![url]).map_err(crate::usage)?;
+        if config.http_limits.max_connections > budget.http {
+            tracing::warn!(
+                limit = budget.limit,
+                "descriptor limit: HTTP connections {} -> {}; raise LimitNOFILE (ulimit -n) for more",
+                config.http_limits.max_connections,
+                budget.http
+            );
+            config.http_limits.max_connections = budget.http;
+        }
         match bot_server::start(config, shutdown.clone()).await {
             Ok(s) => {
                 crate::server::announce(&s);
@@ -445,6 +502,40 @@ pub(crate) fn broker_command(args: BrokerArgs) -> anyhow::Result<ExitCode> {
             );
             println!("# password_file = \"/etc/bot/mqtt.password\"   # user name: the agent's id");
             Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_descriptor_budget_keeps_a_reserve_and_fits_the_caps() {
+        // A large limit leaves the default caps alone.
+        let big = Budget::split(1_048_576, 1_024);
+        assert_eq!(big.http, 1_024);
+        let mut config = BrokerConfig::default();
+        assert_eq!(config.fit_descriptors(big.broker), None);
+        // The hostile test's 20,000: the caps shrink so that the HTTP cap,
+        // the broker's pre-login slots and the reserve fit under the limit.
+        for limit in [1_024, 20_000] {
+            let b = Budget::split(limit, 1_024);
+            let mut config = BrokerConfig {
+                ws_listen: Some("127.0.0.1:0".parse().expect("addr")),
+                tls_listen: Some("127.0.0.1:0".parse().expect("addr")),
+                ..BrokerConfig::default()
+            };
+            assert!(config.fit_descriptors(b.broker).is_some(), "{limit}");
+            // plain + ws: 1 descriptor a slot; TLS: 3.
+            let slots =
+                config.max_pending_connects + config.max_handshaking + config.max_connections;
+            let broker = slots * 5;
+            assert!(
+                RESERVED_DESCRIPTORS + b.http + broker <= limit,
+                "{limit}: {b:?} {broker}"
+            );
+            assert!(config.max_pending_connects >= 16, "{config:?}");
         }
     }
 }

@@ -96,3 +96,114 @@ fn sigterm_stops_the_agent_cleanly(kind: BrokerKind) -> Result<()> {
     );
     Ok(())
 }
+
+/// Issue 12: idle sockets cannot take `bot up`'s descriptors. Under a
+/// descriptor limit of 1,024, 1,500 sockets that never send CONNECT are
+/// opened on the MQTT port: the broker closes the ones beyond its cap at
+/// once (and says so), so the health route still answers and the local
+/// agent still answers a ping sent through the API, while they are held.
+/// Before, the process ran out of descriptors and both stopped.
+#[test]
+fn bot_up_keeps_its_agent_and_api_under_an_idle_socket_flood() -> Result<()> {
+    use std::process::Stdio;
+    use std::time::Duration;
+    let state = bot_testkit::TempDir::new("up-flood");
+    let mut cmd = std::process::Command::new("prlimit");
+    cmd.arg("--nofile=1024:1024").arg(bot());
+    let mut up = cmd
+        .env("BOT_STATE_DIR", state.path())
+        .env("BOT_DATA_DIR", state.path().join("server"))
+        .env("BOT_LOG", "info")
+        .args(["up", "--listen", "127.0.0.1:0", "--no-ws"])
+        .args(["--http", "127.0.0.1:0", "--name", "flooded"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        let no_pipe = || anyhow::anyhow!("no pipe");
+        let mut out = bot_testkit::Lines::from_pipe(up.stdout.take().ok_or_else(no_pipe)?);
+        let mut log = bot_testkit::Lines::from_pipe(up.stderr.take().ok_or_else(no_pipe)?);
+        let mqtt = out.wait_for("the mqtt line", WAIT, |l| {
+            l.starts_with("listening: mqtt://")
+        })?;
+        let mqtt = mqtt.trim_start_matches("listening: mqtt://").to_owned();
+        let http = out.wait_for("the http line", WAIT, |l| {
+            l.starts_with("listening: http://")
+        })?;
+        let base = http
+            .trim_start_matches("listening: ")
+            .trim_end_matches("/api")
+            .to_owned();
+        let token = out.wait_for("the token line", WAIT, |l| l.starts_with("api token: "))?;
+        let token = token.trim_start_matches("api token: ").to_owned();
+        // The caps were fitted to the limit, and the log says so.
+        log.wait_for("the descriptor warning", WAIT, |l| {
+            l.contains("descriptor limit") && l.contains("pending CONNECTs")
+        })?;
+        log.wait_for("the local agent's ready line", WAIT, |l| {
+            l.contains("ready: listening on BUS")
+        })?;
+        let http: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(20)))
+            .build()
+            .into();
+        let ping = |what: &str| -> Result<()> {
+            let mut r = http
+                .post(&format!("{base}/api/call"))
+                .header("Authorization", &format!("Bearer {token}"))
+                .header("Content-Type", "application/json")
+                .send(br#"{"action":"ping","filter":"flooded","timeout_s":5}"#)?;
+            let status = r.status().as_u16();
+            let body = r.body_mut().read_to_string()?;
+            anyhow::ensure!(
+                status == 200 && body.contains(r#""status":"ok""#),
+                "{what}: {status} {body}"
+            );
+            Ok(())
+        };
+        // The server learns of its agent from the agent's status.
+        let deadline = std::time::Instant::now() + WAIT;
+        while let Err(e) = ping("before the flood") {
+            anyhow::ensure!(std::time::Instant::now() < deadline, "{e}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+
+        let mut idle = Vec::new();
+        for i in 0..1_500 {
+            match std::net::TcpStream::connect(&mqtt) {
+                Ok(s) => idle.push(s),
+                Err(e) => anyhow::bail!("connection {i} refused by the kernel: {e}"),
+            }
+        }
+        log.wait_for("the listener-full warning", WAIT, |l| {
+            l.contains("full") && l.contains("have not sent CONNECT")
+        })?;
+        // While every idle socket the broker kept is still held:
+        let mut r = http.get(&format!("{base}/api/health")).call()?;
+        let status = r.status().as_u16();
+        let body = r.body_mut().read_to_string()?;
+        anyhow::ensure!(status == 200, "health during the flood: {status} {body}");
+        ping("during the flood")?;
+        // How many the broker kept open: those beyond its cap were closed.
+        let mut kept = 0;
+        for s in &idle {
+            s.set_nonblocking(true)?;
+            let mut byte = [0u8; 1];
+            match std::io::Read::read(&mut &*s, &mut byte) {
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => kept += 1,
+                _ => {}
+            }
+        }
+        anyhow::ensure!(
+            kept > 0 && kept < 1_024,
+            "{kept} idle sockets held under a limit of 1,024"
+        );
+        eprintln!("idle sockets the broker kept: {kept} of {}", idle.len());
+        drop(idle);
+        Ok(())
+    })();
+    let _ = up.kill();
+    let _ = up.wait();
+    result
+}
