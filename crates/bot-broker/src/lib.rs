@@ -1040,7 +1040,10 @@ mod tests {
         );
         for s in &mut held {
             let still = tokio::time::timeout(Duration::from_millis(100), s.read(&mut byte)).await;
-            assert!(still.is_err(), "a socket within the cap was closed: {still:?}");
+            assert!(
+                still.is_err(),
+                "a socket within the cap was closed: {still:?}"
+            );
         }
         drop(held);
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -35,7 +35,7 @@ impl Store {
         for id in ids {
             gone += sqlx::query("DELETE FROM agents WHERE id = $1")
                 .bind(id)
-                .execute(&self.pool)
+                .execute(&self.writer)
                 .await?
                 .rows_affected();
         }
@@ -101,7 +101,7 @@ impl Store {
         let done = sqlx::query(AssertSqlSafe(sql))
             .bind(id)
             .bind(seen(id, seen_ms)?)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -121,7 +121,7 @@ impl Store {
             .bind(id)
             .bind(seen(id, seen_ms)?)
             .bind(i64::from(online))
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }

@@ -113,13 +113,25 @@ pub enum StoreError {
     },
 }
 
-/// The store: a connection pool to one database, migrated to
-/// [`LATEST_VERSION`]. Cloning is cheap (the pool is shared).
+/// The store: connection pools to one database, migrated to
+/// [`LATEST_VERSION`]. Cloning is cheap (the pools are shared).
 #[derive(Debug, Clone)]
 pub struct Store {
+    /// Reads (and, on PostgreSQL, writes too).
     pool: AnyPool,
+    /// Every write. On SQLite, one connection: SQLite has one writer at a
+    /// time anyway, and writers that queue here wait their turn in order,
+    /// where writers on several connections each wait at most the busy
+    /// timeout and then fail with "database is locked" (issue 12: a
+    /// 100k-target task's insert outlasted it). On PostgreSQL, `pool`.
+    writer: AnyPool,
     backend: Backend,
 }
+
+/// How long a write may wait for the SQLite writer: behind the largest
+/// transaction (a 100,000-target task is inserted in one) with room to
+/// spare; a write that waits longer fails with a pool timeout.
+const SQLITE_WRITE_WAIT: Duration = Duration::from_secs(60);
 
 /// The statements every new SQLite connection runs: durable enough with the
 /// WAL journal (a power loss may lose the last commits, never corrupt
@@ -151,6 +163,7 @@ impl Store {
                 reason: "unsupported database: give sqlite:PATH or postgres://USER@HOST/DB".into(),
             });
         };
+        // sqlx's default, stated: a request waits this long for a connection.
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(10));
         if backend == Backend::Sqlite {
             options = options.after_connect(|conn, _meta| {
@@ -160,13 +173,28 @@ impl Store {
                 })
             });
         }
-        let pool = options
-            .connect(&connect_url)
-            .await
-            .map_err(|source| StoreError::Connect {
-                url: shown.clone(),
-                source,
-            })?;
+        let connect = |options: AnyPoolOptions| {
+            let shown = shown.clone();
+            let url = connect_url.clone();
+            async move {
+                options
+                    .connect(&url)
+                    .await
+                    .map_err(|source| StoreError::Connect { url: shown, source })
+            }
+        };
+        let pool = connect(options.clone()).await?;
+        let writer = match backend {
+            Backend::Sqlite => {
+                connect(
+                    options
+                        .max_connections(1)
+                        .acquire_timeout(SQLITE_WRITE_WAIT),
+                )
+                .await?
+            }
+            Backend::Postgres => pool.clone(),
+        };
         if backend == Backend::Sqlite {
             let mode: String = sqlx::query_scalar("PRAGMA journal_mode = WAL")
                 .fetch_one(&pool)
@@ -183,7 +211,11 @@ impl Store {
                 );
             }
         }
-        let store = Store { pool, backend };
+        let store = Store {
+            pool,
+            writer,
+            backend,
+        };
         migrate::run(&store).await?;
         tracing::debug!(url = %shown, %backend, "database open");
         Ok(store)
@@ -196,16 +228,18 @@ impl Store {
 
     /// Closes every connection (waits for those in use to be returned).
     pub async fn close(&self) {
+        self.writer.close().await;
         self.pool.close().await;
     }
 
-    /// Begins a transaction that will write. SQLite takes the write lock at
-    /// once (`BEGIN IMMEDIATE`), so a transaction never fails half-way
-    /// because another writer got there first; it waits (busy timeout).
+    /// Begins a transaction that will write, on the writer. SQLite takes
+    /// the write lock at once (`BEGIN IMMEDIATE`), so a transaction never
+    /// fails half-way because another process's writer got there first; it
+    /// waits (busy timeout). Writers of this process queue for the writer.
     async fn begin_write(&self) -> Result<Transaction<'static, Any>, StoreError> {
         Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
+            Backend::Sqlite => self.writer.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.writer.begin().await?,
         })
     }
 }
@@ -323,6 +357,30 @@ mod tests {
                 assert_eq!(value, expected, "PRAGMA {pragma}");
             }
         }
+        Ok(())
+    }
+
+    /// Issue 12: a write that comes while a long transaction holds the
+    /// write lock waits for it, however long (here past the 5 s busy
+    /// timeout), instead of failing with "database is locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_wait_behind_a_long_transaction() -> Result<(), StoreError> {
+        let dir = bot_testkit::TempDir::new("store-writer");
+        let store = Store::open(&format!("sqlite:{}/w.db", dir.path().display())).await?;
+        store.set_setting("k", "before").await?;
+        let mut tx = store.begin_write().await?;
+        sqlx::query("UPDATE settings SET value = 'held' WHERE name = 'k'")
+            .execute(&mut *tx)
+            .await?;
+        let other = store.clone();
+        let waiting = tokio::spawn(async move { other.set_setting("k", "after").await });
+        tokio::time::sleep(Duration::from_millis(5_500)).await;
+        assert!(!waiting.is_finished(), "the second write did not wait");
+        // Reads go on meanwhile (WAL), and see the last commit.
+        assert_eq!(store.setting("k").await?.as_deref(), Some("before"));
+        tx.commit().await?;
+        waiting.await.expect("join")?;
+        assert_eq!(store.setting("k").await?.as_deref(), Some("after"));
         Ok(())
     }
 
