@@ -1043,6 +1043,11 @@ pub fn publish_with(port: u16, topic: &str, payload: &[u8], extra: &[&str]) -> R
 
 /// `mosquitto_pub -l`: one message per line of `lines`, in one connection (a burst).
 pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
+    publish_lines_with(port, topic, lines, &[])
+}
+
+/// [`publish_lines`] with extra `mosquitto_pub` arguments (`-u USER -P PASS`, …).
+pub fn publish_lines_with(port: u16, topic: &str, lines: &[String], extra: &[&str]) -> Result<()> {
     let mut cmd = Command::new("mosquitto_pub");
     cmd.args([
         "-h",
@@ -1053,7 +1058,11 @@ pub fn publish_lines(port: u16, topic: &str, lines: &[String]) -> Result<()> {
         topic,
         "-l",
     ]);
-    cmd.args(operator_login());
+    if extra.contains(&"-u") {
+        cmd.args(extra);
+    } else {
+        cmd.args(extra).args(operator_login());
+    }
     let mut input = String::new();
     for l in lines {
         input.push_str(l);

@@ -9,6 +9,7 @@ mod classic;
 mod cli;
 mod resilience;
 mod security;
+mod soak;
 mod structured;
 mod tasks;
 mod tidy;
