@@ -19,7 +19,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::Command;
 
-use crate::collectors::{Kind, Number, Sample};
+use crate::collectors::{Number, Sample};
 
 /// The file-name suffix that marks a plugin as enabled.
 pub const ENABLED_SUFFIX: &str = "_enabled";
@@ -34,14 +34,8 @@ pub struct Plugins {
     warned: HashSet<String>,
 }
 
-/// A parsed plugin token.
-#[derive(Debug, Clone, PartialEq)]
-pub struct PluginSample {
-    /// The name the token carried, if any.
-    pub name: Option<String>,
-    /// The sample.
-    pub sample: Sample,
-}
+/// A parsed plugin token (the classic line codec of `bot_proto::metrics`).
+pub type PluginSample = bot_proto::metrics::LineSample;
 
 /// What one run of one plugin gave.
 #[derive(Debug)]
@@ -167,51 +161,7 @@ fn cut(s: &str) -> String {
 
 /// Parses `[<name>:]<metric>:<value>:<TYPE>`.
 pub fn parse_token(token: &str) -> Result<PluginSample, &'static str> {
-    if token.len() > 512 {
-        return Err("token longer than 512 bytes");
-    }
-    let parts: Vec<&str> = token.split(':').collect();
-    let (name, metric, value, kind) = match parts.as_slice() {
-        [m, v, k] => (None, *m, *v, *k),
-        [n, m, v, k] => (Some(*n), *m, *v, *k),
-        _ => return Err("expected [name:]metric:value:TYPE"),
-    };
-    if let Some(n) = name
-        && crate::config::check_name(n).is_err()
-    {
-        return Err("bad agent name");
-    }
-    if metric.is_empty()
-        || !metric
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
-    {
-        return Err("metric must be non-empty [A-Za-z0-9._-]");
-    }
-    let kind = Kind::parse(kind).ok_or("TYPE must be GAUGE, DERIVE, COUNTER or ABSOLUTE")?;
-    let value = if let Ok(i) = value.parse::<i64>() {
-        Number::Int(i)
-    } else {
-        match value.parse::<f64>() {
-            Ok(f)
-                if f.is_finite()
-                    && !value
-                        .chars()
-                        .any(|c| c.is_ascii_alphabetic() && c != 'e' && c != 'E') =>
-            {
-                Number::Real(f)
-            }
-            _ => return Err("value is not a finite number"),
-        }
-    };
-    Ok(PluginSample {
-        name: name.map(str::to_owned),
-        sample: Sample {
-            metric: metric.to_owned(),
-            value,
-            kind,
-        },
-    })
+    bot_proto::metrics::parse_token(token)
 }
 
 /// Runs one plugin: its own process group, stdin closed, stdout read up to
@@ -275,32 +225,6 @@ pub(crate) async fn run_one(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens() {
-        let t = parse_token("badass:cpu.load:1.39:GAUGE").expect("full");
-        assert_eq!(t.name.as_deref(), Some("badass"));
-        assert_eq!(t.sample.line("x"), "x:cpu.load:1.39:GAUGE");
-        let t = parse_token("temp.cpu:41:GAUGE").expect("short");
-        assert_eq!(t.name, None);
-        assert_eq!(t.sample.value, Number::Int(41));
-        for bad in [
-            "",
-            "x",
-            "a:b",
-            "m:1:gauge",
-            "m:NaN:GAUGE",
-            "m:inf:GAUGE",
-            "m:1e999:GAUGE",
-            ":1:GAUGE",
-            "a b:1:GAUGE",
-            "n:m:1:GAUGE:extra",
-            "na/me:m:1:GAUGE",
-        ] {
-            assert!(parse_token(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(parse_token(&"m".repeat(600)).is_err());
-    }
 
     fn script(dir: &Path, name: &str, body: &str) {
         let p = dir.join(name);

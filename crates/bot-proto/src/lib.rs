@@ -21,6 +21,8 @@
 //!   canonical signing bytes, expiry and clock checks, and
 //!   [`Request::salvage`] for answering a request that failed validation.
 //!   [`DecodeError`] says which field is wrong and why.
+//! - [`metrics`]: samples ([`metrics::Sample`]: metric, value, GAUGE/DERIVE/
+//!   COUNTER/ABSOLUTE) and the classic line codec `<name>:<metric>:<value>:<TYPE>`.
 //! - [`filter`]: the filter language (`os=linux and tag:web and not db*`):
 //!   [`filter::parse`], [`Filter::matches`] against any [`filter::Target`]
 //!   (an agent, or a [`Status`] on the server), and a canonical `Display`.
@@ -54,6 +56,7 @@ pub mod action;
 pub mod api;
 pub mod envelope;
 pub mod filter;
+pub mod metrics;
 pub mod topics;
 
 pub use action::{Action, ActionError};
