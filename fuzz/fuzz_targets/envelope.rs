@@ -1,5 +1,5 @@
 //! Fuzz target `envelope`: feeds arbitrary bytes to every decoder of the
-//! structured protocol (`Request`, `Reply`, `Status`, `Heartbeat`),
+//! structured protocol (`Request`, `Reply`, `Status`, `Heartbeat`, `Metrics`),
 //! `Request::salvage` and the filter parser, and checks the invariants the
 //! agent and server rely on: no panic; whatever decodes re-encodes to bytes
 //! that decode to the same value with the same signing bytes, and passes
@@ -9,7 +9,7 @@
 
 #![no_main]
 
-use bot_proto::{DecodeError, Heartbeat, Reply, Request, Status, filter, topics};
+use bot_proto::{DecodeError, Heartbeat, Metrics, Reply, Request, Status, filter, topics};
 use libfuzzer_sys::fuzz_target;
 
 fn check_error(e: &DecodeError) {
@@ -65,6 +65,24 @@ fuzz_target!(|data: &[u8]| {
     }
     match Heartbeat::decode(data) {
         Ok(h) => assert_eq!(Heartbeat::decode(&h.encode()).as_ref(), Ok(&h)),
+        Err(e) => check_error(&e),
+    }
+    match Metrics::decode(data) {
+        Ok(d) => {
+            // What was kept re-encodes to a batch that decodes whole, and
+            // a batch with nothing left out is signed as it re-encodes.
+            assert_eq!(d.metrics.validate(), Ok(()));
+            let again = Metrics::decode(&d.metrics.encode()).expect("re-encoded batch decodes");
+            assert_eq!(again.rejected, 0);
+            assert_eq!(again.metrics, d.metrics);
+            assert_eq!(again.signing_bytes, d.metrics.signing_bytes());
+            if d.rejected == 0 {
+                assert_eq!(d.signing_bytes, d.metrics.signing_bytes());
+            }
+            if let Some(why) = &d.first_rejection {
+                assert!(!why.contains('\n') && why.chars().count() <= 400, "{why:?}");
+            }
+        }
         Err(e) => check_error(&e),
     }
     if let Some((id, reply_to)) = Request::salvage(data) {

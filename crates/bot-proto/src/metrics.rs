@@ -97,22 +97,38 @@ impl fmt::Display for Number {
     }
 }
 
-/// One measurement, printed on the wire as `<name>:<metric>:<value>:<TYPE>`.
+/// One measurement: a metric, its labels, a value and its type. Its time
+/// is the time of the batch it travels in (one collecting round).
+///
+/// As a classic line: `<name>:<metric>[.<label value>…]:<value>:<TYPE>`
+/// (label values in key order, characters outside `[A-Za-z0-9_-]` as `_`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
     /// Dotted metric name, e.g. `cpu.load`.
     pub metric: String,
+    /// Labels, sorted by key, keys unique: `cpu`, `mount`, `iface`, `device`.
+    pub labels: Vec<(String, String)>,
     /// The value.
     pub value: Number,
     /// Its type.
     pub kind: Kind,
 }
 
+/// Most labels on one sample.
+pub const MAX_LABELS: usize = 8;
+/// Longest label key, in bytes (`[a-z_][a-z0-9_]*`).
+pub const MAX_LABEL_KEY_BYTES: usize = 64;
+/// Longest label value, in bytes (no control characters).
+pub const MAX_LABEL_VALUE_BYTES: usize = 256;
+/// Longest metric name, in bytes.
+pub const MAX_METRIC_BYTES: usize = 128;
+
 impl Sample {
     /// A gauge.
     pub fn gauge(metric: impl Into<String>, value: Number) -> Sample {
         Sample {
             metric: metric.into(),
+            labels: Vec::new(),
             value,
             kind: Kind::Gauge,
         }
@@ -122,20 +138,123 @@ impl Sample {
     pub fn derive(metric: impl Into<String>, value: i64) -> Sample {
         Sample {
             metric: metric.into(),
+            labels: Vec::new(),
             value: Number::Int(value),
             kind: Kind::Derive,
         }
+    }
+
+    /// The same sample with label `key` = `value` (replacing any value
+    /// of that key; labels stay sorted by key).
+    #[must_use]
+    pub fn label(mut self, key: impl Into<String>, value: impl Into<String>) -> Sample {
+        let key = key.into();
+        let value = value.into();
+        match self.labels.binary_search_by(|(k, _)| k.as_str().cmp(&key)) {
+            Ok(i) => self.labels[i].1 = value,
+            Err(i) => self.labels.insert(i, (key, value)),
+        }
+        self
+    }
+
+    /// The label `key`'s value, if any.
+    pub fn label_value(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The metric as a classic line names it: labels' values appended in
+    /// key order, each character outside `[A-Za-z0-9_-]` as `_`
+    /// (`disk.used` with `mount=/var` → `disk.used._var`).
+    pub fn classic_metric(&self) -> String {
+        let mut m = self.metric.clone();
+        for (_, v) in &self.labels {
+            m.push('.');
+            m.extend(v.chars().map(|c| {
+                if c.is_ascii_alphanumeric() || matches!(c, '_' | '-') {
+                    c
+                } else {
+                    '_'
+                }
+            }));
+        }
+        m
     }
 
     /// The classic line for agent `name`.
     pub fn line(&self, name: &str) -> String {
         format!(
             "{name}:{}:{}:{}",
-            self.metric,
+            self.classic_metric(),
             self.value,
             self.kind.as_str()
         )
     }
+
+    /// Checks the limits of a sample (metric name, labels); the error names
+    /// what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.metric.len() > MAX_METRIC_BYTES || !valid_metric(&self.metric) {
+            return Err(format!(
+                "metric {:?} must be 1..={MAX_METRIC_BYTES} bytes of [A-Za-z0-9._-]",
+                cut(&self.metric)
+            ));
+        }
+        if self.labels.len() > MAX_LABELS {
+            return Err(format!(
+                "{}: {} labels, more than {MAX_LABELS}",
+                self.metric,
+                self.labels.len()
+            ));
+        }
+        for (i, (k, v)) in self.labels.iter().enumerate() {
+            if !valid_label_key(k) {
+                return Err(format!(
+                    "{}: label key {:?} must be 1..={MAX_LABEL_KEY_BYTES} bytes of [a-z0-9_], not starting with a digit",
+                    self.metric,
+                    cut(k)
+                ));
+            }
+            if i > 0 && self.labels[i - 1].0 >= *k {
+                return Err(format!(
+                    "{}: label keys must be sorted and unique ({:?})",
+                    self.metric,
+                    cut(k)
+                ));
+            }
+            if v.len() > MAX_LABEL_VALUE_BYTES || v.chars().any(char::is_control) {
+                return Err(format!(
+                    "{}: label {k}'s value {:?} must be at most {MAX_LABEL_VALUE_BYTES} bytes without control characters",
+                    self.metric,
+                    cut(v)
+                ));
+            }
+        }
+        if let Number::Real(r) = self.value
+            && !r.is_finite()
+        {
+            return Err(format!("{}: value is not finite", self.metric));
+        }
+        Ok(())
+    }
+}
+
+/// Whether `key` is a label key: 1..=64 bytes of `[a-z0-9_]`, not starting
+/// with a digit (what Prometheus accepts, lower case).
+pub fn valid_label_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_LABEL_KEY_BYTES
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// At most 60 characters of `s`, for error messages.
+fn cut(s: &str) -> String {
+    s.chars().take(60).collect()
 }
 
 /// One parsed classic token: the sample, and the agent name it carried.
@@ -176,6 +295,7 @@ pub fn parse_token(token: &str) -> Result<LineSample, &'static str> {
         name: name.map(str::to_owned),
         sample: Sample {
             metric: metric.to_owned(),
+            labels: Vec::new(),
             value,
             kind,
         },
@@ -211,6 +331,34 @@ mod tests {
             Sample::derive("stat.intr", 5).line("h"),
             "h:stat.intr:5:DERIVE"
         );
+    }
+
+    #[test]
+    fn labels_are_sorted_flattened_in_lines_and_checked() {
+        let s = Sample::gauge("disk.used", Number::Int(5))
+            .label("mount", "/var/log")
+            .label("device", "sda1");
+        assert_eq!(
+            s.labels,
+            [
+                ("device".to_owned(), "sda1".to_owned()),
+                ("mount".to_owned(), "/var/log".to_owned())
+            ]
+        );
+        assert_eq!(s.label_value("mount"), Some("/var/log"));
+        assert_eq!(s.line("h"), "h:disk.used.sda1._var_log:5:GAUGE");
+        assert_eq!(s.validate(), Ok(()));
+        let bad = Sample::gauge("m", Number::Int(1)).label("Bad", "x");
+        assert!(bad.validate().is_err());
+        let mut unsorted = Sample::gauge("m", Number::Int(1));
+        unsorted.labels = vec![("b".into(), "1".into()), ("a".into(), "2".into())];
+        assert!(unsorted.validate().is_err());
+        assert!(
+            Sample::gauge("m", Number::Real(f64::NAN))
+                .validate()
+                .is_err()
+        );
+        assert!(Sample::gauge("", Number::Int(1)).validate().is_err());
     }
 
     #[test]

@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `bot/v1/status/<id>` | agent | [`Status`](crate::Status) | retained; the last will is the same status with `online: false` |
 //! | `bot/v1/heartbeat/<id>` | agent | [`Heartbeat`](crate::Heartbeat) | not retained |
+//! | `bot/v1/metrics/<id>` | agent | [`Metrics`](crate::Metrics) | not retained, QoS 0: one message per measuring round |
 //! | `bot/v1/req/all` | requester | [`Request`](crate::Request) | every agent receives it and evaluates the filter |
 //! | `bot/v1/req/agent/<id>` | requester | [`Request`](crate::Request) | addressed to one agent |
 //! | `bot/v1/req/pool/<pool>` | requester | [`Request`](crate::Request) | a work queue: agents of the pool share `$share/<pool>/…` |
@@ -22,6 +23,9 @@ pub const STATUS_WILDCARD: &str = "bot/v1/status/+";
 
 /// Subscribes to every agent's heartbeat.
 pub const HEARTBEAT_WILDCARD: &str = "bot/v1/heartbeat/+";
+
+/// Subscribes to every agent's samples.
+pub const METRICS_WILDCARD: &str = "bot/v1/metrics/+";
 
 /// Requests for every agent; each one evaluates the request's filter.
 pub const REQUEST_BROADCAST: &str = "bot/v1/req/all";
@@ -40,6 +44,11 @@ pub fn status_topic(agent_id: &str) -> String {
 /// The heartbeats of one agent.
 pub fn heartbeat_topic(agent_id: &str) -> String {
     format!("{PREFIX}/heartbeat/{agent_id}")
+}
+
+/// The samples of one agent, a batch per measuring round.
+pub fn metrics_topic(agent_id: &str) -> String {
+    format!("{PREFIX}/metrics/{agent_id}")
 }
 
 /// Requests addressed to one agent.

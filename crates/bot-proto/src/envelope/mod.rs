@@ -8,6 +8,7 @@
 //! | `reply` | [`Reply`] | the request's `reply_to` |
 //! | `status` | [`Status`] | `bot/v1/status/<id>` (retained, last will) |
 //! | `heartbeat` | [`Heartbeat`] | `bot/v1/heartbeat/<id>` |
+//! | `metrics` | [`Metrics`] | `bot/v1/metrics/<id>` (samples of one round; lenient about samples) |
 //!
 //! # Decoding
 //!
@@ -54,12 +55,14 @@
 mod error;
 mod fields;
 mod heartbeat;
+mod metrics;
 mod reply;
 mod request;
 mod status;
 
 pub use error::DecodeError;
 pub use heartbeat::Heartbeat;
+pub use metrics::{DecodedMetrics, MAX_BATCH_SAMPLES, Metrics};
 pub use reply::{Reply, ReplyStatus};
 pub use request::{Draft, Request};
 pub use status::Status;

@@ -3,7 +3,8 @@
 //! the fields the types write, and invalid messages are rejected by both the
 //! schema and `decode`.
 
-use bot_proto::{DecodeError, Heartbeat, Reply, Request, Status};
+use bot_proto::metrics::{Number, Sample};
+use bot_proto::{DecodeError, Heartbeat, Metrics, Reply, Request, Status};
 use serde_json::{Value, json};
 
 use crate::{bytes_of, heartbeat, json_of, reply, request, status};
@@ -12,11 +13,28 @@ const REQUEST: &str = include_str!("../../../../docs/schemas/request.schema.json
 const REPLY: &str = include_str!("../../../../docs/schemas/reply.schema.json");
 const STATUS: &str = include_str!("../../../../docs/schemas/status.schema.json");
 const HEARTBEAT: &str = include_str!("../../../../docs/schemas/heartbeat.schema.json");
+const METRICS: &str = include_str!("../../../../docs/schemas/metrics.schema.json");
 
 /// A decoder, named by its kind.
 type Decode = fn(&[u8]) -> Result<(), DecodeError>;
 
-/// The four schemas with their decoders and a valid message of each kind.
+/// A metrics batch with a sample of every shape.
+fn metrics() -> Metrics {
+    Metrics {
+        id: "0f1e2d3c".into(),
+        name: "web1".into(),
+        time_ms: 1_700_000_000_000,
+        interval_ms: 10_000,
+        samples: vec![
+            Sample::gauge("cpu.usage", Number::Real(12.5)).label("cpu", "total"),
+            Sample::derive("net.rx_bytes", 1).label("iface", "eth0"),
+            Sample::gauge("uptime", Number::Int(5)),
+        ],
+        sig: None,
+    }
+}
+
+/// The schemas with their decoders and a valid message of each kind.
 fn kinds() -> Vec<(&'static str, Value, Decode, Value)> {
     vec![
         (
@@ -53,6 +71,18 @@ fn kinds() -> Vec<(&'static str, Value, Decode, Value)> {
                 &Heartbeat {
                     sig: Some("kid.sig".into()),
                     ..heartbeat()
+                }
+                .encode(),
+            ),
+        ),
+        (
+            "metrics",
+            schema(METRICS),
+            |b| Metrics::decode(b).map(drop),
+            json_of(
+                &Metrics {
+                    sig: Some("kid.sig".into()),
+                    ..metrics()
                 }
                 .encode(),
             ),
@@ -329,6 +359,20 @@ fn invalid_messages_are_rejected_by_both() {
                 ("uptime_s", Some(json!(null))),
             ],
         ),
+        (
+            "metrics",
+            vec![
+                ("id", Some(json!("a/b"))),
+                ("name", None),
+                ("time_ms", Some(json!(-1))),
+                ("interval_ms", Some(json!("10"))),
+                ("samples", Some(json!({}))),
+                (
+                    "samples",
+                    Some(json!(vec![json!(["m", {}, 1, "GAUGE"]); 4097])),
+                ),
+            ],
+        ),
     ];
     let mut checked = 0;
     for (kind, schema, decode, msg) in kinds() {
@@ -359,4 +403,31 @@ fn too_many_facts_are_rejected_by_both() {
         Some(Value::Object(facts)),
     );
     rejected("status", &v, |b| Status::decode(b).map(drop), &msg);
+}
+
+/// A malformed sample is refused by the schema, and `decode` leaves it out
+/// and counts it, keeping the rest.
+#[test]
+fn malformed_samples_are_described_by_the_schema_and_counted_by_decode() {
+    let v = validator(&schema(METRICS));
+    let good = json_of(&metrics().encode());
+    for bad in [
+        json!(["bad metric", {}, 1, "GAUGE"]),
+        json!(["m", {"Cpu": "0"}, 1, "GAUGE"]),
+        json!(["m", {"cpu": 0}, 1, "GAUGE"]),
+        json!(["m", {}, "1", "GAUGE"]),
+        json!(["m", {}, 1, "gauge"]),
+        json!(["m", {}, 1]),
+        json!("m"),
+    ] {
+        let mut msg = good.clone();
+        msg["samples"]
+            .as_array_mut()
+            .expect("array")
+            .push(bad.clone());
+        assert!(!v.is_valid(&msg), "schema accepts {bad}");
+        let d = Metrics::decode(&bytes_of(&msg)).expect("the batch decodes");
+        assert_eq!(d.rejected, 1, "{bad}");
+        assert_eq!(d.metrics.samples, metrics().samples, "{bad}");
+    }
 }
