@@ -1,5 +1,5 @@
 //! Fuzz target `envelope`: feeds arbitrary bytes to every decoder of the
-//! structured protocol (`Request`, `Reply`, `Status`, `Heartbeat`, `Metrics`),
+//! structured protocol (`Request`, `Reply`, `Status`, `Heartbeat`, `MeasureConfig`, `Metrics`),
 //! `Request::salvage` and the filter parser, and checks the invariants the
 //! agent and server rely on: no panic; whatever decodes re-encodes to bytes
 //! that decode to the same value with the same signing bytes, and passes
@@ -9,7 +9,9 @@
 
 #![no_main]
 
-use bot_proto::{DecodeError, Heartbeat, Metrics, Reply, Request, Status, filter, topics};
+use bot_proto::{
+    DecodeError, Heartbeat, MeasureConfig, Metrics, Reply, Request, Status, filter, topics,
+};
 use libfuzzer_sys::fuzz_target;
 
 fn check_error(e: &DecodeError) {
@@ -65,6 +67,13 @@ fuzz_target!(|data: &[u8]| {
     }
     match Heartbeat::decode(data) {
         Ok(h) => assert_eq!(Heartbeat::decode(&h.encode()).as_ref(), Ok(&h)),
+        Err(e) => check_error(&e),
+    }
+    match MeasureConfig::decode(data) {
+        Ok(c) => {
+            assert_eq!(MeasureConfig::decode(&c.encode()).as_ref(), Ok(&c));
+            assert_eq!(c.measure().validate(), Ok(()));
+        }
         Err(e) => check_error(&e),
     }
     match Metrics::decode(data) {

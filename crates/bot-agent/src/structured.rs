@@ -137,6 +137,7 @@ impl Identity {
             started_ms: self.started_ms,
             heartbeat_s: self.heartbeat_s,
             created_ms: now_ms(),
+            measure: None,
             key: Some(self.key.public().to_string()),
             sig: None,
         }

@@ -147,6 +147,12 @@ impl Machine {
         self.state.interval = clamp_interval(secs, self.state.interval);
     }
 
+    /// Host-driven selection change (the server's live config turning
+    /// measuring on or off). Produces no [`Effect`].
+    pub fn set_selected(&mut self, on: bool) {
+        self.state.selected = on;
+    }
+
     /// Runs one MQTT payload. Never panics; bounded time and memory for any
     /// input.
     ///

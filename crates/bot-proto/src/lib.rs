@@ -62,8 +62,8 @@ pub mod topics;
 pub use action::{Action, ActionError};
 pub use envelope::Draft;
 pub use envelope::{
-    DecodeError, DecodedMetrics, Facts, Heartbeat, MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES, Metrics,
-    Reply, ReplyStatus, Request, Status, VERSION,
+    DecodeError, DecodedMetrics, Facts, Heartbeat, MAX_ENVELOPE_BYTES, MAX_REPLY_BYTES,
+    MeasureConfig, Metrics, Reply, ReplyStatus, Request, Status, VERSION,
 };
 pub use filter::{Filter, FilterError, Target};
 

@@ -257,6 +257,72 @@ fn cut(s: &str) -> String {
     s.chars().take(60).collect()
 }
 
+/// The measuring settings of an agent, live: whether it measures, how
+/// often, and which collectors. The server sends the wanted settings in a
+/// [`MeasureConfig`](crate::MeasureConfig); the agent reports the settings
+/// in force in its status (classic `SEL`, `UNSEL`, `TSSET` and `LUN`
+/// change them too).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct Measure {
+    /// Measuring on (the classic "selected").
+    pub enabled: bool,
+    /// The interval, ms: 100..=86,400,000.
+    pub interval_ms: u64,
+    /// The collectors that run, by name (each 1..=32 bytes of `[a-z0-9_]`,
+    /// at most 32, no duplicates).
+    pub collectors: Vec<String>,
+    /// The revision of the last config from the server applied (0: none).
+    #[serde(default)]
+    pub revision: u64,
+    /// True when the settings were changed on the agent (classic protocol,
+    /// or an interval raised after an overrun) since that revision.
+    #[serde(default)]
+    pub local: bool,
+}
+
+/// Shortest measuring interval, ms (bot-lang's `MIN_INTERVAL`).
+pub const MIN_INTERVAL_MS: u64 = 100;
+/// Longest measuring interval, ms (bot-lang's `MAX_INTERVAL`).
+pub const MAX_INTERVAL_MS: u64 = 86_400_000;
+/// Most collectors named in [`Measure::collectors`].
+pub const MAX_COLLECTORS: usize = 32;
+
+impl Measure {
+    /// Checks every limit; the error names the field and the bad value.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(MIN_INTERVAL_MS..=MAX_INTERVAL_MS).contains(&self.interval_ms) {
+            return Err(format!(
+                "interval_ms: {} is outside {MIN_INTERVAL_MS}..={MAX_INTERVAL_MS}",
+                self.interval_ms
+            ));
+        }
+        if self.collectors.len() > MAX_COLLECTORS {
+            return Err(format!(
+                "collectors: {} names, more than {MAX_COLLECTORS}",
+                self.collectors.len()
+            ));
+        }
+        for (i, c) in self.collectors.iter().enumerate() {
+            let ok = !c.is_empty()
+                && c.len() <= 32
+                && c.chars()
+                    .all(|ch| ch.is_ascii_lowercase() || ch.is_ascii_digit() || ch == '_');
+            if !ok {
+                return Err(format!(
+                    "collectors: {:?} must be 1..=32 bytes of [a-z0-9_]",
+                    cut(c)
+                ));
+            }
+            if self.collectors[..i].contains(c) {
+                return Err(format!("collectors: {c:?} listed twice"));
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One parsed classic token: the sample, and the agent name it carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineSample {

@@ -6,6 +6,7 @@
 //! |---|---|---|---|
 //! | `bot/v1/status/<id>` | agent | [`Status`](crate::Status) | retained; the last will is the same status with `online: false` |
 //! | `bot/v1/heartbeat/<id>` | agent | [`Heartbeat`](crate::Heartbeat) | not retained |
+//! | `bot/v1/config/<id>` | server | [`MeasureConfig`](crate::MeasureConfig) | retained: the measuring settings the agent should run with |
 //! | `bot/v1/metrics/<id>` | agent | [`Metrics`](crate::Metrics) | not retained, QoS 0: one message per measuring round |
 //! | `bot/v1/req/all` | requester | [`Request`](crate::Request) | every agent receives it and evaluates the filter |
 //! | `bot/v1/req/agent/<id>` | requester | [`Request`](crate::Request) | addressed to one agent |
@@ -44,6 +45,11 @@ pub fn status_topic(agent_id: &str) -> String {
 /// The heartbeats of one agent.
 pub fn heartbeat_topic(agent_id: &str) -> String {
     format!("{PREFIX}/heartbeat/{agent_id}")
+}
+
+/// The retained measuring settings the server wants one agent to run with.
+pub fn config_topic(agent_id: &str) -> String {
+    format!("{PREFIX}/config/{agent_id}")
 }
 
 /// The samples of one agent, a batch per measuring round.

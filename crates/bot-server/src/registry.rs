@@ -613,6 +613,7 @@ mod tests {
             started_ms: 1,
             heartbeat_s: 30,
             created_ms: 1,
+            measure: None,
             key: Some(key.public().to_string()),
             sig: None,
         };

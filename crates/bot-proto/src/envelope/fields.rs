@@ -90,6 +90,11 @@ impl Fields {
         }
     }
 
+    /// Takes an optional field of any JSON type (absent or `null`: `None`).
+    pub(crate) fn opt_value(&mut self, field: &'static str) -> Option<Value> {
+        self.optional(field)
+    }
+
     /// Takes a required string.
     pub(crate) fn string(&mut self, field: &'static str) -> Result<String, DecodeError> {
         match self.value(field)? {

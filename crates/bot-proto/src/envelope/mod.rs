@@ -8,6 +8,7 @@
 //! | `reply` | [`Reply`] | the request's `reply_to` |
 //! | `status` | [`Status`] | `bot/v1/status/<id>` (retained, last will) |
 //! | `heartbeat` | [`Heartbeat`] | `bot/v1/heartbeat/<id>` |
+//! | `config` | [`MeasureConfig`] | `bot/v1/config/<id>` (retained, signed by the server) |
 //! | `metrics` | [`Metrics`] | `bot/v1/metrics/<id>` (samples of one round; lenient about samples) |
 //!
 //! # Decoding
@@ -52,6 +53,7 @@
 //! The crate has no clock: [`Request::is_expired`] and
 //! [`Request::check_clock`] take the current time in unix milliseconds.
 
+mod config;
 mod error;
 mod fields;
 mod heartbeat;
@@ -60,6 +62,7 @@ mod reply;
 mod request;
 mod status;
 
+pub use config::MeasureConfig;
 pub use error::DecodeError;
 pub use heartbeat::Heartbeat;
 pub use metrics::{DecodedMetrics, MAX_BATCH_SAMPLES, Metrics};

@@ -12,6 +12,7 @@ use super::{
     MAX_VERSION_CHARS, VERSION, show, to_json,
 };
 use crate::filter::Target;
+use crate::metrics::Measure;
 
 /// An agent's registration.
 ///
@@ -22,7 +23,9 @@ use crate::filter::Target;
 /// {"v":1,"kind":"status","id":"0f1e2d3c","name":"web1","hostname":"web1.example.com",
 ///  "ips":["10.0.0.5","fe80::1"],"version":"0.1.0","online":true,
 ///  "facts":{"cpus":4,"memory":{"total":8589934592},"os":"linux"},"tags":["web","prod"],
-///  "pools":["build"],"started_ms":1700000000000,"heartbeat_s":30,"created_ms":1700000000000}
+///  "pools":["build"],"started_ms":1700000000000,"heartbeat_s":30,"created_ms":1700000000000,
+///  "measure":{"enabled":true,"interval_ms":10000,"collectors":["cpu","memory"],"revision":3,
+///  "local":false}}
 /// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct Status {
@@ -54,6 +57,9 @@ pub struct Status {
     pub heartbeat_s: u64,
     /// When this status was made, unix ms.
     pub created_ms: u64,
+    /// The measuring settings in force (`None` from an agent that does not
+    /// report them).
+    pub measure: Option<Measure>,
     /// The agent's public key (`ed25519:<base64>`), with which it signs its
     /// replies, statuses and heartbeats; `None` from an agent without one.
     pub key: Option<String>,
@@ -78,6 +84,8 @@ struct Wire<'a> {
     started_ms: u64,
     heartbeat_s: u64,
     created_ms: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    measure: Option<&'a Measure>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -112,6 +120,13 @@ impl Status {
             started_ms: f.u64("started_ms")?,
             heartbeat_s: f.u64("heartbeat_s")?,
             created_ms: f.u64("created_ms")?,
+            measure: match f.opt_value("measure") {
+                None => None,
+                Some(v) => Some(
+                    serde_json::from_value::<Measure>(v)
+                        .map_err(|e| DecodeError::field("measure", e.to_string()))?,
+                ),
+            },
             key: f.opt_string("key")?,
             sig: f.opt_string("sig")?,
         };
@@ -147,6 +162,10 @@ impl Status {
             for entry in list {
                 check_level(field, entry)?;
             }
+        }
+        if let Some(m) = &self.measure {
+            m.validate()
+                .map_err(|why| DecodeError::field("measure", why))?;
         }
         if let Some(key) = &self.key {
             check_token("key", key, 1, MAX_KEY_CHARS)?;
@@ -190,6 +209,7 @@ impl Status {
             started_ms: self.started_ms,
             heartbeat_s: self.heartbeat_s,
             created_ms: self.created_ms,
+            measure: self.measure.as_ref(),
             key: self.key.as_deref(),
             sig,
         }

@@ -12,7 +12,7 @@
 //! # facts.insert("memory".into(), serde_json::json!({"total": 8_589_934_592u64}));
 //! # let agent = Status { id: "a1".into(), name: "web-01".into(), hostname: "web-01".into(),
 //! #     ips: vec![], version: "1".into(), online: true, facts, tags: vec!["prod".into()],
-//! #     pools: vec![], started_ms: 0, heartbeat_s: 30, created_ms: 0, key: None, sig: None };
+//! #     pools: vec![], started_ms: 0, heartbeat_s: 30, created_ms: 0, measure: None, key: None, sig: None };
 //! let f = filter::parse("web* and os=linux and (cpus>=4 or tag:big) and memory.total>4e9")?;
 //! assert!(f.matches(&agent));
 //! assert!(!filter::parse("not tag:prod")?.matches(&agent));

@@ -137,6 +137,13 @@ pub fn status() -> Status {
         started_ms: 1_700_000_000_000,
         heartbeat_s: 30,
         created_ms: 1_700_000_000_001,
+        measure: Some(bot_proto::metrics::Measure {
+            enabled: true,
+            interval_ms: 10_000,
+            collectors: vec!["cpu".into(), "memory".into()],
+            revision: 3,
+            local: false,
+        }),
         key: None,
         sig: None,
     }

@@ -4,7 +4,7 @@
 //! schema and `decode`.
 
 use bot_proto::metrics::{Number, Sample};
-use bot_proto::{DecodeError, Heartbeat, Metrics, Reply, Request, Status};
+use bot_proto::{DecodeError, Heartbeat, MeasureConfig, Metrics, Reply, Request, Status};
 use serde_json::{Value, json};
 
 use crate::{bytes_of, heartbeat, json_of, reply, request, status};
@@ -13,6 +13,7 @@ const REQUEST: &str = include_str!("../../../../docs/schemas/request.schema.json
 const REPLY: &str = include_str!("../../../../docs/schemas/reply.schema.json");
 const STATUS: &str = include_str!("../../../../docs/schemas/status.schema.json");
 const HEARTBEAT: &str = include_str!("../../../../docs/schemas/heartbeat.schema.json");
+const CONFIG: &str = include_str!("../../../../docs/schemas/config.schema.json");
 const METRICS: &str = include_str!("../../../../docs/schemas/metrics.schema.json");
 
 /// A decoder, named by its kind.
@@ -71,6 +72,23 @@ fn kinds() -> Vec<(&'static str, Value, Decode, Value)> {
                 &Heartbeat {
                     sig: Some("kid.sig".into()),
                     ..heartbeat()
+                }
+                .encode(),
+            ),
+        ),
+        (
+            "config",
+            schema(CONFIG),
+            |b| MeasureConfig::decode(b).map(drop),
+            json_of(
+                &MeasureConfig {
+                    id: "0f1e2d3c".into(),
+                    revision: 3,
+                    enabled: true,
+                    interval_ms: 5_000,
+                    collectors: vec!["cpu".into(), "memory".into()],
+                    created_ms: 1_700_000_000_000,
+                    sig: Some("kid.sig".into()),
                 }
                 .encode(),
             ),
@@ -239,7 +257,7 @@ fn schemas_list_exactly_the_fields_the_types_write() {
             .iter()
             .map(|v| v.as_str().expect("string"))
             .collect();
-        let optional = ["filter", "sig", "error", "key"];
+        let optional = ["filter", "sig", "error", "key", "measure"];
         let expected: Vec<&str> = written
             .iter()
             .map(|s| s.as_str())
@@ -357,6 +375,19 @@ fn invalid_messages_are_rejected_by_both() {
                 ("name", Some(json!(""))),
                 ("seq", Some(json!(-1))),
                 ("uptime_s", Some(json!(null))),
+            ],
+        ),
+        (
+            "config",
+            vec![
+                ("id", Some(json!("a b"))),
+                ("revision", Some(json!(-1))),
+                ("enabled", Some(json!("yes"))),
+                ("interval_ms", Some(json!(99))),
+                ("interval_ms", Some(json!(86_400_001))),
+                ("collectors", Some(json!(["CPU"]))),
+                ("collectors", Some(json!(["cpu", "cpu"]))),
+                ("created_ms", None),
             ],
         ),
         (

@@ -137,6 +137,7 @@ impl FakeAgent {
             started_ms: now,
             heartbeat_s: 0,
             created_ms: now,
+            measure: None,
             key: Some(self.key.public().to_string()),
             sig: None,
         };
