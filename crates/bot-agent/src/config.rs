@@ -133,7 +133,9 @@ pub struct LimitsConfig {
 }
 
 /// The built-in collectors, in the order they run.
-pub const COLLECTORS: [&str; 5] = ["load", "stat", "ps", "files", "memory"];
+pub const COLLECTORS: [&str; 10] = [
+    "load", "cpu", "memory", "disk", "diskio", "net", "uptime", "stat", "ps", "files",
+];
 
 impl Default for AgentConfig {
     fn default() -> Self {
@@ -655,7 +657,7 @@ mod tests {
             name: Some("a/b".into()),
             brokers: vec!["foo://x".into(), "mqtt://h:0".into()],
             interval: -1.0,
-            collectors: vec!["cpu".into()],
+            collectors: vec!["gpu".into()],
             keep_alive: 0,
             ..AgentConfig::default()
         };
@@ -668,7 +670,7 @@ mod tests {
             "foo",
             "port \"0\"",
             "interval: -1",
-            "\"cpu\"",
+            "\"gpu\"",
             "keep_alive: 0",
         ] {
             assert!(all.contains(want), "missing {want:?} in:\n{all}");
