@@ -21,6 +21,7 @@
 pub mod api;
 pub mod audit;
 pub mod engine;
+pub mod events;
 pub mod http;
 pub mod registry;
 
@@ -220,8 +221,11 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         .map_err(|e| anyhow::anyhow!("bad MQTT client id: {e}"))?;
 
     let (audit, audit_rx) = audit::Audit::new();
+    let events = events::EventHub::default();
     let (registry, offline_rx) = Registry::new(store.agents().await?, config.auto_accept);
-    let registry = registry.with_audit(audit.clone());
+    let registry = registry
+        .with_audit(audit.clone())
+        .with_events(events.clone());
     let results_topic = topics::durable_reply_topic(&client_id);
     let call_topic = topics::reply_topic(&client_id);
     let mut options = Options::new(client_id.clone(), config.brokers.clone());
@@ -253,6 +257,12 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         offline_rx,
         audit.clone(),
     );
+    let engine = engine.with_events(events.clone());
+    let events_task = tokio::spawn(events::forward_to_mqtt(
+        events.subscribe(),
+        session.publisher.clone(),
+        shutdown.clone(),
+    ));
     let core = Arc::new(Core {
         store: store.clone(),
         registry: registry.clone(),
@@ -300,6 +310,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         let engine_result = engine_task.await;
         let _ = keep_task.await;
         let _ = audit_task.await;
+        let _ = events_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         store.close().await;
         engine_result.context("task engine panicked")??;

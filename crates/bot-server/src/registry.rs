@@ -52,6 +52,7 @@ pub struct Registry {
     inner: Arc<RwLock<Inner>>,
     offline_tx: mpsc::UnboundedSender<String>,
     audit: Option<crate::audit::Audit>,
+    events: Option<crate::events::EventHub>,
 }
 
 #[derive(Debug, Default)]
@@ -141,9 +142,28 @@ impl Registry {
                 inner: Arc::new(RwLock::new(inner)),
                 offline_tx,
                 audit: None,
+                events: None,
             },
             offline_rx,
         )
+    }
+
+    /// This registry, announcing agents going online and offline on `events`.
+    pub fn with_events(mut self, events: crate::events::EventHub) -> Registry {
+        self.events = Some(events);
+        self
+    }
+
+    /// Announces an online/offline transition on the event hub.
+    fn announce(&self, id: &str, name: &str, online: bool, at_ms: u64) {
+        if let Some(hub) = &self.events {
+            hub.publish(crate::events::Event::Agent {
+                id: id.to_owned(),
+                name: name.to_owned(),
+                online,
+                at_ms,
+            });
+        }
     }
 
     /// This registry, recording key changes in `audit`.
@@ -196,10 +216,11 @@ impl Registry {
             }
         };
         let now = now_ms();
-        let went_offline = {
+        let (went_offline, transition) = {
             let mut inner = self.write();
             let auto_accept = inner.auto_accept;
             let went_offline;
+            let transition;
             match inner.agents.get_mut(&status.id) {
                 Some(known) => {
                     let bound = known.key.key.clone();
@@ -222,6 +243,7 @@ impl Registry {
                         return;
                     }
                     went_offline = known.online && !status.online;
+                    transition = (known.online != status.online).then_some(status.online);
                     let first = known.first_seen_ms;
                     let binding = known.key.clone();
                     *known = Agent::from_status(&status, now);
@@ -235,6 +257,7 @@ impl Registry {
                 }
                 None => {
                     went_offline = !status.online;
+                    transition = Some(status.online);
                     let mut agent = Agent::from_status(&status, now);
                     agent.key = if auto_accept {
                         trusted(&key)
@@ -249,8 +272,11 @@ impl Registry {
                 }
             }
             inner.changed(&status.id);
-            went_offline
+            (went_offline, transition)
         };
+        if let Some(online) = transition {
+            self.announce(&status.id, &status.name, online, now);
+        }
         if went_offline {
             let _ = self.offline_tx.send(status.id);
         }
@@ -341,15 +367,16 @@ impl Registry {
                 let limit = a.heartbeat_s.saturating_mul(STALE_HEARTBEATS * 1000);
                 if a.online && a.heartbeat_s > 0 && now.saturating_sub(a.last_seen_ms) > limit {
                     a.online = false;
-                    gone.push(a.id.clone());
+                    gone.push((a.id.clone(), a.name.clone()));
                 }
             }
-            for id in &gone {
+            for (id, _) in &gone {
                 inner.changed(id);
             }
         }
-        for id in gone {
+        for (id, name) in gone {
             tracing::info!(%id, "agent silent for {STALE_HEARTBEATS} heartbeats: offline");
+            self.announce(&id, &name, false, now);
             let _ = self.offline_tx.send(id);
         }
     }

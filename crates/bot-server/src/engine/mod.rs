@@ -110,6 +110,8 @@ pub(crate) struct Engine {
     signer: std::sync::Arc<bot_auth::Signer>,
     /// Records every request sent.
     audit: crate::audit::Audit,
+    /// Where task and target transitions go (MQTT, the browser, …).
+    events: crate::events::EventHub,
     rx: mpsc::UnboundedReceiver<Input>,
     offline_rx: mpsc::UnboundedReceiver<String>,
     active: HashMap<String, Rollout>,
@@ -158,6 +160,7 @@ impl Engine {
             results_topic,
             signer,
             audit,
+            events: crate::events::EventHub::default(),
             rx,
             offline_rx,
             active: HashMap::new(),
@@ -166,6 +169,12 @@ impl Engine {
             unsent: Vec::new(),
         };
         (engine, EngineHandle { tx })
+    }
+
+    /// This engine, publishing task and target transitions on `events`.
+    pub(crate) fn with_events(mut self, events: crate::events::EventHub) -> Engine {
+        self.events = events;
+        self
     }
 
     /// Resumes unfinished tasks, then runs until `shutdown`.
@@ -467,13 +476,8 @@ impl Engine {
             self.publish_request(topic, request).await;
         }
         for event in out.events {
-            let topic = topics::task_event_topic(&event.task_id);
-            if let Ok(json) = serde_json::to_vec(&event) {
-                let _ = self
-                    .publisher
-                    .publish(topic, json, Qos::AtMostOnce, false)
-                    .await;
-            }
+            self.events
+                .publish(crate::events::Event::Task(Box::new(event)));
         }
         for (done, ok) in out.answers {
             let _ = done.send(ok);
