@@ -2,6 +2,10 @@
 //! runs on a fresh stack (`bot-lang` guarantees bounded time and memory), its
 //! replies go to `RES`, and its effects (selection, interval, reset, `_TEST`)
 //! are applied here and forwarded to the measuring loop at once.
+//!
+//! This task is the one owner of the measuring settings in force: the
+//! server's config (`bot/v1/config/<id>`, checked by the caller) is applied
+//! here too, so a classic `UNSEL` and a config never race.
 
 use bot_bus::{Publisher, Qos};
 use bot_lang::{Effect, Machine};
@@ -14,6 +18,13 @@ pub(crate) struct Classic {
     publisher: Publisher,
     state: watch::Sender<MeasureState>,
     own_topic: String,
+    /// The collectors that run (the config file's, then the server's).
+    collectors: std::sync::Arc<[String]>,
+    /// The server config last applied: its revision and time.
+    revision: u64,
+    applied_ms: u64,
+    /// Changed on the agent since that config.
+    local: bool,
 }
 
 impl Classic {
@@ -23,11 +34,16 @@ impl Classic {
         state: watch::Sender<MeasureState>,
     ) -> Classic {
         let own_topic = format!("{TOPIC_BUS}/{}", machine.info().name);
+        let collectors = state.borrow().collectors.clone();
         Classic {
             machine,
             publisher,
             state,
             own_topic,
+            collectors,
+            revision: 0,
+            applied_ms: 0,
+            local: false,
         }
     }
 
@@ -49,6 +65,7 @@ impl Classic {
             }
         }
         if !outcome.effects.is_empty() {
+            self.local = true;
             self.sync_state();
         }
         for reply in outcome.replies {
@@ -72,6 +89,7 @@ impl Classic {
         mut self,
         mut inbox: tokio::sync::mpsc::Receiver<bot_bus::Message>,
         mut raise: tokio::sync::mpsc::Receiver<f64>,
+        mut configs: tokio::sync::mpsc::Receiver<bot_proto::MeasureConfig>,
     ) {
         loop {
             tokio::select! {
@@ -80,8 +98,30 @@ impl Classic {
                     None => return,
                 },
                 Some(secs) = raise.recv() => self.raise_interval(secs),
+                Some(config) = configs.recv() => self.apply_config(&config),
             }
         }
+    }
+
+    /// Applies the server's measuring config (already checked): on or
+    /// off, interval, collectors, at once. An older config than the one
+    /// applied (a retained message replayed) is ignored.
+    pub fn apply_config(&mut self, config: &bot_proto::MeasureConfig) {
+        if config.created_ms < self.applied_ms
+            || (config.created_ms == self.applied_ms && config.revision <= self.revision)
+        {
+            tracing::debug!(revision = config.revision, "older measuring config ignored");
+            return;
+        }
+        self.machine.set_selected(config.enabled);
+        #[allow(clippy::cast_precision_loss)]
+        self.machine
+            .set_interval(config.interval_ms as f64 / 1000.0);
+        self.collectors = config.collectors.iter().cloned().collect();
+        self.revision = config.revision;
+        self.applied_ms = config.created_ms;
+        self.local = false;
+        self.sync_state();
     }
 
     /// The measuring loop asks for a longer interval after an overrun.
@@ -92,6 +132,7 @@ impl Classic {
                 interval = self.machine.state().interval,
                 "interval raised after overrun"
             );
+            self.local = true;
             self.sync_state();
         }
     }
@@ -101,6 +142,9 @@ impl Classic {
         let next = MeasureState {
             selected: s.selected,
             interval: s.interval,
+            collectors: self.collectors.clone(),
+            revision: self.revision,
+            local: self.local,
         };
         self.state.send_if_modified(|cur| {
             let changed = *cur != next;

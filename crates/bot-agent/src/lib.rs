@@ -49,11 +49,34 @@ pub const TOPIC_RES: &str = "RES";
 /// Prefix of the per-agent sample topic (`DATA/<name>`).
 pub const TOPIC_DATA: &str = "DATA";
 
-/// What the measuring loop needs to know, changed live by the classic protocol.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The measuring settings in force, changed live by the server's config
+/// (`bot/v1/config/<id>`) and by the classic protocol (`SEL`, `UNSEL`,
+/// `TSSET`, `LUN`). One owner changes them (the classic task); the
+/// measuring loop and the status read them.
+#[derive(Debug, Clone, PartialEq)]
 pub(crate) struct MeasureState {
     pub selected: bool,
     pub interval: f64,
+    /// The collectors that run, by name.
+    pub collectors: Arc<[String]>,
+    /// The revision of the server's config last applied (0: none).
+    pub revision: u64,
+    /// Changed on the agent since that revision.
+    pub local: bool,
+}
+
+impl MeasureState {
+    /// As the status reports it.
+    pub fn measure(&self) -> bot_proto::metrics::Measure {
+        bot_proto::metrics::Measure {
+            enabled: self.selected,
+            // The interval is clamped to 0.1..=86,400 s: this fits.
+            interval_ms: (self.interval * 1000.0).round() as u64,
+            collectors: self.collectors.to_vec(),
+            revision: self.revision,
+            local: self.local,
+        }
+    }
 }
 
 /// Why the agent could not start.
@@ -73,7 +96,7 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     let key = Arc::new(identity::load_or_create_key(&config.state_dir)?);
     let started_ms = actions::now_ms();
     let me = structured::Identity {
-        key,
+        key: key.clone(),
         id: id.clone(),
         name: name.clone(),
         tags: c.tags.clone(),
@@ -115,6 +138,8 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
             bot_proto::topics::request_agent_topic(&id),
             Qos::AtLeastOnce,
         ),
+        // The retained measuring settings the server wants (if any).
+        (bot_proto::topics::config_topic(&id), Qos::AtLeastOnce),
     ];
     if c.classic {
         options
@@ -131,9 +156,16 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     }
     // Going away uncleanly is visible at once: the broker publishes this
     // retained offline status when the keep-alive expires or the socket dies.
+    let initial_measure = MeasureState {
+        selected: false,
+        interval: c.interval,
+        collectors: c.collectors.iter().cloned().collect(),
+        revision: 0,
+        local: false,
+    };
     options.will = Some(Will {
         topic: bot_proto::topics::status_topic(&id),
-        payload: me.status(&initial_facts, false).encode(),
+        payload: me.status(&initial_facts, false, &initial_measure).encode(),
         qos: Qos::AtLeastOnce,
         retain: true,
     });
@@ -153,16 +185,18 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         c.interval,
     );
     let (state_tx, state_rx) = watch::channel(MeasureState {
-        selected: false,
         interval: machine.state().interval,
+        ..initial_measure
     });
     let (raise_tx, raise_rx) = mpsc::channel::<f64>(4);
+    let (config_tx, config_rx) = mpsc::channel::<bot_proto::MeasureConfig>(4);
     let classic = classic::Classic::new(machine, session.publisher.clone(), state_tx);
     // Classic programs have their own bounded queue and task: a flood of
     // them is shed here (QoS 0, counted and logged), never the structured
     // requests behind them in the bus session's queue.
     let (classic_tx, classic_rx) = mpsc::channel::<bot_bus::Message>(CLASSIC_QUEUE);
-    let classic_task = tokio::spawn(classic.run(classic_rx, raise_rx));
+    let classic_task = tokio::spawn(classic.run(classic_rx, raise_rx, config_rx));
+    let config_topic = bot_proto::topics::config_topic(&id);
     let mut classic_shed = 0u64;
     let (facts_tx, facts_rx) = watch::channel(Arc::new(initial_facts));
     let exec_limits = actions::exec::Limits {
@@ -193,8 +227,17 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         tracing::warn!("no [[trust]] key configured: every structured request will be refused");
     }
 
+    let mut measure_changed = state_rx.clone();
     let measurer = tokio::spawn(measure::run(
-        measure::Measurer::new(&config, session.publisher.clone(), raise_tx),
+        measure::Measurer::new(
+            &config,
+            measure::Signing {
+                id: id.clone(),
+                key: key.clone(),
+            },
+            session.publisher.clone(),
+            raise_tx,
+        ),
         state_rx,
         shutdown.clone(),
     ));
@@ -208,10 +251,20 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut seq = 0u64;
     let mut facts_changed = requests.facts_watch();
+    // A change of the settings in force republishes the status, at most
+    // every STATUS_COALESCE (a flood of classic SELs is one status).
+    let mut status_due: Option<tokio::time::Instant> = None;
 
     loop {
         tokio::select! {
             event = session.events.recv() => match event {
+                Some(Event::Message(m)) if m.topic == config_topic => {
+                    if let Some(cfg) = requests.admit_config(&m.payload)
+                        && config_tx.try_send(cfg).is_err()
+                    {
+                        tracing::warn!("config changes arrive faster than they apply; one dropped");
+                    }
+                }
                 Some(Event::Message(m)) if requests.wants(&m.topic) => requests.handle(&m.topic, &m.payload),
                 Some(Event::Message(m)) if c.classic => {
                     if classic_tx.try_send(m).is_err() {
@@ -238,6 +291,20 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
                 tracing::info!("facts changed; republishing status");
                 requests.publish_status(true).await;
             }
+            Ok(()) = measure_changed.changed() => {
+                status_due.get_or_insert_with(|| tokio::time::Instant::now() + STATUS_COALESCE);
+            }
+            () = async {
+                match status_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            } => {
+                status_due = None;
+                if session.publisher.is_connected() {
+                    requests.publish_status(true).await;
+                }
+            }
             () = shutdown.cancelled() => break,
         }
     }
@@ -262,6 +329,9 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
 /// Classic programs waiting to run, at most (each up to `limits.max_payload`,
 /// 64 KiB by default: 16 MiB at worst). A burst of 200 in order still fits.
 const CLASSIC_QUEUE: usize = 256;
+
+/// How long changes of the measuring settings are gathered into one status.
+const STATUS_COALESCE: Duration = Duration::from_millis(200);
 
 /// How long a stopping agent waits for its offline status to be
 /// acknowledged (well within `bot`'s stop grace period).

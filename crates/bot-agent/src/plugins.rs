@@ -79,7 +79,7 @@ impl Plugins {
 
     /// Runs every enabled plugin once, concurrently, and appends the samples
     /// (lines already prefixed with `name`) to `out`.
-    pub async fn run_round(&mut self, name: &str, out: &mut Vec<String>) {
+    pub async fn run_round(&mut self, out: &mut Vec<PluginSample>) {
         let mut set = tokio::task::JoinSet::new();
         for path in self.enabled() {
             let (timeout, limit) = (self.timeout, self.output_limit);
@@ -100,19 +100,19 @@ impl Plugins {
             match run.output {
                 Err(why) => {
                     tracing::warn!(plugin = %run.plugin, %why, "plugin failed");
-                    out.push(
-                        Sample::gauge(format!("plugin.{}.failed", run.plugin), Number::Int(1))
-                            .line(name),
-                    );
+                    out.push(PluginSample {
+                        name: None,
+                        sample: Sample::gauge(
+                            format!("plugin.{}.failed", run.plugin),
+                            Number::Int(1),
+                        ),
+                    });
                 }
                 Ok(text) => {
                     let mut malformed = 0i64;
                     for token in text.split_ascii_whitespace() {
                         match parse_token(token) {
-                            Ok(ps) => {
-                                let n = ps.name.as_deref().unwrap_or(name);
-                                out.push(ps.sample.line(n));
-                            }
+                            Ok(ps) => out.push(ps),
                             Err(why) => {
                                 malformed += 1;
                                 if self.warned.insert(run.plugin.clone()) {
@@ -123,13 +123,13 @@ impl Plugins {
                         }
                     }
                     if malformed > 0 {
-                        out.push(
-                            Sample::gauge(
+                        out.push(PluginSample {
+                            name: None,
+                            sample: Sample::gauge(
                                 format!("plugin.{}.malformed", run.plugin),
                                 Number::Int(malformed),
-                            )
-                            .line(name),
-                        );
+                            ),
+                        });
                     }
                 }
             }
@@ -226,6 +226,13 @@ pub(crate) async fn run_one(
 mod tests {
     use super::*;
 
+    /// The classic lines of a round's samples, for agent `h`.
+    fn lines(out: &[PluginSample]) -> Vec<String> {
+        out.iter()
+            .map(|ps| ps.sample.line(ps.name.as_deref().unwrap_or("h")))
+            .collect()
+    }
+
     fn script(dir: &Path, name: &str, body: &str) {
         let p = dir.join(name);
         std::fs::write(&p, format!("#!/bin/sh\n{body}\n")).expect("write");
@@ -253,7 +260,8 @@ mod tests {
         let mut p = Plugins::new(dir.clone(), Duration::from_secs(5), 65536);
         assert_eq!(p.enabled().len(), 2, "{:?}", p.enabled());
         let mut out = Vec::new();
-        p.run_round("h", &mut out).await;
+        p.run_round(&mut out).await;
+        let out = lines(&out);
         assert_eq!(
             out,
             [
@@ -278,8 +286,8 @@ mod tests {
         );
         let mut p = Plugins::new(dir.clone(), Duration::from_millis(500), 65536);
         let mut out = Vec::new();
-        p.run_round("h", &mut out).await;
-        assert_eq!(out, ["h:plugin.hang.failed:1:GAUGE"]);
+        p.run_round(&mut out).await;
+        assert_eq!(lines(&out), ["h:plugin.hang.failed:1:GAUGE"]);
         let pid: i32 = std::fs::read_to_string(&marker)
             .expect("pid")
             .trim()
@@ -310,7 +318,7 @@ mod tests {
         );
         let mut p = Plugins::new(dir.clone(), Duration::from_secs(10), 100);
         let mut out = Vec::new();
-        p.run_round("h", &mut out).await;
+        p.run_round(&mut out).await;
         assert!(out.len() < 20, "{} samples from 100 bytes", out.len());
         let _ = std::fs::remove_dir_all(&dir);
     }

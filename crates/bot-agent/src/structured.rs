@@ -111,7 +111,7 @@ pub(crate) struct Identity {
 
 impl Identity {
     /// The status message (retained on `bot/v1/status/<id>`).
-    pub fn status(&self, facts: &Facts, online: bool) -> Status {
+    pub fn status(&self, facts: &Facts, online: bool, measure: &MeasureState) -> Status {
         let hostname = facts
             .get("hostname")
             .and_then(Value::as_str)
@@ -137,7 +137,7 @@ impl Identity {
             started_ms: self.started_ms,
             heartbeat_s: self.heartbeat_s,
             created_ms: now_ms(),
-            measure: None,
+            measure: Some(measure.measure()),
             key: Some(self.key.public().to_string()),
             sig: None,
         }
@@ -450,7 +450,8 @@ impl Structured {
     /// Publishes the retained status (online or offline).
     pub async fn publish_status(&self, online: bool) {
         let facts = self.facts.borrow().clone();
-        let status = self.me.status(&facts, online);
+        let measure = self.measure.borrow().clone();
+        let status = self.me.status(&facts, online, &measure);
         let topic = topics::status_topic(&self.me.id);
         if let Err(e) = self
             .publisher
@@ -458,6 +459,34 @@ impl Structured {
             .await
         {
             tracing::warn!(error = %e, "status not published");
+        }
+    }
+
+    /// A config from `bot/v1/config/<id>` that passes the trust checks
+    /// (`Trust::admit_config`); anything else is logged and audited, and
+    /// `None`. An empty payload (the server cleared it) is ignored.
+    pub fn admit_config(&mut self, payload: &[u8]) -> Option<bot_proto::MeasureConfig> {
+        if payload.is_empty() {
+            return None;
+        }
+        let config = match bot_proto::MeasureConfig::decode(payload) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "malformed measuring config ignored");
+                return None;
+            }
+        };
+        match self.trust.admit_config(&config, &self.me.id) {
+            Ok(by) => {
+                tracing::info!(key = %by.name, revision = config.revision, enabled = config.enabled,
+                    interval_ms = config.interval_ms, collectors = ?config.collectors,
+                    "measuring config applied");
+                Some(config)
+            }
+            Err(why) => {
+                tracing::warn!(code = why.code(), %why, "measuring config refused");
+                None
+            }
         }
     }
 
@@ -568,7 +597,7 @@ impl Structured {
             key: Some(&key),
             ..audit::Line::about(&request, "accepted", received_ms)
         });
-        let measure = *self.measure.borrow();
+        let measure = self.measure.borrow().clone();
         let ctx = Context {
             id: self.me.id.clone(),
             name: self.me.name.clone(),

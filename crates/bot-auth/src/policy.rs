@@ -184,10 +184,14 @@ impl Trust {
                 }
             };
             for a in &e.actions {
-                if a != "*" && !bot_proto::action::NAMES.contains(&a.as_str()) {
+                if a != "*"
+                    && a != bot_proto::action::CONFIGURE
+                    && !bot_proto::action::NAMES.contains(&a.as_str())
+                {
                     problems.push(format!(
-                        "{at}: actions: unknown action {a:?} (known: *, {})",
-                        bot_proto::action::NAMES.join(", ")
+                        "{at}: actions: unknown action {a:?} (known: *, {}, {})",
+                        bot_proto::action::NAMES.join(", "),
+                        bot_proto::action::CONFIGURE
                     ));
                 }
             }
@@ -242,6 +246,43 @@ impl Trust {
     pub fn claimed(&self, request: &Request) -> Option<&Trusted> {
         let (id, _) = split_sig(request.sig.as_deref()?).ok()?;
         self.keys.get(id)
+    }
+
+    /// The checks on a measuring config (not a request: no TTL, no
+    /// replay; it is retained and the newest wins): signed, by a trusted
+    /// key, the signature valid, the key trusted for `configure`, and
+    /// addressed to this agent (`my_id`). Returns the key.
+    pub fn admit_config(
+        &self,
+        config: &bot_proto::MeasureConfig,
+        my_id: &str,
+    ) -> Result<&Trusted, Rejection> {
+        let sig = config.sig.as_deref().ok_or(Rejection::Unsigned)?;
+        let (id, sig) = split_sig(sig).map_err(Rejection::BadSignature)?;
+        let by = self
+            .keys
+            .get(id)
+            .ok_or_else(|| Rejection::UnknownKey(id.chars().take(12).collect()))?;
+        if !by.key.verify(&config.signing_bytes(), &sig) {
+            return Err(Rejection::BadSignature(
+                "the signature does not match the config (changed after signing, or forged)"
+                    .to_owned(),
+            ));
+        }
+        if !by.allows_action(bot_proto::action::CONFIGURE) {
+            return Err(Rejection::NotAllowed(format!(
+                "key {:?} may not configure (allowed: {})",
+                by.name,
+                by.actions.join(", ")
+            )));
+        }
+        if config.id != my_id {
+            return Err(Rejection::Malformed(format!(
+                "the config is for agent {}, not this one",
+                config.id.chars().take(40).collect::<String>()
+            )));
+        }
+        Ok(by)
     }
 
     /// Every check of the module docs but replay, in that order. `me` is the
@@ -312,6 +353,76 @@ impl Trust {
             )));
         }
         Ok(Admitted { by, action })
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+    use crate::keys::SecretKey;
+    use crate::sign::detached;
+
+    fn config(id: &str) -> bot_proto::MeasureConfig {
+        bot_proto::MeasureConfig {
+            id: id.into(),
+            revision: 1,
+            enabled: true,
+            interval_ms: 1_000,
+            collectors: vec!["cpu".into()],
+            created_ms: 1,
+            sig: None,
+        }
+    }
+
+    #[test]
+    fn configs_need_a_key_trusted_to_configure() {
+        let server = SecretKey::generate().expect("key");
+        let ops = SecretKey::generate().expect("key");
+        let stranger = SecretKey::generate().expect("key");
+        let trust = Trust::new(&[
+            TrustEntry::full("server", &server.public()),
+            TrustEntry {
+                actions: vec!["ping".into(), "exec".into()],
+                ..TrustEntry::full("ops", &ops.public())
+            },
+        ])
+        .expect("trust");
+        let signed = |key: &SecretKey, id: &str| {
+            let mut c = config(id);
+            c.sig = Some(detached(key, &c.signing_bytes()));
+            c
+        };
+        assert!(trust.admit_config(&signed(&server, "me"), "me").is_ok());
+        assert_eq!(
+            trust.admit_config(&config("me"), "me").err(),
+            Some(Rejection::Unsigned)
+        );
+        let code = |r: Result<&Trusted, Rejection>| r.err().map(|e| e.code());
+        assert_eq!(
+            code(trust.admit_config(&signed(&stranger, "me"), "me")),
+            Some("unknown_key")
+        );
+        assert_eq!(
+            code(trust.admit_config(&signed(&ops, "me"), "me")),
+            Some("not_allowed")
+        );
+        assert_eq!(
+            code(trust.admit_config(&signed(&server, "other"), "me")),
+            Some("malformed")
+        );
+        let mut tampered = signed(&server, "me");
+        tampered.interval_ms = 100;
+        assert_eq!(
+            code(trust.admit_config(&tampered, "me")),
+            Some("bad_signature")
+        );
+        // `configure` can be granted alone.
+        let narrow = Trust::new(&[TrustEntry {
+            actions: vec!["configure".into()],
+            ..TrustEntry::full("cfg", &ops.public())
+        }])
+        .expect("trust");
+        assert!(narrow.admit_config(&signed(&ops, "me"), "me").is_ok());
     }
 }
 

@@ -18,15 +18,16 @@
 //! Rules ([`may_publish`], [`may_subscribe`], [`may_connect`]):
 //! - nobody connects without a user name and the right password;
 //! - an **agent** (user name = its id, with its name) publishes only its own
-//!   status and heartbeat, `RES`, `DATA/<its name>`, and replies (any topic
+//!   status, heartbeat and metrics, `RES`, `DATA/<its name>`, and replies (any topic
 //!   outside the protected namespaces `bot/v1/`, `BUS`, `RES`, `DATA`, `$`,
 //!   or under `bot/v1/reply/`); its last will must be its own status; it
-//!   subscribes only to `BUS`, `BUS/<its name>`, the broadcast and its own
-//!   request topic, and pool queues (`$share/<pool>/bot/v1/req/pool/<pool>`);
+//!   subscribes only to `BUS`, `BUS/<its name>`, the broadcast, its own
+//!   request and config topics, and pool queues (`$share/<pool>/bot/v1/req/pool/<pool>`);
 //!   its client id starts with `bot-agent-`;
 //! - the **server** and **operators** publish and subscribe to anything but
-//!   agents' own topics (status, heartbeat, `RES`, `DATA`): they cannot pose
-//!   as an agent. Only they may publish on `BUS` and the request topics. The
+//!   agents' own topics (status, heartbeat, metrics, `RES`, `DATA`): they cannot pose
+//!   as an agent. Only they may publish on `BUS` and the request topics, and
+//!   only the server on the config topics (`bot/v1/config/<id>`). The
 //!   server's client id starts with `bot-server-`, and no other role's may.
 
 use std::collections::HashMap;
@@ -217,6 +218,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 fn agent_owned(topic: &str) -> bool {
     topic.starts_with("bot/v1/status/")
         || topic.starts_with("bot/v1/heartbeat/")
+        || topic.starts_with("bot/v1/metrics/")
         || topic == "RES"
         || topic.starts_with("RES/")
         || topic == "DATA"
@@ -259,12 +261,16 @@ pub fn may_connect(user: &User, client_id: &str, will: Option<&str>) -> Result<(
 /// Whether `user` may publish on `topic`.
 pub fn may_publish(user: &User, topic: &str) -> bool {
     match user.role {
+        // Agents' measuring configs come from the server only (they are
+        // signed too; this keeps operators to the API, which records them).
+        Role::Operator if topic.starts_with("bot/v1/config/") => false,
         Role::Server | Role::Operator => !agent_owned(topic),
         Role::Agent => {
             let id = &user.name;
             let name = user.agent_name.as_deref().unwrap_or("");
             if topic == format!("bot/v1/status/{id}")
                 || topic == format!("bot/v1/heartbeat/{id}")
+                || topic == format!("bot/v1/metrics/{id}")
                 || topic == "RES"
                 || (!name.is_empty() && topic == format!("DATA/{name}"))
                 || topic.starts_with("bot/v1/reply/")
@@ -305,6 +311,7 @@ pub fn may_subscribe(user: &User, filter: &str, shared: Option<&str>) -> bool {
                         || (!name.is_empty() && filter == format!("BUS/{name}"))
                         || filter == "bot/v1/req/all"
                         || filter == format!("bot/v1/req/agent/{id}")
+                        || filter == format!("bot/v1/config/{id}")
                 }
             }
         }
@@ -339,6 +346,7 @@ mod tests {
         for ok in [
             "bot/v1/status/id-1",
             "bot/v1/heartbeat/id-1",
+            "bot/v1/metrics/id-1",
             "RES",
             "DATA/web1",
             "bot/v1/reply/s1",
@@ -350,6 +358,8 @@ mod tests {
         for no in [
             "bot/v1/status/id-2",
             "bot/v1/heartbeat/id-2",
+            "bot/v1/metrics/id-2",
+            "bot/v1/config/id-1",
             "bot/v1/req/all",
             "bot/v1/req/agent/id-2",
             "bot/v1/event/task/t",
@@ -370,12 +380,15 @@ mod tests {
             ("BUS/web1", None),
             ("bot/v1/req/all", None),
             ("bot/v1/req/agent/id-1", None),
+            ("bot/v1/config/id-1", None),
             ("bot/v1/req/pool/build", Some("build")),
         ] {
             assert!(may_subscribe(&a, f, g), "{f}");
         }
         for (f, g) in [
             ("bot/v1/req/agent/id-2", None),
+            ("bot/v1/config/id-2", None),
+            ("bot/v1/config/+", None),
             ("bot/v1/reply/#", None),
             ("#", None),
             ("BUS/web2", None),
@@ -393,6 +406,15 @@ mod tests {
         assert!(may_publish(&o, "bot/v1/req/all"));
         assert!(!may_publish(&o, "bot/v1/status/id-1"));
         assert!(!may_publish(&o, "RES"));
+        assert!(!may_publish(&o, "bot/v1/metrics/id-1"));
+        // Configs come from the server only.
+        assert!(!may_publish(&o, "bot/v1/config/id-1"));
+        let server = User {
+            name: "server".into(),
+            role: Role::Server,
+            ..operator()
+        };
+        assert!(may_publish(&server, "bot/v1/config/id-1"));
         assert!(may_subscribe(&o, "#", None));
     }
 

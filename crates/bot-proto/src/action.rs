@@ -27,6 +27,10 @@ use crate::envelope::{DecodeError, cut};
 /// The names of every action, in the order of the table above.
 pub const NAMES: [&str; 5] = ["ping", "facts", "status", "exec", "cancel"];
 
+/// What a key may be trusted for beyond the request actions: signing the
+/// measuring settings an agent runs with ([`MeasureConfig`](crate::MeasureConfig)).
+pub const CONFIGURE: &str = "configure";
+
 /// A request's action with its typed arguments.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Action {
