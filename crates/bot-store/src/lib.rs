@@ -17,6 +17,7 @@
 
 mod agents;
 mod audit;
+mod metrics;
 mod migrate;
 mod rows;
 mod settings;
@@ -30,6 +31,7 @@ use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub use audit::{AuditQuery, MAX_AUDIT_LIST};
+pub use metrics::{AgentConfigRow, SampleRow, SampleTable};
 pub use migrate::LATEST_VERSION;
 pub use tasks::{Change, TaskQuery};
 

@@ -42,6 +42,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "fail_count counts the failures that fail a task",
         sql: include_str!("../migrations/0004_fail_count_reached.sql"),
     },
+    Migration {
+        version: 5,
+        description: "measuring configs and samples",
+        sql: include_str!("../migrations/0005_metrics.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

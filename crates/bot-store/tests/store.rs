@@ -98,6 +98,8 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    agent_configs_count_revisions_up,
+    samples_round_trip_by_range_and_prune,
     migrations_apply_once_and_reopening_changes_nothing,
     concurrent_opens_migrate_once,
     a_newer_schema_is_refused,
@@ -875,5 +877,93 @@ async fn sqlite_files_are_created_in_relative_and_odd_paths() -> Result<()> {
         store.close().await;
     }
     ensure!(odd.join("bot ü.db").is_file() && odd.join("b.db").is_file());
+    Ok(())
+}
+
+async fn agent_configs_count_revisions_up(db: TestDb) -> Result<()> {
+    let store = db.open().await?;
+    ensure!(store.agent_config("a1").await?.is_none());
+    let cpu = vec!["cpu".to_owned()];
+    let first = store
+        .put_agent_config("a1", true, 5_000, &cpu, "ops", 10)
+        .await?;
+    ensure!(first.revision == 1, "{first:?}");
+    let both = vec!["cpu".to_owned(), "memory".to_owned()];
+    let second = store
+        .put_agent_config("a1", false, 1_000, &both, "alice", 20)
+        .await?;
+    ensure!(second.revision == 2, "{second:?}");
+    let read = store.agent_config("a1").await?;
+    ensure!(read.as_ref() == Some(&second), "{read:?}");
+    // Concurrent writers get distinct revisions.
+    let mut handles = Vec::new();
+    for i in 0..8u64 {
+        let s = store.clone();
+        handles.push(tokio::spawn(async move {
+            s.put_agent_config("a2", true, 1_000 + i, &[], "x", i).await
+        }));
+    }
+    let mut revisions = Vec::new();
+    for h in handles {
+        revisions.push(h.await??.revision);
+    }
+    revisions.sort_unstable();
+    ensure!(revisions == (1..=8).collect::<Vec<_>>(), "{revisions:?}");
+    ensure!(store.delete_agent_config("a1").await?);
+    ensure!(!store.delete_agent_config("a1").await?);
+    ensure!(store.agent_config("a1").await?.is_none());
+    Ok(())
+}
+
+async fn samples_round_trip_by_range_and_prune(db: TestDb) -> Result<()> {
+    use bot_store::{SampleRow, SampleTable};
+    let store = db.open().await?;
+    store
+        .put_layouts(&[(7, "[\"a\"]".to_owned()), (-3, "[\"b\"]".to_owned())])
+        .await?;
+    // Stored again: kept, no error.
+    store.put_layouts(&[(7, "[\"a\"]".to_owned())]).await?;
+    let mut got = store.layouts(&[7, -3, 99]).await?;
+    got.sort();
+    ensure!(
+        got == vec![(-3, "[\"b\"]".to_owned()), (7, "[\"a\"]".to_owned())],
+        "{got:?}"
+    );
+    // 3,000 rows: several statements; bytes of every value come back.
+    let rows: Vec<SampleRow> = (0..3_000u64)
+        .map(|i| SampleRow {
+            agent_id: format!("a{}", i % 3),
+            time_ms: 1_000 * i,
+            layout: 7,
+            data: (0..=255u8)
+                .cycle()
+                .skip(i as usize % 256)
+                .take(24)
+                .collect(),
+        })
+        .collect();
+    store.insert_samples(SampleTable::Raw, &rows).await?;
+    // Again: kept as they were, no error.
+    store.insert_samples(SampleTable::Raw, &rows[..10]).await?;
+    let a0 = store
+        .samples(SampleTable::Raw, "a0", 30_000, 60_000, 1_000)
+        .await?;
+    let want: Vec<SampleRow> = rows
+        .iter()
+        .filter(|r| r.agent_id == "a0" && (30_000..60_000).contains(&r.time_ms))
+        .cloned()
+        .collect();
+    ensure!(a0 == want, "{} rows, wanted {}", a0.len(), want.len());
+    let limited = store
+        .samples(SampleTable::Raw, "a0", 0, u64::MAX, 5)
+        .await?;
+    ensure!(limited.len() == 5 && limited[0].time_ms == 0);
+    let all = store.samples_between(SampleTable::Raw, 0, 9_000).await?;
+    ensure!(all.len() == 9 && all[0].agent_id == "a0", "{all:?}");
+    ensure!(store.oldest_sample_ms(SampleTable::Raw).await? == Some(0));
+    ensure!(store.oldest_sample_ms(SampleTable::Minute).await?.is_none());
+    let gone = store.prune_samples(SampleTable::Raw, 1_500_000).await?;
+    ensure!(gone == 1_500, "{gone}");
+    ensure!(store.oldest_sample_ms(SampleTable::Raw).await? == Some(1_500_000));
     Ok(())
 }
