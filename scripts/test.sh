@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too: installs what the
 # tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql,
-# procps, and gcc and make for jemalloc),
+# prometheus, procps, and gcc and make for jemalloc),
 # checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +11,8 @@ missing=()
 command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 2>&1 || missing+=(mosquitto-clients)
 # The store's tests run initdb/postgres from the newest /usr/lib/postgresql/*/bin.
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# The metrics tests scrape with a real Prometheus (bot-testkit's Prometheus).
+[ -x /usr/bin/prometheus ] || command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
 # The exec tests look for a command's background children with pgrep.
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 # jemalloc (the `bot` binary's allocator) is built from C sources.
@@ -25,7 +27,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     pg_port_was_busy=false
     (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && pg_port_was_busy=true
     $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+    # prometheus is installed on its own, without its recommended
+    # prometheus-node-exporter (another service, not used); the other
+    # packages keep their recommends (gcc needs libc6-dev).
+    others=()
+    for p in "${missing[@]}"; do [ "$p" = prometheus ] || others+=("$p"); done
+    if [ ${#others[@]} -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${others[@]}" >/dev/null
+    fi
+    if [[ " ${missing[*]} " == *" prometheus "* ]]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+        # The package enables (and under systemd starts) a service on 9090:
+        # the tests run their own on free ports, so stop and disable it.
+        if [ -d /run/systemd/system ]; then
+            $sudo systemctl disable --now prometheus >/dev/null 2>&1 || true
+        else
+            $sudo service prometheus stop >/dev/null 2>&1 || true
+        fi
+    fi
     # The package creates and may start a default cluster on 5432: stop it
     # (the tests run private clusters on free ports).
     if [[ " ${missing[*]} " == *" postgresql "* ]] && ! $pg_port_was_busy && command -v pg_lsclusters >/dev/null 2>&1; then
@@ -38,7 +57,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     fi
 fi
 # The tests start their own brokers and PostgreSQL clusters on free ports; a
-# packaged mosquitto service on 1883 (if the package started one) is not used.
+# packaged mosquitto service on 1883 (if the package started one) is not used,
+# nor a prometheus on 9090.
 
 echo "test.sh: cargo fmt --check" >&2
 cargo fmt --all -- --check

@@ -25,8 +25,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, anyhow, bail, ensure};
 
 mod postgres;
+mod prometheus;
 
 pub use postgres::{PG_USER, Postgres};
+pub use prometheus::Prometheus;
 
 /// The signing keys of this test process.
 #[derive(Debug)]
