@@ -132,10 +132,9 @@ pub struct LimitsConfig {
     pub max_steps: u64,
 }
 
-/// The built-in collectors, in the order they run.
-pub const COLLECTORS: [&str; 10] = [
-    "load", "cpu", "memory", "disk", "diskio", "net", "uptime", "stat", "ps", "files",
-];
+/// The built-in collectors, in the order they run (`bot_proto::metrics::COLLECTORS`:
+/// the server checks the live config against the same list).
+pub const COLLECTORS: [&str; 10] = bot_proto::metrics::COLLECTORS;
 
 impl Default for AgentConfig {
     fn default() -> Self {

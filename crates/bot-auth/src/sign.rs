@@ -50,6 +50,12 @@ impl Signer {
         self.key.public()
     }
 
+    /// A detached signature of `bytes` (`<key id>.<signature>`), for
+    /// messages that are not requests (the server's measuring configs).
+    pub fn sign_bytes(&self, bytes: &[u8]) -> String {
+        detached(&self.key, bytes)
+    }
+
     /// The sender named in requests.
     pub fn sender(&self) -> &str {
         &self.sender

@@ -49,6 +49,64 @@ pub struct Agent {
     /// The agent's signing key as the server knows it.
     #[serde(default)]
     pub key: KeyBinding,
+    /// The measuring settings in force, from its last status (not stored:
+    /// known again from the retained status after a server restart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<crate::metrics::Measure>,
+}
+
+/// The measuring settings the server wants an agent to run with, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WantedConfig {
+    /// Counts up with every change.
+    pub revision: u64,
+    /// Measuring on.
+    pub enabled: bool,
+    /// The interval, ms.
+    pub interval_ms: u64,
+    /// The collectors.
+    pub collectors: Vec<String>,
+    /// When it was changed, unix ms.
+    pub updated_ms: u64,
+    /// The API token that changed it.
+    pub updated_by: String,
+}
+
+/// An agent's measuring config (`GET /api/agents/{id}/config`): what the
+/// server wants, and what the agent reports in force.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct AgentConfigView {
+    /// The agent.
+    pub agent_id: String,
+    /// What the server wants (`null`: never set; the agent runs its own).
+    pub wanted: Option<WantedConfig>,
+    /// What the agent's last status says is in force.
+    pub in_force: Option<crate::metrics::Measure>,
+    /// True when `in_force` is `wanted` (same revision and values, not
+    /// changed on the agent since), or nothing is wanted.
+    pub in_sync: bool,
+    /// The collectors an agent knows.
+    pub collectors_known: Vec<String>,
+}
+
+/// `PUT /api/agents/{id}/config` body: the fields to change; the others
+/// keep their wanted value, else the value in force, else the defaults
+/// (off, 10 s, every collector).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfigChange {
+    /// Measuring on or off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+    /// The interval, ms (100..=86,400,000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u64>,
+    /// The collectors that run (names from `collectors_known`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub collectors: Option<Vec<String>>,
 }
 
 /// An agent's signing key as the server has bound it to the agent's id
@@ -132,6 +190,7 @@ impl Agent {
             first_seen_ms: now_ms,
             last_seen_ms: now_ms,
             key: KeyBinding::default(),
+            measure: status.measure.clone(),
         }
     }
 }

@@ -282,6 +282,12 @@ pub struct Measure {
     pub local: bool,
 }
 
+/// The agent's built-in collectors, in the order they run. The agent
+/// builds these; the server refuses a config naming any other.
+pub const COLLECTORS: [&str; 10] = [
+    "load", "cpu", "memory", "disk", "diskio", "net", "uptime", "stat", "ps", "files",
+];
+
 /// Shortest measuring interval, ms (bot-lang's `MIN_INTERVAL`).
 pub const MIN_INTERVAL_MS: u64 = 100;
 /// Longest measuring interval, ms (bot-lang's `MAX_INTERVAL`).

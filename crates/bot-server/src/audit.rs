@@ -20,6 +20,8 @@ const FLUSH_EVERY: Duration = Duration::from_millis(200);
 #[derive(Debug, Clone)]
 pub struct Audit {
     tx: mpsc::UnboundedSender<AuditRecord>,
+    /// Requests recorded as sent (for `/metrics`).
+    sent: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A record with the common fields filled.
@@ -49,7 +51,13 @@ impl Audit {
     /// A handle and the receiving end for [`keep`].
     pub fn new() -> (Audit, mpsc::UnboundedReceiver<AuditRecord>) {
         let (tx, rx) = mpsc::unbounded_channel();
-        (Audit { tx }, rx)
+        (
+            Audit {
+                tx,
+                sent: Default::default(),
+            },
+            rx,
+        )
     }
 
     fn send(&self, r: AuditRecord) {
@@ -57,8 +65,26 @@ impl Audit {
         let _ = self.tx.send(r);
     }
 
+    /// How many requests were recorded as sent.
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// An operator changed an agent's measuring settings (the server
+    /// signed and published config `revision`).
+    pub fn config(&self, agent: &str, revision: u64, token: &str) {
+        self.send(AuditRecord {
+            token: Some(token.to_owned()),
+            agent: Some(agent.to_owned()),
+            action: Some("configure".to_owned()),
+            detail: Some(format!("revision {revision}")),
+            ..record("config")
+        });
+    }
+
     /// The server signed `request` and sends it on `topic`.
     pub fn request(&self, request: &Request, topic: &str, key: &bot_auth::PublicKey) {
+        self.sent.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let agent = topic
             .strip_prefix(&topics::request_agent_topic(""))
             .map(str::to_owned);

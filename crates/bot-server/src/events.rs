@@ -35,6 +35,53 @@ pub enum Event {
         /// When the server saw it, unix ms.
         at_ms: u64,
     },
+    /// The wanted measuring settings of an agent changed (the server's
+    /// config; the agent reports what it applied in its status).
+    Config {
+        /// The agent.
+        agent_id: String,
+        /// The new revision.
+        revision: u64,
+        /// Measuring on.
+        enabled: bool,
+        /// The interval, ms.
+        interval_ms: u64,
+        /// The collectors.
+        collectors: Vec<String>,
+    },
+    /// An agent's headline numbers from its latest round (for the fleet
+    /// view): CPU use %, memory used %, 1-minute load, when known.
+    Headline {
+        /// The agent.
+        agent_id: String,
+        /// The round's time.
+        time_ms: u64,
+        /// `cpu.usage{cpu=total}`.
+        cpu: Option<f64>,
+        /// `memory.used_percent`.
+        memory: Option<f64>,
+        /// `cpu.load`.
+        load: Option<f64>,
+    },
+    /// An agent's latest round, every value (rates for counters).
+    Samples {
+        /// The agent.
+        agent_id: String,
+        /// The round's time.
+        time_ms: u64,
+        /// The agent's interval, ms.
+        interval_ms: u64,
+        /// The values.
+        #[serde(serialize_with = "points")]
+        samples: Arc<crate::metrics::Latest>,
+    },
+}
+
+fn points<S: serde::Serializer>(
+    latest: &Arc<crate::metrics::Latest>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    latest.points.serialize(s)
 }
 
 /// What a subscriber gets.

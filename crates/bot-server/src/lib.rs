@@ -23,7 +23,9 @@ pub mod audit;
 pub mod engine;
 pub mod events;
 pub mod http;
+pub mod metrics;
 pub mod registry;
+pub mod web;
 
 pub use http::HttpLimits;
 
@@ -148,6 +150,8 @@ pub struct ServerConfig {
     pub https: Option<Arc<bot_bus::rustls::ServerConfig>>,
     /// Timeouts and the connection cap of the HTTP listener.
     pub http_limits: HttpLimits,
+    /// How long samples are kept (raw rows, minute rollups).
+    pub history: metrics::HistoryLimits,
 }
 
 /// A running server.
@@ -238,6 +242,9 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         (topics::HEARTBEAT_WILDCARD.to_owned(), Qos::AtMostOnce),
         (results_topic.clone(), Qos::AtLeastOnce),
         (call_topic.clone(), Qos::AtMostOnce),
+        // Samples: QoS 0 like the agents send them (a lost round is a gap,
+        // not an error); the ingest queue sheds load, never the bus.
+        (topics::METRICS_WILDCARD.to_owned(), Qos::AtMostOnce),
     ];
     let session = Session::start(options, &shutdown);
     let (key, made) = bot_auth::SecretKey::load_or_create(&config.key_file)
@@ -258,6 +265,21 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         audit.clone(),
     );
     let engine = engine.with_events(events.clone());
+    let metrics = Arc::new(metrics::Metrics::new(config.history));
+    let (metrics_tx, metrics_rx) = tokio::sync::mpsc::channel(metrics::INGEST_QUEUE);
+    let metrics_task = tokio::spawn(metrics::run_ingest(
+        metrics_rx,
+        registry.clone(),
+        store.clone(),
+        events.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
+    let history_task = tokio::spawn(metrics::history::keep(
+        store.clone(),
+        metrics.clone(),
+        shutdown.clone(),
+    ));
     let events_task = tokio::spawn(events::forward_to_mqtt(
         events.subscribe(),
         session.publisher.clone(),
@@ -274,6 +296,11 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         signer,
         call_topic: call_topic.clone(),
         tokens,
+        sessions: Default::default(),
+        secure_cookies: config.https.is_some(),
+        metrics: metrics.clone(),
+        events: events.clone(),
+        statuses: Default::default(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -292,6 +319,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         core.clone(),
         results_topic,
         call_topic,
+        metrics_tx,
     ));
     let http_shutdown = shutdown.clone();
     let served_router = router.clone();
@@ -311,6 +339,8 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         let _ = keep_task.await;
         let _ = audit_task.await;
         let _ = events_task.await;
+        let _ = metrics_task.await;
+        let _ = history_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         store.close().await;
         engine_result.context("task engine panicked")??;
@@ -337,9 +367,12 @@ async fn ingest(
     core: Arc<Core>,
     results_topic: String,
     call_topic: String,
+    metrics_tx: tokio::sync::mpsc::Sender<Vec<u8>>,
 ) {
     let status_prefix = topics::status_topic("");
     let heartbeat_prefix = topics::heartbeat_topic("");
+    let metrics_prefix = topics::metrics_topic("");
+    let mut dropped_warned = std::time::Instant::now() - Duration::from_secs(60);
     while let Some(event) = session.events.recv().await {
         let message = match event {
             Event::Message(m) => m,
@@ -400,6 +433,20 @@ async fn ingest(
             registry.on_status(id, &message.payload);
         } else if message.topic.starts_with(&heartbeat_prefix) {
             registry.on_heartbeat(&message.payload);
+        } else if message.topic.starts_with(&metrics_prefix) {
+            // Never wait for the ingest: a full queue drops the batch.
+            if metrics_tx.try_send(message.payload.to_vec()).is_err() {
+                core.metrics
+                    .counters
+                    .dropped
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if dropped_warned.elapsed() >= Duration::from_secs(10) {
+                    dropped_warned = std::time::Instant::now();
+                    tracing::warn!(
+                        "metrics arrive faster than they are stored; dropping batches (bot_samples_dropped_total)"
+                    );
+                }
+            }
         }
         if let Some(ack) = message.ack {
             let _ = ack.ack().await;

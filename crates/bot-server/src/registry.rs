@@ -303,6 +303,24 @@ impl Registry {
         }
     }
 
+    /// Checks that `bytes` were signed (`sig`) by the key bound to
+    /// `agent_id`, and that agent is trusted.
+    pub fn verify_signed(
+        &self,
+        agent_id: &str,
+        sig: Option<&str>,
+        bytes: &[u8],
+    ) -> Result<(), String> {
+        let inner = self.read();
+        let key = inner.keys.get(agent_id).ok_or_else(|| {
+            match inner.agents.get(agent_id).map(|a| a.key.state) {
+                None => "unknown agent".to_owned(),
+                Some(state) => format!("the agent's key is {}", state.as_str()),
+            }
+        })?;
+        check(sig, bytes, key)
+    }
+
     /// Checks that `reply` is signed by the key bound to the agent it
     /// names, and that agent is trusted.
     pub fn verify_reply(&self, reply: &Reply) -> Result<(), String> {
@@ -379,6 +397,13 @@ impl Registry {
             self.announce(&id, &name, false, now);
             let _ = self.offline_tx.send(id);
         }
+    }
+
+    /// How many agents are online and offline.
+    pub fn counts(&self) -> (usize, usize) {
+        let inner = self.read();
+        let online = inner.agents.values().filter(|a| a.online).count();
+        (online, inner.agents.len() - online)
     }
 
     /// One agent by id.
@@ -562,6 +587,7 @@ mod tests {
             first_seen_ms: 2,
             last_seen_ms: 3,
             key: KeyBinding::default(),
+            measure: None,
         }
     }
 

@@ -199,5 +199,7 @@ fn read(row: &AnyRow) -> Result<Agent, StoreError> {
             key: r.opt_text("key")?,
             pending: r.opt_text("pending_key")?,
         },
+        // Not stored: the agent's retained status says it again.
+        measure: None,
     })
 }

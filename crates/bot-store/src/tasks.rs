@@ -116,6 +116,20 @@ impl Store {
 
     /// Tasks newest first (by creation time, then id), with their counts of
     /// targets by state.
+    /// How many tasks are in each state (states with none left out).
+    pub async fn task_counts(&self) -> Result<Vec<(TaskState, u64)>, StoreError> {
+        let rows = sqlx::query("SELECT state, COUNT(*) AS n FROM tasks GROUP BY state")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let r = crate::rows::Reader::new(row, "tasks");
+            let state: TaskState = r.parse("state")?;
+            out.push((state, r.uint("n")?));
+        }
+        Ok(out)
+    }
+
     pub async fn tasks(&self, query: &TaskQuery) -> Result<Vec<TaskSummary>, StoreError> {
         let limit = query.limit.unwrap_or(MAX_LIST).min(MAX_LIST);
         let filter = if query.state.is_some() {

@@ -143,6 +143,7 @@ fn agent(id: &str, name: &str, seen_ms: u64) -> Agent {
             key: Some(format!("ed25519:old-{id}")),
             pending: Some(format!("ed25519:new-{id}")),
         },
+        measure: None,
     }
 }
 

@@ -77,6 +77,8 @@ enum Command {
     Keys(bot_cli::keys::KeysArgs),
     /// Agents in the server's registry: accept a pending or changed key.
     Agents(bot_cli::agents::AgentsArgs),
+    /// Agents' live measuring settings on the server: show, set.
+    Config(bot_cli::config::ConfigArgs),
     /// The embedded broker's logins (secure `bot up`): add an agent.
     #[cfg(feature = "broker")]
     Broker(up::BrokerArgs),
@@ -291,6 +293,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         #[cfg(feature = "broker")]
         Command::Certs(args) => certs::run(args),
         Command::Agents(args) => run_cli(async { bot_cli::agents::run(args, signals()).await })?,
+        Command::Config(args) => run_cli(async { bot_cli::config::run(args, signals()).await })?,
     }
 }
 

@@ -357,6 +357,7 @@ impl ServerOpts {
             },
             https,
             http_limits: bot_server::HttpLimits::default(),
+            history: bot_server::metrics::HistoryLimits::default(),
         })
     }
 }

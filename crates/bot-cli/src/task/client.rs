@@ -287,6 +287,7 @@ impl fmt::Debug for ApiClient {
 enum Method {
     Get,
     Post(Vec<u8>),
+    Put(Vec<u8>),
     Delete,
 }
 
@@ -396,6 +397,35 @@ impl ApiClient {
         self.call(format!("/api/agents/{id}"), Method::Delete).await
     }
 
+    /// `GET /api/agents?filter=…`: the agents a filter selects.
+    pub async fn agents(&self, filter: &str) -> Result<Vec<bot_proto::api::Agent>, CallError> {
+        let url = format!("/api/agents?filter={}", query_escape(filter));
+        self.call(url, Method::Get).await
+    }
+
+    /// `GET /api/agents/{id}/config`: the agent's measuring config.
+    pub async fn agent_config(
+        &self,
+        id: &str,
+    ) -> Result<bot_proto::api::AgentConfigView, CallError> {
+        self.call(format!("/api/agents/{id}/config"), Method::Get)
+            .await
+    }
+
+    /// `PUT /api/agents/{id}/config`: changes the agent's measuring settings.
+    pub async fn put_agent_config(
+        &self,
+        id: &str,
+        change: &bot_proto::api::AgentConfigChange,
+    ) -> Result<bot_proto::api::AgentConfigView, CallError> {
+        let bytes = serde_json::to_vec(change).map_err(|e| CallError::Other {
+            url: self.base.to_string(),
+            reason: format!("cannot encode the request: {e}"),
+        })?;
+        self.call(format!("/api/agents/{id}/config"), Method::Put(bytes))
+            .await
+    }
+
     /// `POST /api/tasks/{id}/retry`: a new task of the failed (and, if asked,
     /// skipped) targets (201 + the new task).
     pub async fn retry(&self, id: &str, body: &RetryTask) -> Result<TaskDetail, CallError> {
@@ -424,6 +454,7 @@ impl ApiClient {
         let what = match &method {
             Method::Get => format!("GET {path}"),
             Method::Post(_) => format!("POST {path}"),
+            Method::Put(_) => format!("PUT {path}"),
             Method::Delete => format!("DELETE {path}"),
         };
         let w = what.clone();
@@ -457,6 +488,17 @@ impl ApiClient {
                 let mut req = self
                     .agent
                     .post(&url)
+                    .header("Accept", "application/json")
+                    .header("Content-Type", "application/json");
+                if let Some(a) = &auth {
+                    req = req.header("Authorization", a);
+                }
+                req.send(&body[..])
+            }
+            Method::Put(body) => {
+                let mut req = self
+                    .agent
+                    .put(&url)
                     .header("Accept", "application/json")
                     .header("Content-Type", "application/json");
                 if let Some(a) = &auth {
@@ -524,6 +566,20 @@ impl ApiClient {
             },
         }
     }
+}
+
+/// `s` percent-encoded for a query parameter (RFC 3986: unreserved
+/// characters stay, every other byte is `%XX`).
+pub fn query_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() * 3);
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn is_connect_error(e: &std::io::Error) -> bool {
@@ -677,6 +733,15 @@ pub(crate) mod tests {
         );
         assert!(!format!("{client:?}").contains("s3cret"));
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn query_values_are_escaped() {
+        assert_eq!(
+            query_escape("os=linux and tag:web"),
+            "os%3Dlinux%20and%20tag%3Aweb"
+        );
+        assert_eq!(query_escape("é*"), "%C3%A9%2A");
     }
 
     #[test]

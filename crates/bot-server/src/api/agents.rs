@@ -73,7 +73,7 @@ pub(super) async fn show(
 }
 
 /// The agent an id or name names: 404 if none, 409 if the name is ambiguous.
-fn resolve(core: &Core, id: &str) -> Result<Agent, Error> {
+pub(super) fn resolve(core: &Core, id: &str) -> Result<Agent, Error> {
     core.registry.resolve(id).map_err(|e| match e {
         crate::registry::ResolveError::Unknown(_) => Error::not_found(format!("no agent {id:?}")),
         e => Error::conflict(e.to_string()),
@@ -143,6 +143,18 @@ pub(super) async fn forget(
         )
         .await
         .map_err(|e| Error::unavailable(format!("cannot clear the retained status: {e}")))?;
+    // Its measuring config too (an empty retained message clears it).
+    core.publisher
+        .publish(
+            bot_proto::topics::config_topic(&agent.id),
+            Vec::new(),
+            bot_bus::Qos::AtLeastOnce,
+            true,
+        )
+        .await
+        .map_err(|e| Error::unavailable(format!("cannot clear the retained config: {e}")))?;
+    core.store.delete_agent_config(&agent.id).await?;
+    core.metrics.forget(&agent.id);
     let gone = core.registry.forget(&agent.id).unwrap_or(agent);
     core.store
         .delete_agents(std::slice::from_ref(&gone.id))

@@ -9,6 +9,9 @@
 
 mod agents;
 mod bus;
+mod events;
+mod metrics;
+pub mod session;
 mod tasks;
 
 use std::collections::HashMap;
@@ -54,6 +57,58 @@ pub struct Core {
     pub(crate) failures: FailureLimit,
     /// The audit trail.
     pub(crate) audit: crate::audit::Audit,
+    /// Browsers logged in (the dashboard).
+    pub(crate) sessions: session::Sessions,
+    /// Session cookies are `Secure` (the API is served over HTTPS).
+    pub(crate) secure_cookies: bool,
+    /// Samples: latest values, counters, layouts.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
+    /// The event hub (live views).
+    pub(crate) events: crate::events::EventHub,
+    /// Responses by HTTP status (for `/metrics`).
+    pub(crate) statuses: StatusCounts,
+}
+
+impl Core {
+    /// The configured token whose secret is `presented` (compared by
+    /// SHA-256, in constant time, against every token).
+    pub(crate) fn token(&self, presented: &str) -> Option<Token> {
+        let hash = bot_auth::digest_hex(presented.as_bytes());
+        let mut found = None;
+        for t in &self.tokens {
+            if constant_time_eq(t.sha256.as_bytes(), hash.as_bytes()) {
+                found = Some(t.clone());
+            }
+        }
+        found
+    }
+}
+
+/// Responses counted by HTTP status code.
+#[derive(Debug, Default)]
+pub struct StatusCounts {
+    counts: Mutex<std::collections::BTreeMap<u16, u64>>,
+}
+
+impl StatusCounts {
+    fn count(&self, status: StatusCode) {
+        *self
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(status.as_u16())
+            .or_insert(0) += 1;
+    }
+
+    /// Every status seen, with its count.
+    pub fn snapshot(&self) -> Vec<(u16, u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (*k, *v))
+            .collect()
+    }
 }
 
 /// `/api/call` requests waiting for replies, by request id.
@@ -279,6 +334,14 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
         agents::accept,
         agents::forget,
         agents::audit,
+        metrics::get_config,
+        metrics::put_config,
+        metrics::series,
+        metrics::prometheus,
+        events::stream,
+        session::login,
+        session::session,
+        session::logout,
         tasks::submit,
         tasks::list,
         tasks::show,
@@ -320,16 +383,35 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/tasks/{id}/retry", post(tasks::retry))
         .route("/api/publish", post(bus::publish))
         .route("/api/call", post(bus::call))
+        .route(
+            "/api/agents/{id}/config",
+            get(metrics::get_config).put(metrics::put_config),
+        )
+        .route("/api/agents/{id}/metrics", get(metrics::series))
+        .route("/api/events", get(events::stream))
+        .route("/metrics", get(metrics::prometheus))
         .route_layer(middleware::from_fn_with_state(core.clone(), auth));
     Router::new()
         .route("/api/health", get(health))
         .route("/api/openapi.json", get(openapi))
+        .route("/api/login", post(session::login))
+        .route("/api/session", get(session::session))
+        .route("/api/logout", post(session::logout))
         .merge(protected)
+        .merge(crate::web::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn(announced_size))
+        .layer(middleware::from_fn_with_state(core.clone(), count_status))
         .with_state(core)
+}
+
+/// Counts every response by status (`bot_http_responses_total`).
+async fn count_status(State(core): State<AppState>, req: Request, next: Next) -> Response {
+    let r = next.run(req).await;
+    core.statuses.count(r.status());
+    r
 }
 
 /// Refuses at once (413, JSON) a request whose `Content-Length` announces
@@ -499,24 +581,55 @@ async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Res
                 .or_else(|| v.strip_prefix("bearer "))
         })
         .map(str::trim);
+    // A browser's session cookie stands for the token it logged in with;
+    // a change must also carry the session's CSRF token.
+    if presented.is_none()
+        && let Some(s) = session::cookie_id(req.headers()).and_then(|id| core.sessions.get(id))
+    {
+        let method = req.method();
+        if method != axum::http::Method::GET && method != axum::http::Method::HEAD {
+            let sent = req
+                .headers()
+                .get(session::CSRF_HEADER)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            if !constant_time_eq(sent, s.csrf.as_bytes()) {
+                return Error::new(
+                    StatusCode::FORBIDDEN,
+                    "missing or wrong X-CSRF-Token for this session (GET /api/session gives it)",
+                )
+                .into_response();
+            }
+        }
+        let needed = required_scope(req.method(), req.uri().path());
+        if s.scope < needed {
+            return Error::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "token {:?} has scope {}; {} {} needs {}",
+                    s.name,
+                    s.scope.as_str(),
+                    req.method(),
+                    req.uri().path(),
+                    needed.as_str()
+                ),
+            )
+            .into_response();
+        }
+        req.extensions_mut().insert(Caller(s.name));
+        return next.run(req).await;
+    }
     let Some(presented) = presented else {
         if let Some(ip) = ip {
             core.failures.fail(ip);
         }
         return Error::new(
             StatusCode::UNAUTHORIZED,
-            "missing token: send Authorization: Bearer <token> (bot up prints one)",
+            "missing token: send Authorization: Bearer <token> (bot up prints one), or log in (POST /api/login)",
         )
         .into_response();
     };
-    let hash = bot_auth::digest_hex(presented.as_bytes());
-    let mut found = None;
-    for t in &core.tokens {
-        if constant_time_eq(t.sha256.as_bytes(), hash.as_bytes()) {
-            found = Some(t.clone());
-        }
-    }
-    let Some(token) = found else {
+    let Some(token) = core.token(presented) else {
         if let Some(ip) = ip {
             core.failures.fail(ip);
         }

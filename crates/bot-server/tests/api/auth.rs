@@ -21,7 +21,14 @@ const PROTECTED: &[(&str, &str)] = &[
     ("POST", "/api/call"),
     ("POST", "/api/agents/x/accept"),
     ("GET", "/api/audit"),
+    ("GET", "/api/agents/x/config"),
+    ("PUT", "/api/agents/x/config"),
+    ("GET", "/api/agents/x/metrics"),
+    ("GET", "/metrics"),
 ];
+
+/// Routes that need no token (the dashboard's login).
+const PUBLIC: &[&str] = &["/api/health", "/api/login", "/api/session", "/api/logout"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_openapi_need_no_token() -> Result<()> {
@@ -91,8 +98,14 @@ async fn unknown_routes_are_json_404s() -> Result<()> {
         (Method::GET, "/api/nope", None),
         (Method::GET, "/api/nope", Some(SECRET)),
         (Method::POST, "/api/tasks/x/y/z", Some(SECRET)),
-        (Method::GET, "/", None),
+        (Method::GET, "/nope", None),
+        (Method::GET, "/assets/nope.js", None),
     ] {
+        if path.starts_with("/assets/") {
+            let a = h.send(method.clone(), path, token, None, vec![]).await?;
+            a.check_error(StatusCode::NOT_FOUND, &["no such file: /assets/nope.js"])?;
+            continue;
+        }
         let a = h.send(method.clone(), path, token, None, vec![]).await?;
         let expected = format!("no such endpoint: {method} {path}");
         a.check_error(StatusCode::NOT_FOUND, &[&expected])?;
@@ -166,7 +179,12 @@ async fn token_scopes_limit_what_a_token_may_do() -> Result<()> {
         .expect(StatusCode::OK)?;
     for (path, item) in doc["paths"].as_object().into_iter().flatten() {
         for (method, op) in item.as_object().into_iter().flatten() {
-            if path == "/api/health" {
+            if PUBLIC.contains(&path.as_str()) {
+                ensure!(
+                    op["security"] == json!([{}]),
+                    "{method} {path}: public, but documented {}",
+                    op["security"]
+                );
                 continue;
             }
             let m: Method = method.to_uppercase().parse()?;

@@ -220,6 +220,7 @@ impl Harness {
             tls: None,
             https: None,
             http_limits: bot_server::HttpLimits::default(),
+            history: bot_server::metrics::HistoryLimits::default(),
         };
         change(&mut config);
         let shutdown = CancellationToken::new();
@@ -274,7 +275,24 @@ impl Harness {
         content_type: Option<&str>,
         body: Vec<u8>,
     ) -> Result<Answer> {
+        self.send_with(method, path, token, content_type, &[], body)
+            .await
+    }
+
+    /// [`Harness::send`] with extra headers (a cookie, a CSRF token).
+    pub async fn send_with(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        content_type: Option<&str>,
+        headers: &[(&str, &str)],
+        body: Vec<u8>,
+    ) -> Result<Answer> {
         let mut req = Request::builder().method(method).uri(path);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
         if let Some(t) = token {
             req = req.header(header::AUTHORIZATION, format!("Bearer {t}"));
         }

@@ -18,5 +18,6 @@ mod auth;
 mod bus;
 mod common;
 mod limits;
+mod monitoring;
 mod openapi;
 mod tasks;

@@ -1,0 +1,419 @@
+//! Samples from the bus to the database, and back as series.
+//!
+//! - **Ingest** ([`run_ingest`]): the bus ingest hands each
+//!   `bot/v1/metrics/<id>` payload over a bounded queue (full: the batch is
+//!   dropped and counted, the bus never waits). Each batch is decoded
+//!   (malformed samples counted, the rest kept), its signature checked
+//!   against the agent's bound key, counters turned into rates
+//!   ([`rates`]), kept as the agent's latest values (for `/metrics` and the
+//!   dashboard), announced on the event hub, and written in batches: one
+//!   row per agent per round ([`codec`]), every second or 2,000 rows.
+//! - **History** ([`history`]): minute rollups (min, average, max) made
+//!   from the raw rows once each minute is complete, retention of both,
+//!   and the series query behind `GET /api/agents/{id}/metrics`.
+
+pub mod codec;
+pub mod history;
+pub mod rates;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use bot_store::{SampleRow, SampleTable, Store};
+use serde::Serialize;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::events::{Event, EventHub};
+use crate::registry::Registry;
+use codec::SeriesKey;
+
+/// Retention and limits of the sample history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HistoryLimits {
+    /// How long raw rows (one per agent per round) are kept.
+    pub raw_retention: Duration,
+    /// How long minute rollups are kept.
+    pub rollup_retention: Duration,
+    /// How often rollups and retention run.
+    pub every: Duration,
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        HistoryLimits {
+            // The defaults: raw for a day, minutes for a month.
+            raw_retention: Duration::from_secs(24 * 3600),
+            rollup_retention: Duration::from_secs(30 * 24 * 3600),
+            every: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Batches waiting between the bus and the ingest task; beyond it a batch
+/// is dropped and counted (`bot_samples_dropped_total`).
+pub const INGEST_QUEUE: usize = 4_096;
+
+/// Rows kept for the database while it does not answer; beyond it the
+/// oldest are dropped and counted.
+const MAX_PENDING_ROWS: usize = 200_000;
+
+/// Rows written per transaction at most, and how often a partial batch is
+/// written.
+const FLUSH_ROWS: usize = 2_000;
+const FLUSH_EVERY: Duration = Duration::from_secs(1);
+
+/// One value of the latest round: a series and its value (`NaN`: unknown).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Point {
+    /// The series.
+    pub key: SeriesKey,
+    /// Its value (a rate for counters).
+    pub value: f64,
+}
+
+impl Serialize for Point {
+    /// `[metric, {labels}, value or null, "TYPE"]`, as in a metrics batch.
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{SerializeMap, SerializeTuple};
+        struct Labels<'a>(&'a [(String, String)]);
+        impl Serialize for Labels<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                let mut m = s.serialize_map(Some(self.0.len()))?;
+                for (k, v) in self.0 {
+                    m.serialize_entry(k, v)?;
+                }
+                m.end()
+            }
+        }
+        let mut t = s.serialize_tuple(4)?;
+        t.serialize_element(&self.key.metric)?;
+        t.serialize_element(&Labels(&self.key.labels))?;
+        t.serialize_element(&self.value.is_finite().then_some(self.value))?;
+        t.serialize_element(self.key.kind.as_str())?;
+        t.end()
+    }
+}
+
+/// An agent's latest round.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Latest {
+    /// Its name.
+    pub name: String,
+    /// The round's time.
+    pub time_ms: u64,
+    /// Its values.
+    pub points: Vec<Point>,
+}
+
+impl Latest {
+    /// The value of `metric` with label `label` (if given), if known.
+    pub fn value(&self, metric: &str, label: Option<(&str, &str)>) -> Option<f64> {
+        self.points
+            .iter()
+            .find(|p| {
+                p.key.metric == metric
+                    && label
+                        .is_none_or(|(k, v)| p.key.labels.iter().any(|(lk, lv)| lk == k && lv == v))
+            })
+            .map(|p| p.value)
+            .filter(|v| v.is_finite())
+    }
+}
+
+/// What the server has counted about samples (for `/metrics`).
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Samples stored.
+    pub ingested: AtomicU64,
+    /// Samples left out of a batch as malformed.
+    pub rejected: AtomicU64,
+    /// Batches refused whole (malformed envelope, bad signature, unknown agent).
+    pub bad_batches: AtomicU64,
+    /// Batches dropped because the ingest queue was full, or rows dropped
+    /// while the database did not answer.
+    pub dropped: AtomicU64,
+}
+
+/// The shared state of the metrics side: latest values, counters, layouts.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    latest: RwLock<HashMap<String, Arc<Latest>>>,
+    /// Counters.
+    pub counters: Counters,
+    layouts: RwLock<HashMap<i64, Arc<Vec<SeriesKey>>>>,
+    /// Retention.
+    pub limits: HistoryLimits,
+}
+
+impl Metrics {
+    /// Metrics with these retention limits.
+    pub fn new(limits: HistoryLimits) -> Metrics {
+        Metrics {
+            limits,
+            ..Metrics::default()
+        }
+    }
+
+    /// Every agent's latest round, by agent id.
+    pub fn latest(&self) -> Vec<(String, Arc<Latest>)> {
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
+    /// One agent's latest round.
+    pub fn latest_of(&self, agent: &str) -> Option<Arc<Latest>> {
+        self.latest
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(agent)
+            .cloned()
+    }
+
+    /// Forgets an agent's latest values.
+    pub fn forget(&self, agent: &str) {
+        self.latest
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(agent);
+    }
+
+    /// The series of layout `id`, from the cache or the store.
+    pub(crate) async fn layout(
+        &self,
+        store: &Store,
+        id: i64,
+    ) -> Result<Option<Arc<Vec<SeriesKey>>>, bot_store::StoreError> {
+        if let Some(l) = self
+            .layouts
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&id)
+        {
+            return Ok(Some(l.clone()));
+        }
+        let Some((_, text)) = store.layouts(&[id]).await?.into_iter().next() else {
+            return Ok(None);
+        };
+        match codec::parse_layout(&text) {
+            Ok(series) => {
+                let series = Arc::new(series);
+                self.remember_layout(id, series.clone());
+                Ok(Some(series))
+            }
+            Err(why) => {
+                tracing::error!(layout = id, %why, "unreadable stored layout");
+                Ok(None)
+            }
+        }
+    }
+
+    fn remember_layout(&self, id: i64, series: Arc<Vec<SeriesKey>>) {
+        self.layouts
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, series);
+    }
+
+    fn set_latest(&self, agent: &str, latest: Latest) -> Arc<Latest> {
+        let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
+        let merged = match map.get(agent) {
+            // A round sent as several batches: one latest.
+            Some(prev) if prev.time_ms == latest.time_ms => {
+                let mut points = prev.points.clone();
+                points.extend(latest.points);
+                Latest { points, ..latest }
+            }
+            _ => latest,
+        };
+        let merged = Arc::new(merged);
+        map.insert(agent.to_owned(), merged.clone());
+        merged
+    }
+}
+
+/// The ingest: decodes, checks, converts, remembers, announces and stores
+/// the batches from `rx` until it closes or `shutdown`.
+pub(crate) async fn run_ingest(
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    registry: Registry,
+    store: Store,
+    hub: EventHub,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) {
+    let mut rates = rates::Rates::default();
+    let mut stored_layouts: HashSet<i64> = HashSet::new();
+    let mut new_layouts: Vec<(i64, String)> = Vec::new();
+    let mut rows: Vec<SampleRow> = Vec::new();
+    let mut samples_in_rows = 0u64;
+    let mut tick = tokio::time::interval(FLUSH_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut warned_bad = false;
+    loop {
+        let payload = tokio::select! {
+            p = rx.recv() => match p {
+                Some(p) => p,
+                None => break,
+            },
+            _ = tick.tick() => {
+                flush(&store, &metrics, &mut new_layouts, &mut stored_layouts, &mut rows, &mut samples_in_rows).await;
+                continue;
+            }
+            () = shutdown.cancelled() => break,
+        };
+        let decoded = match bot_proto::Metrics::decode(&payload) {
+            Ok(d) => d,
+            Err(e) => {
+                metrics.counters.bad_batches.fetch_add(1, Ordering::Relaxed);
+                if !std::mem::replace(&mut warned_bad, true) {
+                    tracing::warn!(error = %e, "malformed metrics batch dropped (warning once; see bot_samples_bad_batches_total)");
+                }
+                continue;
+            }
+        };
+        let batch = decoded.metrics;
+        if let Err(why) =
+            registry.verify_signed(&batch.id, batch.sig.as_deref(), &decoded.signing_bytes)
+        {
+            metrics.counters.bad_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(agent = %batch.id, %why, "metrics batch refused");
+            continue;
+        }
+        if decoded.rejected > 0 {
+            metrics
+                .counters
+                .rejected
+                .fetch_add(decoded.rejected as u64, Ordering::Relaxed);
+            tracing::debug!(agent = %batch.id, rejected = decoded.rejected,
+                first = ?decoded.first_rejection, "malformed samples left out");
+        }
+        let mut keys = Vec::with_capacity(batch.samples.len());
+        let mut values = Vec::with_capacity(batch.samples.len());
+        let mut points = Vec::with_capacity(batch.samples.len());
+        let mut seen = HashSet::with_capacity(batch.samples.len());
+        for s in batch.samples {
+            let key = SeriesKey {
+                metric: s.metric,
+                labels: s.labels,
+                kind: s.kind,
+            };
+            // A series twice in one round: the first counts.
+            if !seen.insert(key.clone()) {
+                continue;
+            }
+            let v = rates.value(&batch.id, &key, s.value, batch.time_ms);
+            values.push(v);
+            points.push(Point {
+                key: key.clone(),
+                value: v,
+            });
+            keys.push(key);
+        }
+        if keys.is_empty() {
+            continue;
+        }
+        let text = codec::layout_text(&keys);
+        let layout = codec::layout_id(&text);
+        if !stored_layouts.contains(&layout) && !new_layouts.iter().any(|(id, _)| *id == layout) {
+            metrics.remember_layout(layout, Arc::new(keys));
+            new_layouts.push((layout, text));
+        }
+        samples_in_rows += values.len() as u64;
+        rows.push(SampleRow {
+            agent_id: batch.id.clone(),
+            time_ms: batch.time_ms,
+            layout,
+            data: codec::encode(&values),
+        });
+        let latest = metrics.set_latest(
+            &batch.id,
+            Latest {
+                name: batch.name.clone(),
+                time_ms: batch.time_ms,
+                points,
+            },
+        );
+        hub.publish(Event::Headline {
+            agent_id: batch.id.clone(),
+            time_ms: batch.time_ms,
+            cpu: latest.value("cpu.usage", Some(("cpu", "total"))),
+            memory: latest.value("memory.used_percent", None),
+            load: latest.value("cpu.load", None),
+        });
+        hub.publish(Event::Samples {
+            agent_id: batch.id,
+            time_ms: batch.time_ms,
+            interval_ms: batch.interval_ms,
+            samples: latest,
+        });
+        if rows.len() >= FLUSH_ROWS {
+            flush(
+                &store,
+                &metrics,
+                &mut new_layouts,
+                &mut stored_layouts,
+                &mut rows,
+                &mut samples_in_rows,
+            )
+            .await;
+        }
+    }
+    flush(
+        &store,
+        &metrics,
+        &mut new_layouts,
+        &mut stored_layouts,
+        &mut rows,
+        &mut samples_in_rows,
+    )
+    .await;
+}
+
+/// Writes the new layouts, then the rows. On a database error they stay
+/// for the next flush (bounded: the oldest rows beyond the bound go).
+async fn flush(
+    store: &Store,
+    metrics: &Metrics,
+    new_layouts: &mut Vec<(i64, String)>,
+    stored: &mut HashSet<i64>,
+    rows: &mut Vec<SampleRow>,
+    samples_in_rows: &mut u64,
+) {
+    if rows.is_empty() && new_layouts.is_empty() {
+        return;
+    }
+    if let Err(e) = store.put_layouts(new_layouts).await {
+        tracing::error!(error = %e, "cannot store metric layouts; retrying");
+    } else {
+        stored.extend(new_layouts.drain(..).map(|(id, _)| id));
+        match store.insert_samples(SampleTable::Raw, rows).await {
+            Ok(()) => {
+                metrics
+                    .counters
+                    .ingested
+                    .fetch_add(*samples_in_rows, Ordering::Relaxed);
+                rows.clear();
+                *samples_in_rows = 0;
+                return;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, rows = rows.len(), "cannot store samples; retrying")
+            }
+        }
+    }
+    if rows.len() > MAX_PENDING_ROWS {
+        let excess = rows.len() - MAX_PENDING_ROWS;
+        rows.drain(..excess);
+        metrics
+            .counters
+            .dropped
+            .fetch_add(excess as u64, Ordering::Relaxed);
+    }
+}
