@@ -12,7 +12,10 @@ use bot_testkit::{logins, publish, publish_with};
 
 use crate::{Agent, Broker, BrokerKind, Sub, WAIT, bot, both_brokers};
 
-both_brokers!(agents_publish_signed_batches_and_apply_live_config);
+both_brokers!(
+    agents_publish_signed_batches_and_apply_live_config,
+    the_fleet_is_monitored_end_to_end
+);
 
 /// `-u server -P …` with a server client id on the embedded broker (where
 /// only the server may publish configs); nothing on the test mosquitto.
@@ -256,5 +259,128 @@ fn agents_publish_signed_batches_and_apply_live_config(kind: BrokerKind) -> Resu
                     .is_some_and(|m| m.revision == 2 && !m.enabled)
         },
     )?;
+    Ok(())
+}
+
+/// `bot config show` for `node` against `server`: (exit code, stdout, stderr).
+fn config_cmd(base: &str, args: &[&str]) -> Result<(i32, String, String)> {
+    let out = bot_testkit::output(
+        bot_testkit::bot_command(bot())
+            .args(["config"])
+            .args(args)
+            .args(["--server", base])
+            .env("BOT_TOKEN", crate::tasks::TOKEN),
+    )?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// Polls `bot config show NODE` until its output contains `want`.
+fn wait_config(base: &str, node: &str, want: &str) -> Result<String> {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (code, out, err) = config_cmd(base, &["show", node])?;
+        if code == 0 && out.contains(want) {
+            return Ok(out);
+        }
+        ensure!(Instant::now() < deadline, "no {want:?} in:\n{out}{err}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A real agent, `bot server` and Prometheus: `bot config set` turns
+/// measuring on at once; the samples are stored and served as series,
+/// scraped by Prometheus; a classic UNSEL shows as a local change.
+fn the_fleet_is_monitored_end_to_end(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let dir = bot_testkit::TempDir::new("monitoring");
+    let db = format!("sqlite:{}/bot.db", dir.path().display());
+    let server =
+        crate::tasks::Server::start(&broker.server_url(), &db, &dir.path().join("server"))?;
+    let _agent = Agent::start(bot(), "mon", &[broker.url()], "")?;
+    server.wait_agents(1)?;
+    let base = server.base.clone();
+
+    // Nothing wanted yet: the agent runs its own settings (off).
+    let out = wait_config(&base, "mon", "none set on the server")?;
+    ensure!(out.contains("measuring") && out.contains("off"), "{out}");
+    let (code, out, err) = config_cmd(
+        &base,
+        &[
+            "set",
+            "mon",
+            "enabled=true",
+            "interval=500ms",
+            "collectors=cpu,memory,net",
+        ],
+    )?;
+    ensure!(code == 0, "{out}{err}");
+    ensure!(out.contains("mon: revision 1 sent"), "{out}");
+    let out = wait_config(&base, "mon", "state: in sync")?;
+    ensure!(
+        out.contains("500ms") && out.contains("cpu,memory,net"),
+        "{out}"
+    );
+    // A bad setting is a usage error naming it.
+    let (code, _, err) = config_cmd(&base, &["set", "mon", "collectors=gpu"])?;
+    ensure!(code == 2 && err.contains("gpu"), "{code} {err}");
+
+    // The samples, as series.
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (status, v) =
+            server.get("/api/agents/mon/metrics?name=cpu.usage,net.rx_bytes&step=500")?;
+        ensure!(status == 200, "{v}");
+        let known = |metric: &str| {
+            v["series"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|s| s["metric"] == metric)
+                .flat_map(|s| s["values"].as_array().cloned().unwrap_or_default())
+                .filter(|x| x.is_number())
+                .count()
+        };
+        if known("cpu.usage") >= 2 && known("net.rx_bytes") >= 1 {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "series still too short: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    // A real Prometheus scrapes /metrics with a read token.
+    let target = base.trim_start_matches("http://");
+    let prom = bot_testkit::Prometheus::start(
+        target,
+        "/metrics",
+        Some(crate::tasks::TOKEN),
+        Duration::from_secs(1),
+    )?;
+    prom.wait_for(r#"bot_cpu_usage{agent="mon",cpu="total"}"#, WAIT, |r| {
+        r.as_array().is_some_and(|a| !a.is_empty())
+    })?;
+    prom.wait_for(r#"bot_agents{state="online"}"#, WAIT, |r| {
+        r[0]["value"][1] == "1"
+    })?;
+    prom.wait_for("bot_samples_ingested_total", WAIT, |r| {
+        r[0]["value"][1]
+            .as_str()
+            .and_then(|v| v.parse::<f64>().ok())
+            .is_some_and(|v| v > 0.0)
+    })?;
+    let targets = prom.targets()?;
+    ensure!(targets[0]["health"] == "up", "{targets}");
+
+    // The classic protocol still works, and shows as a local change.
+    publish(broker.port, "BUS", b"'mon': UNSEL")?;
+    let out = wait_config(&base, "mon", "changed on the agent")?;
+    ensure!(out.contains("revision 1"), "{out}");
+    // Setting it again brings it back in sync.
+    let (code, out, err) = config_cmd(&base, &["set", "-F", "mon", "enabled=true"])?;
+    ensure!(code == 0 && out.contains("revision 2"), "{out}{err}");
+    wait_config(&base, "mon", "state: in sync")?;
     Ok(())
 }

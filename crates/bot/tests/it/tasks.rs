@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 
 use crate::{Agent, Broker, BrokerKind, bot};
 
-const TOKEN: &str = "test-token-0123456789abcdef";
+pub(crate) const TOKEN: &str = "test-token-0123456789abcdef";
 
 /// Which database the server uses.
 #[derive(Debug, Clone, Copy)]
@@ -51,15 +51,15 @@ impl Database {
 }
 
 /// A running `bot server`.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     http: ureq::Agent,
     _log: Lines,
 }
 
 impl Server {
-    fn start(broker: &str, db: &str, data_dir: &Path) -> Result<Server> {
+    pub(crate) fn start(broker: &str, db: &str, data_dir: &Path) -> Result<Server> {
         let mut child = bot_testkit::bot_command(bot())
             .args([
                 "server",
@@ -108,7 +108,7 @@ impl Server {
         })
     }
 
-    fn get(&self, path: &str) -> Result<(u16, Value)> {
+    pub(crate) fn get(&self, path: &str) -> Result<(u16, Value)> {
         let mut r = self
             .http
             .get(&format!("{}{path}", self.base))
@@ -167,7 +167,7 @@ impl Server {
     }
 
     /// Waits until `n` agents are online in the registry.
-    fn wait_agents(&self, n: usize) -> Result<()> {
+    pub(crate) fn wait_agents(&self, n: usize) -> Result<()> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let (_, agents) = self.get("/api/agents?online=true")?;
