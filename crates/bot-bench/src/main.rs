@@ -10,6 +10,7 @@
 mod agents;
 mod burst;
 mod crypto;
+mod metrics;
 mod ping_bench;
 
 use std::process::ExitCode;
@@ -35,6 +36,8 @@ enum Command {
     Crypto(crypto::CryptoArgs),
     /// A burst of signed exec requests with a large environment at one agent.
     Burst(burst::BurstArgs),
+    /// Simulated agents publishing signed metric batches (the ingest benchmark).
+    Metrics(metrics::MetricsArgs),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
             Command::PingBench(args) => ping_bench::run(args, shutdown).await,
             Command::Crypto(_) => Ok(ExitCode::SUCCESS),
             Command::Burst(args) => burst::run(args, shutdown).await,
+            Command::Metrics(args) => metrics::run(args, shutdown).await,
         }
     });
     match result {
