@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too: installs what the
 # tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql,
-# prometheus, procps, and gcc and make for jemalloc),
+# prometheus, chromium and node for the browser test, procps, and gcc and
+# make for jemalloc), and the browser test's npm packages (npm ci),
 # checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,11 @@ command -v mosquitto_pub >/dev/null 2>&1 && command -v mosquitto_sub >/dev/null 
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 # The metrics tests scrape with a real Prometheus (bot-testkit's Prometheus).
 [ -x /usr/bin/prometheus ] || command -v prometheus >/dev/null 2>&1 || missing+=(prometheus)
+# The dashboard's browser test: Debian's Chromium, driven from Node
+# (playwright-core, installed by npm ci below; it downloads no browser).
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null 2>&1 || missing+=(nodejs)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The exec tests look for a command's background children with pgrep.
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 # jemalloc (the `bot` binary's allocator) is built from C sources.
@@ -59,6 +65,13 @@ fi
 # The tests start their own brokers and PostgreSQL clusters on free ports; a
 # packaged mosquitto service on 1883 (if the package started one) is not used,
 # nor a prometheus on 9090.
+
+# The browser test's packages, exactly as locked (playwright-core only).
+if [ ! -d crates/bot/tests/browser/node_modules/playwright-core ] ||
+    [ crates/bot/tests/browser/package-lock.json -nt crates/bot/tests/browser/node_modules ]; then
+    echo "test.sh: npm ci (crates/bot/tests/browser)" >&2
+    (cd crates/bot/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 echo "test.sh: cargo fmt --check" >&2
 cargo fmt --all -- --check

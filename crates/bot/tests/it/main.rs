@@ -7,6 +7,7 @@
 
 mod classic;
 mod cli;
+mod dashboard;
 mod metrics;
 mod resilience;
 mod security;
