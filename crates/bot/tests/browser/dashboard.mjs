@@ -23,6 +23,10 @@
 //                      sync (default 60000, or 10 intervals if longer)
 //   BOT_OFFLINE_TIMEOUT_MS  offline: longest wait for the row (default 60000)
 //   BOT_OBSERVE_MS     fleet-load: how long to watch live updates (default 5000)
+//   BOT_HOLD_FILE      untick-cpu: once the cpu chart has stopped, write this
+//                      file and wait (at most 60 s) until it is deleted before
+//                      ticking cpu again, so that the caller can check the
+//                      bus meanwhile (the agent's batches carry no cpu.*)
 //
 // Output: one JSON line per step on stdout, e.g.
 //   {"step":"login","ok":true,"ms":812}
@@ -187,6 +191,14 @@ const steps = {
     await screenshot(page, 'agent-cpu-off.png');
     if (cpu1 !== cpu0) fail(`the cpu chart went on after cpu was unticked: data-last-ms ${cpu0} -> ${cpu1}`);
     if (!(mem1 > mem0)) fail(`the memory chart did not advance while cpu was off: data-last-ms ${mem0} -> ${mem1}`);
+    if (env.BOT_HOLD_FILE) {
+      fs.writeFileSync(env.BOT_HOLD_FILE, 'cpu unticked\n');
+      const until_ = Date.now() + 60000;
+      while (fs.existsSync(env.BOT_HOLD_FILE)) {
+        if (Date.now() > until_) fail(`${env.BOT_HOLD_FILE} was not deleted within 60 s`);
+        await sleep(100);
+      }
+    }
     // Tick it again and see the chart come back.
     const t0 = Date.now();
     await setCollector(page, 'cpu', true);

@@ -20,6 +20,15 @@ fn browser_dir() -> PathBuf {
 
 /// Runs `dashboard.mjs` with `steps`; returns its JSON lines.
 fn run_steps(env: &[(&str, String)], steps: &str) -> Result<Vec<Value>> {
+    run_steps_with(env, steps, |_| Ok(()))
+}
+
+/// [`run_steps`], calling `during(child)` while the script runs.
+fn run_steps_with(
+    env: &[(&str, String)],
+    steps: &str,
+    during: impl FnOnce(&mut std::process::Child) -> Result<()>,
+) -> Result<Vec<Value>> {
     let dir = browser_dir();
     ensure!(
         dir.join("node_modules/playwright-core").is_dir(),
@@ -34,14 +43,35 @@ fn run_steps(env: &[(&str, String)], steps: &str) -> Result<Vec<Value>> {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let done = bot_testkit::output_within(&mut cmd, b"", Duration::from_secs(240))
+    let out_file = tempfile(&format!("dashboard-{}.out", std::process::id()));
+    let err_file = tempfile(&format!("dashboard-{}.err", std::process::id()));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out_file)?)
+        .stderr(std::fs::File::create(&err_file)?)
+        .spawn()
         .context("cannot run node (apt-get install nodejs, or scripts/test.sh)")?;
-    let stdout = String::from_utf8_lossy(&done.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&done.stderr).into_owned();
+    let during = during(&mut child);
+    // The script's own waits are bounded; this bounds the whole.
+    let deadline = std::time::Instant::now() + Duration::from_secs(240);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break Some(s);
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let stdout = std::fs::read_to_string(&out_file).unwrap_or_default();
+    let stderr = std::fs::read_to_string(&err_file).unwrap_or_default();
+    let _ = std::fs::remove_file(&out_file);
+    let _ = std::fs::remove_file(&err_file);
+    during.map_err(|e| e.context(format!("while dashboard.mjs ran:\n{stdout}\n{stderr}")))?;
     ensure!(
-        !done.timed_out && done.status.is_some_and(|s| s.success()),
-        "dashboard.mjs {steps} failed ({:?}):\n{stdout}\n{stderr}",
-        done.status
+        status.is_some_and(|s| s.success()),
+        "dashboard.mjs {steps} failed ({status:?}):\n{stdout}\n{stderr}"
     );
     let lines: Vec<Value> = stdout
         .lines()
@@ -58,6 +88,10 @@ fn run_steps(env: &[(&str, String)], steps: &str) -> Result<Vec<Value>> {
         eprintln!("dashboard: {l}");
     }
     Ok(lines)
+}
+
+fn tempfile(name: &str) -> PathBuf {
+    std::env::temp_dir().join(name)
 }
 
 /// Log in, see the agent live, watch its CPU chart get live points, untick
@@ -100,12 +134,60 @@ fn the_dashboard_works_in_a_real_browser() -> Result<()> {
         ("BOT_SCREENSHOTS", shots.display().to_string()),
         ("BOT_INTERVAL_MS", "1000".to_owned()),
     ];
-    let lines = run_steps(&env, "login,agent-chart,untick-cpu,task,events,mobile")?;
-    let latency = lines
+    let first = run_steps(&env, "login,agent-chart")?;
+    // Untick CPU in the browser; while it is off, a fresh subscriber sees
+    // the agent's next batches without any cpu.* sample (and memory's).
+    let hold = tempfile(&format!("dashboard-hold-{}", std::process::id()));
+    let _ = std::fs::remove_file(&hold);
+    let mut hold_env = env.clone();
+    hold_env.push(("BOT_HOLD_FILE", hold.display().to_string()));
+    let topic = bot_proto::topics::metrics_topic(&id);
+    run_steps_with(&hold_env, "untick-cpu", |child| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while !hold.exists() {
+            ensure!(
+                child.try_wait()?.is_none(),
+                "the script ended before unticking"
+            );
+            ensure!(
+                std::time::Instant::now() < deadline,
+                "cpu was never unticked"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let mut sub = bot_testkit::Sub::start(broker.port, &[&topic])?;
+        for _ in 0..3 {
+            let (_, payload) = sub.wait_for("a batch", crate::WAIT, |t, _| t == topic)?;
+            let d = bot_proto::Metrics::decode(payload.as_bytes()).map_err(|e| anyhow!("{e}"))?;
+            let names: Vec<&str> = d
+                .metrics
+                .samples
+                .iter()
+                .map(|s| s.metric.as_str())
+                .collect();
+            // The cpu collector's metrics (cpu.load* is the load collector's).
+            let cpu = [
+                "cpu.usage",
+                "cpu.user",
+                "cpu.system",
+                "cpu.iowait",
+                "cpu.steal",
+            ];
+            ensure!(
+                !names.iter().any(|m| cpu.contains(m)),
+                "cpu samples on the bus after the untick: {names:?}"
+            );
+            ensure!(names.contains(&"memory.used"), "{names:?}");
+        }
+        std::fs::remove_file(&hold)?;
+        Ok(())
+    })?;
+    run_steps(&env, "task,events,mobile")?;
+    let latency = first
         .iter()
         .find(|l| l["step"] == "agent-chart")
         .and_then(|l| l["latency_ms"].as_f64())
-        .ok_or_else(|| anyhow!("no latency in {lines:?}"))?;
+        .ok_or_else(|| anyhow!("no latency in {first:?}"))?;
     ensure!(latency >= 0.0, "latency {latency}");
 
     // The untick went to the agent: its batches now carry no cpu.* sample
