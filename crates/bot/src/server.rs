@@ -87,6 +87,14 @@ pub(crate) struct ServerOpts {
     /// the network in clear.
     #[arg(long, conflicts_with_all = ["https", "https_cert"])]
     pub plain_http: bool,
+    /// How long raw samples (one row per agent per round) are kept, e.g.
+    /// 24h (the default), 2d. At least 10m.
+    #[arg(long, env = "BOT_RAW_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub raw_retention: Option<std::time::Duration>,
+    /// How long the 1-minute rollups (min, average, max) are kept, e.g. 30d
+    /// (the default). At least the raw retention.
+    #[arg(long, env = "BOT_ROLLUP_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub rollup_retention: Option<std::time::Duration>,
 }
 
 /// How the API is served.
@@ -148,6 +156,10 @@ pub(crate) struct ServerFile {
     pub https_key: Option<PathBuf>,
     /// Serve plain HTTP beyond loopback.
     pub plain_http: Option<bool>,
+    /// How long raw samples are kept ("24h").
+    pub raw_retention: Option<String>,
+    /// How long minute rollups are kept ("30d").
+    pub rollup_retention: Option<String>,
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
@@ -275,6 +287,7 @@ impl ServerOpts {
         brokers: Vec<BrokerUrl>,
     ) -> anyhow::Result<ServerConfig> {
         let data_dir = self.data_dir(&file);
+        let history = self.history(&file)?;
         std::fs::create_dir_all(&data_dir)
             .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
         let db = match self.db.clone().or(file.db) {
@@ -357,7 +370,52 @@ impl ServerOpts {
             },
             https,
             http_limits: bot_server::HttpLimits::default(),
-            history: bot_server::metrics::HistoryLimits::default(),
+            history,
+        })
+    }
+
+    /// The sample retention: flags, else the file, else 24 h and 30 days.
+    fn history(&self, file: &ServerFile) -> anyhow::Result<bot_server::metrics::HistoryLimits> {
+        let defaults = bot_server::metrics::HistoryLimits::default();
+        let pick = |flag: Option<std::time::Duration>,
+                    text: &Option<String>,
+                    key: &str,
+                    default: std::time::Duration|
+         -> anyhow::Result<std::time::Duration> {
+            match (flag, text) {
+                (Some(d), _) => Ok(d),
+                (None, Some(t)) => humantime::parse_duration(t.trim())
+                    .map_err(|e| anyhow::anyhow!("{key} = {t:?}: {e} (e.g. \"24h\", \"30d\")")),
+                (None, None) => Ok(default),
+            }
+        };
+        let raw = pick(
+            self.raw_retention,
+            &file.raw_retention,
+            "raw_retention",
+            defaults.raw_retention,
+        )?;
+        let rollup = pick(
+            self.rollup_retention,
+            &file.rollup_retention,
+            "rollup_retention",
+            defaults.rollup_retention,
+        )?;
+        anyhow::ensure!(
+            raw >= std::time::Duration::from_secs(600),
+            "raw_retention: {} is shorter than 10m",
+            humantime::format_duration(raw)
+        );
+        anyhow::ensure!(
+            rollup >= raw,
+            "rollup_retention: {} is shorter than raw_retention ({})",
+            humantime::format_duration(rollup),
+            humantime::format_duration(raw)
+        );
+        Ok(bot_server::metrics::HistoryLimits {
+            raw_retention: raw,
+            rollup_retention: rollup,
+            ..defaults
         })
     }
 }
@@ -458,6 +516,51 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retention_comes_from_flags_then_the_file_and_is_checked() {
+        use clap::Parser;
+        #[derive(Debug, clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            server: ServerOpts,
+        }
+        let args = |v: &[&str]| {
+            Cli::try_parse_from(std::iter::once("x").chain(v.iter().copied())).map(|c| c.server)
+        };
+        let file = |raw: Option<&str>, rollup: Option<&str>| ServerFile {
+            raw_retention: raw.map(str::to_owned),
+            rollup_retention: rollup.map(str::to_owned),
+            ..ServerFile::default()
+        };
+        let none = args(&[]).expect("parse");
+        let d = none.history(&file(None, None)).expect("defaults");
+        assert_eq!(d.raw_retention, std::time::Duration::from_secs(24 * 3600));
+        assert_eq!(
+            d.rollup_retention,
+            std::time::Duration::from_secs(30 * 24 * 3600)
+        );
+        let f = none.history(&file(Some("2d"), Some("60d"))).expect("file");
+        assert_eq!(
+            f.raw_retention,
+            std::time::Duration::from_secs(2 * 24 * 3600)
+        );
+        let flag = args(&["--raw-retention", "1h"]).expect("parse");
+        let h = flag.history(&file(Some("2d"), None)).expect("flag wins");
+        assert_eq!(h.raw_retention, std::time::Duration::from_secs(3600));
+        for (raw, rollup, says) in [
+            (Some("soon"), None, "raw_retention = \"soon\""),
+            (Some("1m"), None, "shorter than 10m"),
+            (Some("2d"), Some("1d"), "shorter than raw_retention"),
+        ] {
+            let e = none
+                .history(&file(raw, rollup))
+                .expect_err("refused")
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
+        assert!(args(&["--raw-retention", "forever"]).is_err());
+    }
+
+    #[test]
     fn the_example_config_parses_and_is_complete() {
         let text = include_str!("../../../docs/server.example.toml");
         let f = ServerFile::parse(text).expect("docs/server.example.toml parses");
@@ -480,10 +583,12 @@ mod tests {
             https_cert: p(),
             https_key: p(),
             plain_http: Some(false),
+            raw_retention: Some("24h".into()),
+            rollup_retention: Some("30d".into()),
             tokens: vec![],
         };
         let keys = toml::Table::try_from(&sample).expect("serialises");
-        assert_eq!(keys.len(), 10, "{keys:?}");
+        assert_eq!(keys.len(), 12, "{keys:?}");
         for key in keys.keys() {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[[{key}]]")),

@@ -256,6 +256,7 @@ pub(crate) async fn run_ingest(
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned_bad = false;
+    let mut rejected_warned: Option<std::time::Instant> = None;
     loop {
         let payload = tokio::select! {
             p = rx.recv() => match p {
@@ -291,8 +292,15 @@ pub(crate) async fn run_ingest(
                 .counters
                 .rejected
                 .fetch_add(decoded.rejected as u64, Ordering::Relaxed);
-            tracing::debug!(agent = %batch.id, rejected = decoded.rejected,
-                first = ?decoded.first_rejection, "malformed samples left out");
+            // Logged at most once a minute (a broken plugin sends them every round).
+            if rejected_warned
+                .is_none_or(|t: std::time::Instant| t.elapsed() >= Duration::from_secs(60))
+            {
+                rejected_warned = Some(std::time::Instant::now());
+                tracing::warn!(agent = %batch.id, name = %batch.name, rejected = decoded.rejected,
+                    first = ?decoded.first_rejection,
+                    "malformed samples left out of a batch (the rest kept; bot_samples_rejected_total)");
+            }
         }
         let mut keys = Vec::with_capacity(batch.samples.len());
         let mut values = Vec::with_capacity(batch.samples.len());
