@@ -6,8 +6,10 @@
 #     step reports the time from a round's start (the samples' time) to the
 #     browser receiving it on the chart (same machine, same clock); RUNS runs;
 #  2. the fleet page with N simulated agents (bot-sim metrics: signed
-#     statuses, then headline rounds): load time until all N rows are
-#     rendered, and the JS heap after load and after 5 s of live updates.
+#     statuses, then a round every 10 s from each, spread evenly: N/10
+#     headline updates a second, as N real agents at the default interval):
+#     load time until all N rows are rendered, the JS heap after load and
+#     after 5 s of live updates, frames per second and long tasks meanwhile.
 # Usage: scripts/bench/dashboard.sh   (N=1000 RUNS=5)
 # Needs: cargo build --release -j2 -p bot -p bot-bench; scripts/test.sh once
 # (chromium, node, npm ci in crates/bot/tests/browser).
@@ -69,7 +71,11 @@ stop "$BROKER_PID"
 # 2. The fleet page with N agents.
 start_mosquitto "set_tcp_nodelay true" "max_queued_messages 100000"
 start_server
-"$SIM" metrics --broker "$BROKER_URL" --agents "$N" --samples 30 --rounds 3 --settle 5 >"$WORK/sim.out" 2>"$WORK/sim.err"
+"$SIM" metrics --broker "$BROKER_URL" --agents "$N" --samples 30 --rounds 100000 --interval 10 --settle 1 \
+    >"$WORK/sim.out" 2>"$WORK/sim.err" &
+PIDS+=("$!")
+wait_line "$WORK/sim.out" '^registered' 120 >/dev/null
+sleep 12 # a first round from every agent
 for _ in $(seq 300); do
     n=$(api "$API/api/agents?online=true" | python3 -c 'import json,sys; print(len(json.load(sys.stdin)))')
     [ "$n" -ge "$N" ] && break
@@ -85,7 +91,7 @@ for r in $(seq "$RUNS"); do
 for l in open(sys.argv[1]):
     v = json.loads(l)
     if v.get("step") == "fleet-load":
-        print(v["load_ms"], file=open(sys.argv[2], "a")); print(round(v["heap_bytes"]/1048576, 1), round(v["heap_after_bytes"]/1048576, 1), file=open(sys.argv[3], "a"))' \
+        print(v["load_ms"], file=open(sys.argv[2], "a")); print(round(v["heap_bytes"]/1048576, 1), round(v["heap_after_bytes"]/1048576, 1), v["fps"], "fps", v["long_tasks"], "long tasks", v["longest_task_ms"], "ms", file=open(sys.argv[3], "a"))' \
         "$WORK/fl.out" "$WORK/load" "$WORK/heap"
 done
-echo "fleet page, $N agents: load runs $(tr '\n' ' ' <"$WORK/load")ms; median $(median <"$WORK/load") ms; JS heap MiB (after load, after 5 s live): $(tr '\n' ';' <"$WORK/heap")"
+echo "fleet page, $N agents: load runs $(tr '\n' ' ' <"$WORK/load")ms; median $(median <"$WORK/load") ms; JS heap MiB after load, after 5 s live; fps; long tasks: $(tr '\n' ';' <"$WORK/heap")"

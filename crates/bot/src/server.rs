@@ -479,6 +479,10 @@ pub(crate) fn announce(server: &bot_server::Server) {
     let scheme = if server.https { "https" } else { "http" };
     println!("listening: {scheme}://{}/api", server.addr);
     println!(
+        "dashboard: {scheme}://{}/ (log in with an API token)",
+        server.addr
+    );
+    println!(
         "server key: {} (agents run tasks only if they trust it)",
         server.public_key
     );

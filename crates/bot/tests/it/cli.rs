@@ -281,6 +281,19 @@ fn bot_up_runs_broker_and_local_agent_and_stops_on_sigterm() -> Result<()> {
         .trim_start_matches("listening: ")
         .trim_end_matches("/api")
         .to_owned();
+    // The dashboard is served at `/`, with its CSP.
+    let dash = out.wait_for("the dashboard line", WAIT, |l| {
+        l.starts_with("dashboard: http://")
+    })?;
+    anyhow::ensure!(dash.contains(&format!("{http}/ ")), "{dash} vs {http}");
+    let page = ureq::get(&format!("{http}/")).call()?;
+    anyhow::ensure!(
+        page.headers()
+            .get("content-security-policy")
+            .is_some_and(|v| v.to_str().unwrap_or("").contains("script-src 'self'")),
+        "{:?}",
+        page.headers()
+    );
     let token = out.wait_for("the token line", WAIT, |l| l.starts_with("api token: "))?;
     let token = token.trim_start_matches("api token: ").to_owned();
     log.wait_for("the local agent's ready line", WAIT, |l| {
