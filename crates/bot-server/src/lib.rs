@@ -25,6 +25,7 @@ pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod tasks;
 pub mod web;
 
 pub use http::HttpLimits;
@@ -293,9 +294,16 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         calls: Calls::default(),
         failures: Default::default(),
         audit: audit.clone(),
-        signer,
+        signer: signer.clone(),
         call_topic: call_topic.clone(),
         tokens,
+        tasks: tasks::TaskService::new(
+            store.clone(),
+            registry.clone(),
+            engine_handle.clone(),
+            signer.clone(),
+            call_topic.clone(),
+        ),
         sessions: Default::default(),
         secure_cookies: config.https.is_some(),
         metrics: metrics.clone(),

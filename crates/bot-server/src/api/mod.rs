@@ -61,6 +61,8 @@ pub struct Core {
     pub(crate) sessions: session::Sessions,
     /// Session cookies are `Secure` (the API is served over HTTPS).
     pub(crate) secure_cookies: bool,
+    /// Makes tasks (submit, retry).
+    pub(crate) tasks: crate::tasks::TaskService,
     /// Samples: latest values, counters, layouts.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The event hub (live views).
@@ -173,6 +175,19 @@ impl Error {
     }
 }
 
+impl From<crate::tasks::TaskError> for Error {
+    fn from(e: crate::tasks::TaskError) -> Error {
+        use crate::tasks::TaskError;
+        match e {
+            TaskError::Invalid(m) => Error::bad(m),
+            TaskError::Unusable(m) => Error::new(StatusCode::UNPROCESSABLE_ENTITY, m),
+            TaskError::NotFound(m) => Error::not_found(m),
+            TaskError::Conflict(m) => Error::conflict(m),
+            TaskError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<bot_store::StoreError> for Error {
     /// The driver's text stays in the log (it may name tables, hosts or
     /// values); the client gets a correlation id to quote.
@@ -217,9 +232,7 @@ fn cut_message(text: &str) -> String {
     s
 }
 
-/// The shortest `timeout_s` a task or a call may ask for: 1 ms (less would
-/// be stored as 0).
-pub const MIN_TIMEOUT_S: f64 = 0.001;
+pub use crate::tasks::MIN_TIMEOUT_S;
 
 /// A JSON body whose rejections are API errors (JSON, with serde's message
 /// naming the field, line and column).
