@@ -476,23 +476,34 @@ pub(crate) fn broker_urls(urls: &[String]) -> anyhow::Result<Vec<BrokerUrl>> {
 
 /// Prints how to reach a started server.
 pub(crate) fn announce(server: &bot_server::Server) {
+    use std::fmt::Write as _;
+    use std::io::Write as _;
     let scheme = if server.https { "https" } else { "http" };
-    println!("listening: {scheme}://{}/api", server.addr);
-    println!(
+    let mut text = String::new();
+    let _ = writeln!(text, "listening: {scheme}://{}/api", server.addr);
+    let _ = writeln!(
+        text,
         "dashboard: {scheme}://{}/ (log in with an API token)",
         server.addr
     );
-    println!(
+    let _ = writeln!(
+        text,
         "server key: {} (agents run tasks only if they trust it)",
         server.public_key
     );
     if let Some(token) = &server.generated_token {
-        println!("api token: {token}");
-        println!(
+        let _ = writeln!(text, "api token: {token}");
+        let _ = writeln!(
+            text,
             "try: BOT_TOKEN={token} bot task list --server {scheme}://{}",
             server.addr
         );
     }
+    // One write, and a closed standard output (a supervisor that closed
+    // it, `bot server | head -1`) must not stop a running server: the
+    // error is ignored here, where println! would panic.
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
 }
 
 pub(crate) async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {

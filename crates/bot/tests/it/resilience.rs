@@ -207,3 +207,48 @@ fn bot_up_keeps_its_agent_and_api_under_an_idle_socket_flood() -> Result<()> {
     let _ = up.wait();
     result
 }
+
+/// A server whose standard output is closed once it has started (a
+/// supervisor, `bot server | head -1`) keeps serving: printing its start
+/// lines must not kill it (it did, flakily, when a reader went away early).
+#[test]
+fn a_server_with_a_closed_stdout_keeps_serving() -> Result<()> {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let broker = Broker::start(BrokerKind::Mosquitto, bot())?;
+    let dir = bot_testkit::TempDir::new("closed-stdout");
+    let mut server = bot_testkit::bot_command(bot())
+        .args(["server", "--broker", &broker.url(), "--http", "127.0.0.1:0"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("BOT_API_TOKENS", "t=closed-stdout-0123456789")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()?;
+    let result = (|| -> Result<()> {
+        let stdout = server
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow::anyhow!("stdout"))?;
+        let mut first = String::new();
+        // Read the first line only, then close the pipe.
+        BufReader::new(stdout).read_line(&mut first)?;
+        anyhow::ensure!(first.starts_with("listening: http://"), "{first}");
+        let base = first
+            .trim()
+            .trim_start_matches("listening: ")
+            .trim_end_matches("/api")
+            .to_owned();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        anyhow::ensure!(
+            server.try_wait()?.is_none(),
+            "the server died with its stdout closed"
+        );
+        let r = ureq::get(&format!("{base}/api/health")).call()?;
+        anyhow::ensure!(r.status() == 200);
+        Ok(())
+    })();
+    let _ = server.kill();
+    let _ = server.wait();
+    result
+}

@@ -56,6 +56,8 @@ pub(crate) struct Server {
     pub(crate) base: String,
     http: ureq::Agent,
     _log: Lines,
+    /// Its standard output, kept open (and read) while it runs.
+    _out: Lines,
 }
 
 impl Server {
@@ -105,6 +107,7 @@ impl Server {
             base,
             http,
             _log: log,
+            _out: out,
         })
     }
 
