@@ -89,7 +89,7 @@ impl Classic {
         mut self,
         mut inbox: tokio::sync::mpsc::Receiver<bot_bus::Message>,
         mut raise: tokio::sync::mpsc::Receiver<f64>,
-        mut configs: tokio::sync::mpsc::Receiver<bot_proto::MeasureConfig>,
+        mut configs: tokio::sync::watch::Receiver<Option<bot_proto::MeasureConfig>>,
     ) {
         loop {
             tokio::select! {
@@ -98,7 +98,12 @@ impl Classic {
                     None => return,
                 },
                 Some(secs) = raise.recv() => self.raise_interval(secs),
-                Some(config) = configs.recv() => self.apply_config(&config),
+                Ok(()) = configs.changed() => {
+                    let config = configs.borrow_and_update().clone();
+                    if let Some(config) = config {
+                        self.apply_config(&config);
+                    }
+                }
             }
         }
     }

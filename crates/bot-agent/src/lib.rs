@@ -189,7 +189,9 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         ..initial_measure
     });
     let (raise_tx, raise_rx) = mpsc::channel::<f64>(4);
-    let (config_tx, config_rx) = mpsc::channel::<bot_proto::MeasureConfig>(4);
+    // Latest wins: a config that arrives while another is being applied
+    // replaces it (never the newest dropped).
+    let (config_tx, config_rx) = watch::channel::<Option<bot_proto::MeasureConfig>>(None);
     let classic = classic::Classic::new(machine, session.publisher.clone(), state_tx);
     // Classic programs have their own bounded queue and task: a flood of
     // them is shed here (QoS 0, counted and logged), never the structured
@@ -259,10 +261,8 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
         tokio::select! {
             event = session.events.recv() => match event {
                 Some(Event::Message(m)) if m.topic == config_topic => {
-                    if let Some(cfg) = requests.admit_config(&m.payload)
-                        && config_tx.try_send(cfg).is_err()
-                    {
-                        tracing::warn!("config changes arrive faster than they apply; one dropped");
+                    if let Some(cfg) = requests.admit_config(&m.payload) {
+                        config_tx.send_replace(Some(cfg));
                     }
                 }
                 Some(Event::Message(m)) if requests.wants(&m.topic) => requests.handle(&m.topic, &m.payload),

@@ -476,7 +476,13 @@ impl Structured {
                 return None;
             }
         };
-        match self.trust.admit_config(&config, &self.me.id) {
+        let facts = self.facts.borrow().clone();
+        let me = Me {
+            facts: &facts,
+            tags: &self.me.tags,
+            name: &self.me.name,
+        };
+        match self.trust.admit_config(&config, &self.me.id, now_ms(), &me) {
             Ok(by) => {
                 tracing::info!(key = %by.name, revision = config.revision, enabled = config.enabled,
                     interval_ms = config.interval_ms, collectors = ?config.collectors,

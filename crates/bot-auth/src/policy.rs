@@ -256,7 +256,13 @@ impl Trust {
         &self,
         config: &bot_proto::MeasureConfig,
         my_id: &str,
+        now_ms: u64,
+        me: &dyn Target,
     ) -> Result<&Trusted, Rejection> {
+        let ahead = config.created_ms.saturating_sub(now_ms);
+        if ahead > MAX_FUTURE_MS {
+            return Err(Rejection::Future(ahead));
+        }
         let sig = config.sig.as_deref().ok_or(Rejection::Unsigned)?;
         let (id, sig) = split_sig(sig).map_err(Rejection::BadSignature)?;
         let by = self
@@ -280,6 +286,14 @@ impl Trust {
             return Err(Rejection::Malformed(format!(
                 "the config is for agent {}, not this one",
                 config.id.chars().take(40).collect::<String>()
+            )));
+        }
+        if let Some(f) = &by.filter
+            && !f.matches(me)
+        {
+            return Err(Rejection::NotAllowed(format!(
+                "key {:?} may act only on agents matching {f}",
+                by.name
             )));
         }
         Ok(by)
@@ -362,6 +376,19 @@ mod config_tests {
     use crate::keys::SecretKey;
     use crate::sign::detached;
 
+    struct Me(Vec<String>);
+    impl Target for Me {
+        fn fact(&self, _: &str) -> Option<&serde_json::Value> {
+            None
+        }
+        fn has_tag(&self, tag: &str) -> bool {
+            self.0.iter().any(|t| t == tag)
+        }
+        fn name(&self) -> &str {
+            "me"
+        }
+    }
+
     fn config(id: &str) -> bot_proto::MeasureConfig {
         bot_proto::MeasureConfig {
             id: id.into(),
@@ -376,6 +403,8 @@ mod config_tests {
 
     #[test]
     fn configs_need_a_key_trusted_to_configure() {
+        let web = Me(vec!["web".into()]);
+        let db = Me(vec!["db".into()]);
         let server = SecretKey::generate().expect("key");
         let ops = SecretKey::generate().expect("key");
         let stranger = SecretKey::generate().expect("key");
@@ -392,28 +421,32 @@ mod config_tests {
             c.sig = Some(detached(key, &c.signing_bytes()));
             c
         };
-        assert!(trust.admit_config(&signed(&server, "me"), "me").is_ok());
+        assert!(
+            trust
+                .admit_config(&signed(&server, "me"), "me", 1, &web)
+                .is_ok()
+        );
         assert_eq!(
-            trust.admit_config(&config("me"), "me").err(),
+            trust.admit_config(&config("me"), "me", 1, &web).err(),
             Some(Rejection::Unsigned)
         );
         let code = |r: Result<&Trusted, Rejection>| r.err().map(|e| e.code());
         assert_eq!(
-            code(trust.admit_config(&signed(&stranger, "me"), "me")),
+            code(trust.admit_config(&signed(&stranger, "me"), "me", 1, &web)),
             Some("unknown_key")
         );
         assert_eq!(
-            code(trust.admit_config(&signed(&ops, "me"), "me")),
+            code(trust.admit_config(&signed(&ops, "me"), "me", 1, &web)),
             Some("not_allowed")
         );
         assert_eq!(
-            code(trust.admit_config(&signed(&server, "other"), "me")),
+            code(trust.admit_config(&signed(&server, "other"), "me", 1, &web)),
             Some("malformed")
         );
         let mut tampered = signed(&server, "me");
         tampered.interval_ms = 100;
         assert_eq!(
-            code(trust.admit_config(&tampered, "me")),
+            code(trust.admit_config(&tampered, "me", 1, &web)),
             Some("bad_signature")
         );
         // `configure` can be granted alone.
@@ -422,7 +455,34 @@ mod config_tests {
             ..TrustEntry::full("cfg", &ops.public())
         }])
         .expect("trust");
-        assert!(narrow.admit_config(&signed(&ops, "me"), "me").is_ok());
+        assert!(
+            narrow
+                .admit_config(&signed(&ops, "me"), "me", 1, &web)
+                .is_ok()
+        );
+        // A key's filter holds for configs too.
+        let web_only = Trust::new(&[TrustEntry {
+            filter: Some("tag:web".into()),
+            ..TrustEntry::full("cfg", &ops.public())
+        }])
+        .expect("trust");
+        assert!(
+            web_only
+                .admit_config(&signed(&ops, "me"), "me", 1, &web)
+                .is_ok()
+        );
+        assert_eq!(
+            code(web_only.admit_config(&signed(&ops, "me"), "me", 1, &db)),
+            Some("not_allowed")
+        );
+        // Dated beyond the clock skew: refused.
+        let mut future = config("me");
+        future.created_ms = 1_000_000;
+        future.sig = Some(detached(&server, &future.signing_bytes()));
+        assert_eq!(
+            code(trust.admit_config(&future, "me", 1, &web)),
+            Some("future")
+        );
     }
 }
 

@@ -309,6 +309,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         metrics: metrics.clone(),
         events: events.clone(),
         statuses: Default::default(),
+        shutdown: shutdown.clone(),
     });
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -375,7 +376,7 @@ async fn ingest(
     core: Arc<Core>,
     results_topic: String,
     call_topic: String,
-    metrics_tx: tokio::sync::mpsc::Sender<Vec<u8>>,
+    metrics_tx: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
 ) {
     let status_prefix = topics::status_topic("");
     let heartbeat_prefix = topics::heartbeat_topic("");
@@ -441,9 +442,12 @@ async fn ingest(
             registry.on_status(id, &message.payload);
         } else if message.topic.starts_with(&heartbeat_prefix) {
             registry.on_heartbeat(&message.payload);
-        } else if message.topic.starts_with(&metrics_prefix) {
+        } else if let Some(id) = message.topic.strip_prefix(&metrics_prefix) {
             // Never wait for the ingest: a full queue drops the batch.
-            if metrics_tx.try_send(message.payload.to_vec()).is_err() {
+            if metrics_tx
+                .try_send((id.to_owned(), message.payload.to_vec()))
+                .is_err()
+            {
                 core.metrics
                     .counters
                     .dropped

@@ -243,6 +243,40 @@ impl Store {
         rows.iter().map(|r| read_sample(r, table)).collect()
     }
 
+    /// A page of [`Store::samples`]: at most `limit` rows after `after` (a
+    /// row's time and layout; `None`: from `since_ms`), so that a long
+    /// range is read a page at a time, never all at once.
+    pub async fn samples_page(
+        &self,
+        table: SampleTable,
+        agent_id: &str,
+        since_ms: u64,
+        until_ms: u64,
+        after: Option<(u64, i64)>,
+        limit: u32,
+    ) -> Result<Vec<SampleRow>, StoreError> {
+        let Some((t, layout)) = after else {
+            return self
+                .samples(table, agent_id, since_ms, until_ms, limit)
+                .await;
+        };
+        let sql = format!(
+            "SELECT agent_id, time_ms, layout, data FROM {} \
+             WHERE agent_id = $1 AND time_ms < $2 AND (time_ms > $3 OR (time_ms = $3 AND layout > $4)) \
+             ORDER BY time_ms, layout LIMIT $5",
+            table.name()
+        );
+        let rows = sqlx::query(AssertSqlSafe(sql))
+            .bind(agent_id)
+            .bind(clamp(until_ms))
+            .bind(clamp(t))
+            .bind(layout)
+            .bind(i64::from(limit))
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter().map(|r| read_sample(r, table)).collect()
+    }
+
     /// Every agent's rows with `since_ms <= time_ms < until_ms` (the rollup
     /// job reads a minute at a time), ordered by agent and time.
     pub async fn samples_between(

@@ -48,6 +48,7 @@ fn name(e: &Event) -> &'static str {
     responses((status = 200, description = "An endless text/event-stream", content_type = "text/event-stream")))]
 pub(super) async fn stream(
     State(core): State<Arc<Core>>,
+    cookie: Option<axum::Extension<super::SessionCookie>>,
     query: Result<Query<EventsParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Error> {
     let Query(q) = query.map_err(|e| Error::bad(super::cut_message(&e.body_text())))?;
@@ -55,32 +56,63 @@ pub(super) async fn stream(
         Some(id) if !id.is_empty() => Some(super::agents::resolve(&core, &id)?.id),
         _ => None,
     };
-    let sub = core.events.subscribe();
-    let stream = futures_util::stream::unfold(
-        (sub, samples_of),
-        |(mut sub, samples_of): (Subscription, Option<String>)| async move {
-            loop {
-                let event = match sub.recv().await? {
-                    Received::Dropped(n) => SseEvent::default()
-                        .event("dropped")
-                        .data(format!("{{\"type\":\"dropped\",\"count\":{n}}}")),
-                    Received::Event(e) => {
-                        if let Event::Samples { agent_id, .. } = &*e
-                            && samples_of.as_deref() != Some(agent_id.as_str())
-                        {
-                            continue;
-                        }
-                        match serde_json::to_string(&*e) {
-                            Ok(json) => SseEvent::default().event(name(&e)).data(json),
-                            Err(_) => continue,
-                        }
+    let state = StreamState {
+        sub: core.events.subscribe(),
+        _watch: samples_of.as_deref().map(|a| core.metrics.watch(a)),
+        samples_of,
+        cookie: cookie.map(|axum::Extension(c)| c.0),
+        check: tokio::time::interval(SESSION_CHECK),
+        core: core.clone(),
+    };
+    let stream = futures_util::stream::unfold(state, |mut st: StreamState| async move {
+        loop {
+            let received = tokio::select! {
+                r = st.sub.recv() => r?,
+                () = st.core.shutdown.cancelled() => return None,
+                _ = st.check.tick() => {
+                    // A browser's stream ends with its session (logout, expiry).
+                    if let Some(c) = &st.cookie
+                        && st.core.sessions.get(c).is_none()
+                    {
+                        return None;
                     }
-                };
-                return Some((Ok::<_, Infallible>(event), (sub, samples_of)));
-            }
-        },
-    );
+                    continue;
+                }
+            };
+            let event = match received {
+                Received::Dropped(n) => SseEvent::default()
+                    .event("dropped")
+                    .data(format!("{{\"type\":\"dropped\",\"count\":{n}}}")),
+                Received::Event(e) => {
+                    if let Event::Samples { agent_id, .. } = &*e
+                        && st.samples_of.as_deref() != Some(agent_id.as_str())
+                    {
+                        continue;
+                    }
+                    match serde_json::to_string(&*e) {
+                        Ok(json) => SseEvent::default().event(name(&e)).data(json),
+                        Err(_) => continue,
+                    }
+                }
+            };
+            return Some((Ok::<_, Infallible>(event), st));
+        }
+    });
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::new().interval(Duration::from_secs(15)))
         .into_response())
+}
+
+/// How often a browser's stream checks that its session still stands.
+const SESSION_CHECK: Duration = Duration::from_secs(10);
+
+/// What one event stream holds.
+struct StreamState {
+    sub: Subscription,
+    samples_of: Option<String>,
+    /// Keeps the followed agent's rounds on the hub while the stream lives.
+    _watch: Option<crate::metrics::WatchGuard>,
+    cookie: Option<String>,
+    check: tokio::time::Interval,
+    core: Arc<Core>,
 }

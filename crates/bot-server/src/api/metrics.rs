@@ -292,14 +292,21 @@ pub(super) async fn prometheus(State(core): State<Arc<Core>>) -> Result<Response
                 esc(&latest.name),
                 esc(&agent_id)
             );
+            let mut used = vec!["agent".to_owned(), "agent_id".to_owned()];
             for (k, v) in &p.key.labels {
-                // `agent` and `agent_id` are ours; a sample's own become exported_*.
-                let k = if k == "agent" || k == "agent_id" {
-                    format!("exported_{k}")
+                // `agent` and `agent_id` are ours, and `__*` Prometheus's: a
+                // sample's own become exported_*; a name still taken is left
+                // out (a duplicate label would fail the whole scrape).
+                let k = if k == "agent" || k == "agent_id" || k.starts_with("__") {
+                    format!("exported_{}", k.trim_matches('_'))
                 } else {
                     k.clone()
                 };
+                if used.contains(&k) {
+                    continue;
+                }
                 let _ = write!(labels, ",{k}=\"{}\"", esc(v));
+                used.push(k);
             }
             by_name
                 .entry(prom_name(&p.key.metric, rate))

@@ -69,6 +69,8 @@ pub struct Core {
     pub(crate) events: crate::events::EventHub,
     /// Responses by HTTP status (for `/metrics`).
     pub(crate) statuses: StatusCounts,
+    /// The server is stopping: endless responses (event streams) end.
+    pub(crate) shutdown: tokio_util::sync::CancellationToken,
 }
 
 impl Core {
@@ -146,6 +148,10 @@ type AppState = Arc<Core>;
 /// Who made the request (the token's name), for `created_by`.
 #[derive(Debug, Clone)]
 pub(crate) struct Caller(pub String);
+
+/// The session cookie a request was authenticated by (not by a token).
+#[derive(Debug, Clone)]
+pub(crate) struct SessionCookie(pub String);
 
 /// An API error: an HTTP status and a message.
 #[derive(Debug)]
@@ -629,7 +635,11 @@ async fn auth(State(core): State<AppState>, mut req: Request, next: Next) -> Res
             )
             .into_response();
         }
+        let cookie = session::cookie_id(req.headers())
+            .unwrap_or_default()
+            .to_owned();
         req.extensions_mut().insert(Caller(s.name));
+        req.extensions_mut().insert(SessionCookie(cookie));
         return next.run(req).await;
     }
     let Some(presented) = presented else {

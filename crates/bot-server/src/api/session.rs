@@ -29,6 +29,9 @@ pub const CSRF_HEADER: &str = "x-csrf-token";
 pub const SESSION_TTL: Duration = Duration::from_secs(12 * 3600);
 /// Sessions kept at most; beyond it the oldest is dropped.
 pub const MAX_SESSIONS: usize = 10_000;
+/// Sessions of one token at most; beyond it that token's oldest is dropped
+/// (one token logging in again and again cannot push others out).
+pub const MAX_SESSIONS_PER_TOKEN: usize = 100;
 
 /// One logged-in browser.
 #[derive(Debug, Clone)]
@@ -62,6 +65,16 @@ impl Sessions {
         let mut map = self.lock();
         let now = Instant::now();
         map.retain(|_, s| s.expires > now);
+        let mine: Vec<(String, Instant)> = map
+            .iter()
+            .filter(|(_, s)| s.name == session.name)
+            .map(|(k, s)| (k.clone(), s.expires))
+            .collect();
+        if mine.len() >= MAX_SESSIONS_PER_TOKEN
+            && let Some((oldest, _)) = mine.iter().min_by_key(|(_, e)| *e)
+        {
+            map.remove(oldest);
+        }
         if map.len() >= MAX_SESSIONS
             && let Some(oldest) = map
                 .iter()
@@ -241,5 +254,16 @@ mod tests {
         assert!(s.get("other").is_none());
         s.remove(&id);
         assert!(s.get(&id).is_none());
+        // One token's sessions are capped; another token's are kept.
+        let (other, _) = s.create("admin".into(), Scope::Admin);
+        let first = s.create("ops".into(), Scope::Read).0;
+        for _ in 0..MAX_SESSIONS_PER_TOKEN {
+            s.create("ops".into(), Scope::Read);
+        }
+        assert!(
+            s.get(&first).is_none(),
+            "the oldest of the token's sessions went"
+        );
+        assert!(s.get(&other).is_some(), "another token's session stayed");
     }
 }

@@ -170,8 +170,15 @@ pub struct Query {
 /// Most points per series in an answer.
 pub const MAX_POINTS: u64 = 10_000;
 
-/// Most rows read for one answer.
-const MAX_ROWS: u32 = 200_000;
+/// Rows read per page (a long range is read a page at a time).
+const PAGE_ROWS: u32 = 1_000;
+
+/// Most rows read for one answer; beyond it the answer says `truncated`.
+const MAX_ROWS: usize = 1_000_000;
+
+/// Most series × buckets in one answer (about 64 MB while it is built);
+/// series beyond it are left out and the answer says `truncated`.
+pub const MAX_CELLS: u64 = 2_000_000;
 
 /// Series ready to plot: one time axis, one array of values per series.
 #[derive(Debug, Clone, PartialEq, Serialize, utoipa::ToSchema)]
@@ -190,6 +197,9 @@ pub struct SeriesAnswer {
     pub times: Vec<u64>,
     /// The series.
     pub series: Vec<SeriesValues>,
+    /// True when the answer is incomplete: more series or rows than one
+    /// answer holds (ask for fewer `name`s, a shorter range or a larger `step`).
+    pub truncated: bool,
 }
 
 /// One series of an answer.
@@ -250,44 +260,64 @@ pub(crate) async fn query(
         .max(floor)
         .max(1);
     let buckets = range.div_ceil(step);
-    let rows = store
-        .samples(table, agent_id, q.since_ms, q.until_ms, MAX_ROWS)
-        .await?;
     // Per series: per bucket (min, sum, max, count).
     let mut acc: BTreeMap<SeriesKey, Vec<Slot>> = BTreeMap::new();
     let empty = (f64::INFINITY, 0.0, f64::NEG_INFINITY, 0u32);
-    for r in &rows {
-        let Some(layout) = metrics.layout(store, r.layout).await? else {
-            continue;
-        };
-        let values = codec::decode(&r.data);
-        let per = if table == SampleTable::Minute { 3 } else { 1 };
-        let b =
-            usize::try_from((r.time_ms.saturating_sub(q.since_ms)) / step).unwrap_or(usize::MAX);
-        for (i, key) in layout.iter().enumerate() {
-            if !wanted(&q.names, &key.metric) {
-                continue;
-            }
-            let Some(chunk) = values.get(i * per..(i + 1) * per) else {
+    let max_series = usize::try_from(MAX_CELLS / buckets.max(1)).unwrap_or(usize::MAX);
+    let mut truncated = false;
+    let mut read = 0usize;
+    let mut after = None;
+    loop {
+        let rows = store
+            .samples_page(table, agent_id, q.since_ms, q.until_ms, after, PAGE_ROWS)
+            .await?;
+        let full = rows.len() == PAGE_ROWS as usize;
+        after = rows.last().map(|r| (r.time_ms, r.layout));
+        read += rows.len();
+        for r in &rows {
+            let Some(layout) = metrics.layout(store, r.layout).await? else {
                 continue;
             };
-            let (lo, avg, hi) = match chunk {
-                [v] => (*v, *v, *v),
-                [lo, avg, hi] => (*lo, *avg, *hi),
-                _ => continue,
-            };
-            if !avg.is_finite() {
-                continue;
+            let values = codec::decode(&r.data);
+            let per = if table == SampleTable::Minute { 3 } else { 1 };
+            let b = usize::try_from((r.time_ms.saturating_sub(q.since_ms)) / step)
+                .unwrap_or(usize::MAX);
+            for (i, key) in layout.iter().enumerate() {
+                if !wanted(&q.names, &key.metric) {
+                    continue;
+                }
+                let Some(chunk) = values.get(i * per..(i + 1) * per) else {
+                    continue;
+                };
+                let (lo, avg, hi) = match chunk {
+                    [v] => (*v, *v, *v),
+                    [lo, avg, hi] => (*lo, *avg, *hi),
+                    _ => continue,
+                };
+                if !avg.is_finite() {
+                    continue;
+                }
+                if !acc.contains_key(key) && acc.len() >= max_series {
+                    truncated = true;
+                    continue;
+                }
+                let slots = acc
+                    .entry(key.clone())
+                    .or_insert_with(|| vec![empty; usize::try_from(buckets).unwrap_or(0)]);
+                if let Some(s) = slots.get_mut(b) {
+                    s.0 = s.0.min(lo);
+                    s.1 += avg;
+                    s.2 = s.2.max(hi);
+                    s.3 += 1;
+                }
             }
-            let slots = acc
-                .entry(key.clone())
-                .or_insert_with(|| vec![empty; usize::try_from(buckets).unwrap_or(0)]);
-            if let Some(s) = slots.get_mut(b) {
-                s.0 = s.0.min(lo);
-                s.1 += avg;
-                s.2 = s.2.max(hi);
-                s.3 += 1;
-            }
+        }
+        if !full {
+            break;
+        }
+        if read >= MAX_ROWS {
+            truncated = true;
+            break;
         }
     }
     let rollup = table == SampleTable::Minute;
@@ -316,6 +346,7 @@ pub(crate) async fn query(
         step_ms: step,
         times: (0..buckets).map(|i| q.since_ms + i * step).collect(),
         series,
+        truncated,
     })
 }
 
@@ -409,6 +440,54 @@ mod tests {
         assert_eq!(a.source, "raw");
         assert_eq!(a.series[0].values, [None, Some(5.0), Some(7.0)]);
         assert!(a.series[0].rate);
+        // A long range is read a page at a time, every row counted.
+        let base = now - 30 * MINUTE_MS;
+        let many: Vec<SampleRow> = (0..2_500u64)
+            .map(|i| row(base + i * 500, [i as f64, f64::NAN]))
+            .collect();
+        store.insert_samples(SampleTable::Raw, &many).await?;
+        let q = Query {
+            names: vec!["cpu.usage".into()],
+            since_ms: base,
+            until_ms: base + 2_500 * 500,
+            step_ms: Some(500),
+        };
+        let a = query(&store, &metrics, "a1", &q, now).await?;
+        let known = a.series[0].values.iter().filter(|v| v.is_some()).count();
+        assert_eq!(known, 2_500);
+        assert!(!a.truncated);
+        // More series × buckets than one answer holds: the excess is left
+        // out, and the answer says so.
+        let wide: Vec<SeriesKey> = (0..250)
+            .map(|i| SeriesKey {
+                metric: format!("w.m{i}"),
+                labels: vec![],
+                kind: Kind::Gauge,
+            })
+            .collect();
+        let text = codec::layout_text(&wide);
+        let wide_id = codec::layout_id(&text);
+        store.put_layouts(&[(wide_id, text)]).await?;
+        store
+            .insert_samples(
+                SampleTable::Raw,
+                &[SampleRow {
+                    agent_id: "a2".into(),
+                    time_ms: base,
+                    layout: wide_id,
+                    data: codec::encode(&[1.0; 250]),
+                }],
+            )
+            .await?;
+        let q = Query {
+            names: vec![],
+            since_ms: base,
+            until_ms: base + 10_000,
+            step_ms: Some(1),
+        };
+        let a = query(&store, &metrics, "a2", &q, now).await?;
+        assert!(a.truncated);
+        assert_eq!(a.series.len() as u64, MAX_CELLS / 10_000);
         // Retention.
         prune(&store, &metrics, now + 48 * 3_600_000).await?;
         assert!(

@@ -56,9 +56,20 @@ impl Default for HistoryLimits {
 /// is dropped and counted (`bot_samples_dropped_total`).
 pub const INGEST_QUEUE: usize = 4_096;
 
-/// Rows kept for the database while it does not answer; beyond it the
-/// oldest are dropped and counted.
-const MAX_PENDING_ROWS: usize = 200_000;
+/// Bytes of rows kept for the database while it does not answer; beyond
+/// it the oldest rows are dropped and counted.
+const MAX_PENDING_BYTES: usize = 64 * 1024 * 1024;
+
+/// How far in the future a batch may be dated (agents' clocks drift a
+/// little; a batch from far ahead would never be pruned).
+const MAX_FUTURE_MS: u64 = bot_proto::envelope::MAX_CLOCK_SKEW_MS;
+
+/// Counter readings not refreshed for this long are forgotten (a series
+/// that went away: an interface, a mount, an agent).
+const RATES_TTL_MS: u64 = 3_600_000;
+
+/// Layouts remembered in memory at most (a cache: the store has them all).
+const MAX_CACHED_LAYOUTS: usize = 10_000;
 
 /// Rows written per transaction at most, and how often a partial batch is
 /// written.
@@ -146,6 +157,28 @@ pub struct Metrics {
     layouts: RwLock<HashMap<i64, Arc<Vec<SeriesKey>>>>,
     /// Retention.
     pub limits: HistoryLimits,
+    /// Agents whose every round someone follows (`/api/events?samples=`),
+    /// with how many followers: only their rounds go on the event hub.
+    watched: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+/// Follows one agent's rounds while it lives (see [`Metrics::watch`]).
+#[derive(Debug)]
+pub struct WatchGuard {
+    agent: String,
+    watched: Arc<std::sync::Mutex<HashMap<String, usize>>>,
+}
+
+impl Drop for WatchGuard {
+    fn drop(&mut self) {
+        let mut w = self.watched.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = w.get_mut(&self.agent) {
+            *n -= 1;
+            if *n == 0 {
+                w.remove(&self.agent);
+            }
+        }
+    }
 }
 
 impl Metrics {
@@ -174,6 +207,27 @@ impl Metrics {
             .unwrap_or_else(|e| e.into_inner())
             .get(agent)
             .cloned()
+    }
+
+    /// Puts `agent`'s every round on the event hub while the guard lives.
+    pub fn watch(&self, agent: &str) -> WatchGuard {
+        *self
+            .watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(agent.to_owned())
+            .or_insert(0) += 1;
+        WatchGuard {
+            agent: agent.to_owned(),
+            watched: self.watched.clone(),
+        }
+    }
+
+    fn is_watched(&self, agent: &str) -> bool {
+        self.watched
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(agent)
     }
 
     /// Forgets an agent's latest values.
@@ -215,33 +269,43 @@ impl Metrics {
     }
 
     fn remember_layout(&self, id: i64, series: Arc<Vec<SeriesKey>>) {
-        self.layouts
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id, series);
+        let mut cache = self.layouts.write().unwrap_or_else(|e| e.into_inner());
+        if cache.len() >= MAX_CACHED_LAYOUTS {
+            cache.clear();
+        }
+        cache.insert(id, series);
     }
 
-    fn set_latest(&self, agent: &str, latest: Latest) -> Arc<Latest> {
+    /// Records `latest` as the agent's latest round; `None` if a newer
+    /// round is already recorded (a late or replayed batch changes
+    /// nothing). A round sent as several batches becomes one latest, each
+    /// series once.
+    fn set_latest(&self, agent: &str, latest: Latest) -> Option<Arc<Latest>> {
         let mut map = self.latest.write().unwrap_or_else(|e| e.into_inner());
         let merged = match map.get(agent) {
-            // A round sent as several batches: one latest.
+            Some(prev) if prev.time_ms > latest.time_ms => return None,
             Some(prev) if prev.time_ms == latest.time_ms => {
                 let mut points = prev.points.clone();
-                points.extend(latest.points);
+                for p in latest.points {
+                    match points.iter_mut().find(|q| q.key == p.key) {
+                        Some(q) => *q = p,
+                        None => points.push(p),
+                    }
+                }
                 Latest { points, ..latest }
             }
             _ => latest,
         };
         let merged = Arc::new(merged);
         map.insert(agent.to_owned(), merged.clone());
-        merged
+        Some(merged)
     }
 }
 
 /// The ingest: decodes, checks, converts, remembers, announces and stores
 /// the batches from `rx` until it closes or `shutdown`.
 pub(crate) async fn run_ingest(
-    mut rx: mpsc::Receiver<Vec<u8>>,
+    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
     registry: Registry,
     store: Store,
     hub: EventHub,
@@ -256,15 +320,24 @@ pub(crate) async fn run_ingest(
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned_bad = false;
+    let mut last_sweep = bot_proto::now_ms();
     let mut rejected_warned: Option<std::time::Instant> = None;
     loop {
-        let payload = tokio::select! {
+        let (topic_id, payload) = tokio::select! {
             p = rx.recv() => match p {
                 Some(p) => p,
                 None => break,
             },
             _ = tick.tick() => {
                 flush(&store, &metrics, &mut new_layouts, &mut stored_layouts, &mut rows, &mut samples_in_rows).await;
+                let now = bot_proto::now_ms();
+                if now.saturating_sub(last_sweep) >= 600_000 {
+                    last_sweep = now;
+                    rates.sweep(now.saturating_sub(RATES_TTL_MS));
+                    if stored_layouts.len() > MAX_CACHED_LAYOUTS {
+                        stored_layouts.clear();
+                    }
+                }
                 continue;
             }
             () = shutdown.cancelled() => break,
@@ -280,6 +353,14 @@ pub(crate) async fn run_ingest(
             }
         };
         let batch = decoded.metrics;
+        // On its own topic only, and not dated beyond the clock skew.
+        let ahead = batch.time_ms.saturating_sub(bot_proto::now_ms());
+        if batch.id != topic_id || ahead > MAX_FUTURE_MS {
+            metrics.counters.bad_batches.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(agent = %batch.id, topic = %topic_id, ahead_ms = ahead,
+                "metrics batch on another agent's topic, or dated in the future: refused");
+            continue;
+        }
         if let Err(why) =
             registry.verify_signed(&batch.id, batch.sig.as_deref(), &decoded.signing_bytes)
         {
@@ -340,14 +421,28 @@ pub(crate) async fn run_ingest(
             layout,
             data: codec::encode(&values),
         });
-        let latest = metrics.set_latest(
+        let Some(latest) = metrics.set_latest(
             &batch.id,
             Latest {
                 name: batch.name.clone(),
                 time_ms: batch.time_ms,
                 points,
             },
-        );
+        ) else {
+            // An older round than the latest: stored (history), not announced.
+            if rows.len() >= FLUSH_ROWS {
+                flush(
+                    &store,
+                    &metrics,
+                    &mut new_layouts,
+                    &mut stored_layouts,
+                    &mut rows,
+                    &mut samples_in_rows,
+                )
+                .await;
+            }
+            continue;
+        };
         hub.publish(Event::Headline {
             agent_id: batch.id.clone(),
             time_ms: batch.time_ms,
@@ -355,12 +450,15 @@ pub(crate) async fn run_ingest(
             memory: latest.value("memory.used_percent", None),
             load: latest.value("cpu.load", None),
         });
-        hub.publish(Event::Samples {
-            agent_id: batch.id,
-            time_ms: batch.time_ms,
-            interval_ms: batch.interval_ms,
-            samples: latest,
-        });
+        // A round is big: on the hub only for agents someone follows.
+        if metrics.is_watched(&batch.id) {
+            hub.publish(Event::Samples {
+                agent_id: batch.id,
+                time_ms: batch.time_ms,
+                interval_ms: batch.interval_ms,
+                samples: latest,
+            });
+        }
         if rows.len() >= FLUSH_ROWS {
             flush(
                 &store,
@@ -416,8 +514,13 @@ async fn flush(
             }
         }
     }
-    if rows.len() > MAX_PENDING_ROWS {
-        let excess = rows.len() - MAX_PENDING_ROWS;
+    let mut bytes: usize = rows.iter().map(|r| r.data.len() + 64).sum();
+    let mut excess = 0;
+    while bytes > MAX_PENDING_BYTES && excess < rows.len() {
+        bytes -= rows[excess].data.len() + 64;
+        excess += 1;
+    }
+    if excess > 0 {
         rows.drain(..excess);
         metrics
             .counters

@@ -58,6 +58,15 @@ impl Rates {
     pub fn forget(&mut self, agent: &str) {
         self.prev.remove(agent);
     }
+
+    /// Forgets readings older than `before_ms` (series that went away), and
+    /// agents left with none.
+    pub fn sweep(&mut self, before_ms: u64) {
+        self.prev.retain(|_, series| {
+            series.retain(|_, (t, _)| *t >= before_ms);
+            !series.is_empty()
+        });
+    }
 }
 
 fn delta(a: Number, b: Number) -> Option<f64> {
@@ -141,5 +150,10 @@ mod tests {
         assert_eq!(r.value("a", &g, Number::Real(1.5), 0), 1.5);
         r.forget("a");
         assert!(r.value("a", &d, Number::Int(999), 40_000).is_nan());
+        // Stale readings go; fresh ones stay.
+        r.sweep(35_000);
+        assert_eq!(r.value("a", &d, Number::Int(1_099), 50_000), 10.0);
+        r.sweep(60_000);
+        assert!(r.value("a", &d, Number::Int(1_199), 70_000).is_nan());
     }
 }

@@ -71,6 +71,24 @@ async fn batches_are_stored_rated_served_and_counted() -> Result<()> {
         &batch(&a, &stranger, t0 + 20_000, round(99.0, 9_000)),
         false,
     )?;
+    // So is one on another agent's topic, and one dated 10 minutes ahead.
+    h.mosquitto_pub(
+        &topics::metrics_topic("0e7a2c9d-51b4-4b9f-8d7e-5c6a3b2d1fff"),
+        &batch(&a, &a.key, t0 + 20_000, round(98.0, 9_000)),
+        false,
+    )?;
+    h.mosquitto_pub(
+        &topic,
+        &batch(&a, &a.key, now_ms() + 600_000, round(97.0, 9_000)),
+        false,
+    )?;
+    // Labels Prometheus reserves, or that we use, are renamed, never doubled.
+    let odd = vec![
+        Sample::gauge("lab.x", Number::Int(1))
+            .label("__name__", "evil")
+            .label("agent", "x"),
+    ];
+    h.mosquitto_pub(&topic, &batch(&a, &a.key, t0 + 10_000, odd), false)?;
 
     let path = format!(
         "/api/agents/{}/metrics?name=cpu.usage,net.*&since={}&until={}&step=10000",
@@ -132,7 +150,11 @@ async fn batches_are_stored_rated_served_and_counted() -> Result<()> {
         ),
         "bot_agents{state=\"online\"} 1".to_owned(),
         "bot_samples_rejected_total 1".to_owned(),
-        "bot_samples_bad_batches_total 1".to_owned(),
+        "bot_samples_bad_batches_total 3".to_owned(),
+        format!(
+            "bot_lab_x{{agent=\"mon1\",agent_id=\"{}\",exported_name=\"evil\",exported_agent=\"x\"}} 1",
+            a.id
+        ),
         "bot_tasks{state=\"RUNNING\"} 0".to_owned(),
     ] {
         ensure!(
