@@ -329,6 +329,22 @@ impl Measure {
     }
 }
 
+/// Labels as a JSON object (`{"cpu": "total"}`), in their order (sorted by
+/// key in a valid sample): how batches and the server's events write them.
+#[derive(Debug, Clone, Copy)]
+pub struct LabelsObject<'a>(pub &'a [(String, String)]);
+
+impl serde::Serialize for LabelsObject<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0 {
+            m.serialize_entry(k, v)?;
+        }
+        m.end()
+    }
+}
+
 /// One parsed classic token: the sample, and the agent name it carried.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LineSample {

@@ -75,21 +75,11 @@ struct WireSample<'a>(&'a Sample);
 
 impl Serialize for WireSample<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeTuple};
-        struct Labels<'a>(&'a [(String, String)]);
-        impl Serialize for Labels<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(self.0.len()))?;
-                for (k, v) in self.0 {
-                    m.serialize_entry(k, v)?;
-                }
-                m.end()
-            }
-        }
+        use serde::ser::SerializeTuple;
         let sample = self.0;
         let mut t = s.serialize_tuple(4)?;
         t.serialize_element(&sample.metric)?;
-        t.serialize_element(&Labels(&sample.labels))?;
+        t.serialize_element(&crate::metrics::LabelsObject(&sample.labels))?;
         match sample.value {
             Number::Int(i) => t.serialize_element(&i)?,
             Number::Real(r) => t.serialize_element(&r)?,

@@ -88,20 +88,10 @@ pub struct Point {
 impl Serialize for Point {
     /// `[metric, {labels}, value or null, "TYPE"]`, as in a metrics batch.
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::{SerializeMap, SerializeTuple};
-        struct Labels<'a>(&'a [(String, String)]);
-        impl Serialize for Labels<'_> {
-            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                let mut m = s.serialize_map(Some(self.0.len()))?;
-                for (k, v) in self.0 {
-                    m.serialize_entry(k, v)?;
-                }
-                m.end()
-            }
-        }
+        use serde::ser::SerializeTuple;
         let mut t = s.serialize_tuple(4)?;
         t.serialize_element(&self.key.metric)?;
-        t.serialize_element(&Labels(&self.key.labels))?;
+        t.serialize_element(&bot_proto::metrics::LabelsObject(&self.key.labels))?;
         t.serialize_element(&self.value.is_finite().then_some(self.value))?;
         t.serialize_element(self.key.kind.as_str())?;
         t.end()
@@ -313,10 +303,7 @@ pub(crate) async fn run_ingest(
     shutdown: CancellationToken,
 ) {
     let mut rates = rates::Rates::default();
-    let mut stored_layouts: HashSet<i64> = HashSet::new();
-    let mut new_layouts: Vec<(i64, String)> = Vec::new();
-    let mut rows: Vec<SampleRow> = Vec::new();
-    let mut samples_in_rows = 0u64;
+    let mut pending = Pending::default();
     let mut tick = tokio::time::interval(FLUSH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut warned_bad = false;
@@ -329,13 +316,13 @@ pub(crate) async fn run_ingest(
                 None => break,
             },
             _ = tick.tick() => {
-                flush(&store, &metrics, &mut new_layouts, &mut stored_layouts, &mut rows, &mut samples_in_rows).await;
+                pending.flush(&store, &metrics).await;
                 let now = bot_proto::now_ms();
                 if now.saturating_sub(last_sweep) >= 600_000 {
                     last_sweep = now;
                     rates.sweep(now.saturating_sub(RATES_TTL_MS));
-                    if stored_layouts.len() > MAX_CACHED_LAYOUTS {
-                        stored_layouts.clear();
+                    if pending.stored.len() > MAX_CACHED_LAYOUTS {
+                        pending.stored.clear();
                     }
                 }
                 continue;
@@ -410,12 +397,13 @@ pub(crate) async fn run_ingest(
         }
         let text = codec::layout_text(&keys);
         let layout = codec::layout_id(&text);
-        if !stored_layouts.contains(&layout) && !new_layouts.iter().any(|(id, _)| *id == layout) {
+        if !pending.stored.contains(&layout)
+            && !pending.new_layouts.iter().any(|(id, _)| *id == layout)
+        {
             metrics.remember_layout(layout, Arc::new(keys));
-            new_layouts.push((layout, text));
+            pending.new_layouts.push((layout, text));
         }
-        samples_in_rows += values.len() as u64;
-        rows.push(SampleRow {
+        pending.rows.push(SampleRow {
             agent_id: batch.id.clone(),
             time_ms: batch.time_ms,
             layout,
@@ -430,16 +418,8 @@ pub(crate) async fn run_ingest(
             },
         ) else {
             // An older round than the latest: stored (history), not announced.
-            if rows.len() >= FLUSH_ROWS {
-                flush(
-                    &store,
-                    &metrics,
-                    &mut new_layouts,
-                    &mut stored_layouts,
-                    &mut rows,
-                    &mut samples_in_rows,
-                )
-                .await;
+            if pending.rows.len() >= FLUSH_ROWS {
+                pending.flush(&store, &metrics).await;
             }
             continue;
         };
@@ -459,72 +439,61 @@ pub(crate) async fn run_ingest(
                 samples: latest,
             });
         }
-        if rows.len() >= FLUSH_ROWS {
-            flush(
-                &store,
-                &metrics,
-                &mut new_layouts,
-                &mut stored_layouts,
-                &mut rows,
-                &mut samples_in_rows,
-            )
-            .await;
+        if pending.rows.len() >= FLUSH_ROWS {
+            pending.flush(&store, &metrics).await;
         }
     }
-    flush(
-        &store,
-        &metrics,
-        &mut new_layouts,
-        &mut stored_layouts,
-        &mut rows,
-        &mut samples_in_rows,
-    )
-    .await;
+    pending.flush(&store, &metrics).await;
 }
 
-/// Writes the new layouts, then the rows. On a database error they stay
-/// for the next flush (bounded: the oldest rows beyond the bound go).
-async fn flush(
-    store: &Store,
-    metrics: &Metrics,
-    new_layouts: &mut Vec<(i64, String)>,
-    stored: &mut HashSet<i64>,
-    rows: &mut Vec<SampleRow>,
-    samples_in_rows: &mut u64,
-) {
-    if rows.is_empty() && new_layouts.is_empty() {
-        return;
-    }
-    if let Err(e) = store.put_layouts(new_layouts).await {
-        tracing::error!(error = %e, "cannot store metric layouts; retrying");
-    } else {
-        stored.extend(new_layouts.drain(..).map(|(id, _)| id));
-        match store.insert_samples(SampleTable::Raw, rows).await {
-            Ok(()) => {
-                metrics
-                    .counters
-                    .ingested
-                    .fetch_add(*samples_in_rows, Ordering::Relaxed);
-                rows.clear();
-                *samples_in_rows = 0;
-                return;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, rows = rows.len(), "cannot store samples; retrying")
+/// What waits to be written: layouts not yet stored and rows (a row holds
+/// one value, 8 bytes, per sample); and the layouts known to be stored.
+#[derive(Debug, Default)]
+struct Pending {
+    new_layouts: Vec<(i64, String)>,
+    stored: HashSet<i64>,
+    rows: Vec<SampleRow>,
+}
+
+impl Pending {
+    /// Writes the new layouts, then the rows. On a database error they stay
+    /// for the next flush (bounded: the oldest rows beyond the bound go).
+    async fn flush(&mut self, store: &Store, metrics: &Metrics) {
+        if self.rows.is_empty() && self.new_layouts.is_empty() {
+            return;
+        }
+        if let Err(e) = store.put_layouts(&self.new_layouts).await {
+            tracing::error!(error = %e, "cannot store metric layouts; retrying");
+        } else {
+            self.stored
+                .extend(self.new_layouts.drain(..).map(|(id, _)| id));
+            match store.insert_samples(SampleTable::Raw, &self.rows).await {
+                Ok(()) => {
+                    let samples: usize = self.rows.iter().map(|r| r.data.len() / 8).sum();
+                    metrics
+                        .counters
+                        .ingested
+                        .fetch_add(samples as u64, Ordering::Relaxed);
+                    self.rows.clear();
+                    return;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, rows = self.rows.len(), "cannot store samples; retrying")
+                }
             }
         }
-    }
-    let mut bytes: usize = rows.iter().map(|r| r.data.len() + 64).sum();
-    let mut excess = 0;
-    while bytes > MAX_PENDING_BYTES && excess < rows.len() {
-        bytes -= rows[excess].data.len() + 64;
-        excess += 1;
-    }
-    if excess > 0 {
-        rows.drain(..excess);
-        metrics
-            .counters
-            .dropped
-            .fetch_add(excess as u64, Ordering::Relaxed);
+        let mut bytes: usize = self.rows.iter().map(|r| r.data.len() + 64).sum();
+        let mut excess = 0;
+        while bytes > MAX_PENDING_BYTES && excess < self.rows.len() {
+            bytes -= self.rows[excess].data.len() + 64;
+            excess += 1;
+        }
+        if excess > 0 {
+            self.rows.drain(..excess);
+            metrics
+                .counters
+                .dropped
+                .fetch_add(excess as u64, Ordering::Relaxed);
+        }
     }
 }
