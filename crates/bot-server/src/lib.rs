@@ -20,6 +20,7 @@
 
 pub mod api;
 pub mod audit;
+pub mod clock;
 pub mod engine;
 pub mod events;
 pub mod http;
@@ -153,6 +154,9 @@ pub struct ServerConfig {
     pub http_limits: HttpLimits,
     /// How long samples are kept (raw rows, minute rollups).
     pub history: metrics::HistoryLimits,
+    /// The task engine's time ([`clock::system`]; tests move a
+    /// [`clock::ManualClock`] themselves).
+    pub clock: std::sync::Arc<dyn clock::Clock>,
 }
 
 /// A running server.
@@ -265,7 +269,9 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         offline_rx,
         audit.clone(),
     );
-    let engine = engine.with_events(events.clone());
+    let engine = engine
+        .with_events(events.clone())
+        .with_clock(config.clock.clone());
     let metrics = Arc::new(metrics::Metrics::new(config.history));
     let (metrics_tx, metrics_rx) = tokio::sync::mpsc::channel(metrics::INGEST_QUEUE);
     let metrics_task = tokio::spawn(metrics::run_ingest(

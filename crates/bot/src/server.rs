@@ -371,6 +371,7 @@ impl ServerOpts {
             https,
             http_limits: bot_server::HttpLimits::default(),
             history,
+            clock: bot_server::clock::system(),
         })
     }
 

@@ -40,7 +40,6 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use rollout::{Outcome, Rollout, Step};
 
-use crate::now_ms;
 use crate::registry::Registry;
 
 /// Time allowed beyond a target's timeout for the agent's own kill and the
@@ -112,6 +111,8 @@ pub(crate) struct Engine {
     audit: crate::audit::Audit,
     /// Where task and target transitions go (MQTT, the browser, …).
     events: crate::events::EventHub,
+    /// The time (tests move it themselves).
+    clock: std::sync::Arc<dyn crate::clock::Clock>,
     rx: mpsc::UnboundedReceiver<Input>,
     offline_rx: mpsc::UnboundedReceiver<String>,
     active: HashMap<String, Rollout>,
@@ -161,6 +162,7 @@ impl Engine {
             signer,
             audit,
             events: crate::events::EventHub::default(),
+            clock: crate::clock::system(),
             rx,
             offline_rx,
             active: HashMap::new(),
@@ -177,12 +179,25 @@ impl Engine {
         self
     }
 
+    /// This engine, reading time from `clock`.
+    pub(crate) fn with_clock(mut self, clock: std::sync::Arc<dyn crate::clock::Clock>) -> Engine {
+        self.clock = clock;
+        self
+    }
+
     /// Resumes unfinished tasks, then runs until `shutdown`.
     pub(crate) async fn run(mut self, shutdown: CancellationToken) -> anyhow::Result<()> {
         self.resume().await?;
         loop {
             let mut inputs = Vec::new();
             let wake = self.next_wake();
+            let clock = self.clock.clone();
+            let sleep = async move {
+                match wake {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
@@ -191,7 +206,7 @@ impl Engine {
                     Some(i) => inputs.push(i),
                     None => return Ok(()),
                 },
-                () = sleep_until_ms(wake) => {}
+                () = sleep => {}
             }
             while inputs.len() < BATCH {
                 match self.rx.try_recv() {
@@ -208,7 +223,7 @@ impl Engine {
 
     /// Loads every unfinished task from the store and picks up where it was.
     async fn resume(&mut self) -> anyhow::Result<()> {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut out = Out::default();
         for task in self.store.unfinished_tasks().await? {
             let targets = self.store.targets(&task.id).await?;
@@ -238,7 +253,7 @@ impl Engine {
     }
 
     async fn step(&mut self, inputs: Vec<Input>, shutdown: &CancellationToken) {
-        let now = now_ms();
+        let now = self.clock.now_ms();
         let mut out = Out::default();
         for input in inputs {
             self.apply(input, now, &mut out);
@@ -498,7 +513,7 @@ impl Engine {
 
     fn next_wake(&self) -> Option<u64> {
         let deadline = self.deadlines.peek().map(|Reverse((d, _))| *d);
-        let retry = (!self.unsent.is_empty()).then(|| now_ms() + 500);
+        let retry = (!self.unsent.is_empty()).then(|| self.clock.now_ms() + 500);
         match (deadline, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -611,15 +626,5 @@ fn outcome_of(action: &str, reply: &Reply) -> Outcome {
             error: reply.error.clone(),
             data: (!d.is_null()).then(|| d.clone()),
         }
-    }
-}
-
-async fn sleep_until_ms(at: Option<u64>) {
-    match at {
-        Some(at) => {
-            let now = now_ms();
-            tokio::time::sleep(Duration::from_millis(at.saturating_sub(now))).await;
-        }
-        None => std::future::pending().await,
     }
 }

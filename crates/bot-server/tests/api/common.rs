@@ -221,6 +221,7 @@ impl Harness {
             https: None,
             http_limits: bot_server::HttpLimits::default(),
             history: bot_server::metrics::HistoryLimits::default(),
+            clock: bot_server::clock::system(),
         };
         change(&mut config);
         let shutdown = CancellationToken::new();

@@ -5,8 +5,8 @@
 //!
 //! The fake agents never answer unless the test sends a reply for them, so
 //! a RUNNING target ends by its timeout plus the engine's reply grace
-//! (`REPLY_GRACE_MS`, 5 s): the two tests that wait for that run in
-//! parallel with the rest.
+//! (`REPLY_GRACE_MS`, 5 s). The tests that need that move the engine's
+//! clock themselves (`bot_server::clock::ManualClock`): none waits it out.
 
 use std::fmt::Write as _;
 
@@ -335,7 +335,9 @@ async fn submit_show_and_list() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_skips_waiting_targets_and_ends_cancelled() -> Result<()> {
-    let h = Harness::start().await?;
+    let clock = bot_server::clock::ManualClock::new(bot_proto::now_ms());
+    let c = clock.clone();
+    let h = Harness::start_with(move |config| config.clock = c).await?;
     h.add_fleet().await?;
     let detail = h
         .post(
@@ -372,7 +374,8 @@ async fn cancel_skips_waiting_targets_and_ends_cancelled() -> Result<()> {
     );
 
     // The fake agent never answers: the running target times out (1 s + the
-    // reply grace) and the task ends CANCELLED.
+    // reply grace, on the test's clock) and the task ends CANCELLED.
+    clock.advance(std::time::Duration::from_secs(60));
     let done = h
         .wait_task(&id, "the task to end", |t| t["state"] != json!("RUNNING"))
         .await?;
@@ -470,7 +473,10 @@ async fn retry_needs_a_finished_task_with_failures() -> Result<()> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_runs_timed_out_targets_again() -> Result<()> {
-    let h = Harness::start().await?;
+    // The engine's time is the test's: no waiting out the 5 s reply grace.
+    let clock = bot_server::clock::ManualClock::new(bot_proto::now_ms());
+    let c = clock.clone();
+    let h = Harness::start_with(move |config| config.clock = c).await?;
     h.add_fleet().await?;
     let detail = h
         .post(
@@ -481,7 +487,13 @@ async fn retry_runs_timed_out_targets_again() -> Result<()> {
         .await?
         .expect(StatusCode::CREATED)?;
     let id = detail["id"].as_str().context("task id")?.to_owned();
-    // 0.5 s plus the engine's 5 s reply grace.
+    // Once the request is out, 0.5 s plus the engine's 5 s reply grace
+    // pass at once.
+    h.wait_task(&id, "the target to run", |t| {
+        t["targets"][0]["state"] == json!("RUNNING")
+    })
+    .await?;
+    clock.advance(std::time::Duration::from_secs(60));
     let done = h
         .wait_task(&id, "the task to fail", |t| {
             t["state"] != json!("WAITING") && t["state"] != json!("RUNNING")
@@ -489,6 +501,15 @@ async fn retry_runs_timed_out_targets_again() -> Result<()> {
         .await?;
     ensure!(done["state"] == json!("FAILED"), "{done}");
     ensure!(target_states(&done) == ["TIMED_OUT"], "{done}");
+    // Ended on the engine's clock, a minute ahead of the real one (the
+    // grace was not waited out in real time).
+    let finished = done["targets"][0]["finished_ms"]
+        .as_u64()
+        .context("finished_ms")?;
+    ensure!(
+        finished > bot_proto::now_ms() + 30_000,
+        "finished at {finished}, not on the test's clock"
+    );
 
     let again = h
         .post_raw(&format!("/api/tasks/{id}/retry"), None, "")
