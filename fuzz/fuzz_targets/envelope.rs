@@ -1,6 +1,6 @@
 //! Fuzz target `envelope`: feeds arbitrary bytes to every decoder of the
 //! structured protocol (`Request`, `Reply`, `Status`, `Heartbeat`, `MeasureConfig`, `Metrics`),
-//! `Request::salvage` and the filter parser, and checks the invariants the
+//! `Request::salvage`, the filter parser and the Nagios output parsers, and checks the invariants the
 //! agent and server rely on: no panic; whatever decodes re-encodes to bytes
 //! that decode to the same value with the same signing bytes, and passes
 //! `validate`; a parsed filter prints as text that parses back to an equal
@@ -99,4 +99,12 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(topics::valid_reply_topic(&reply_to), Ok(()));
     }
     check_filter(&String::from_utf8_lossy(data));
+    // A check plugin's output: any text is taken, and what it yields is valid.
+    let text = String::from_utf8_lossy(data);
+    let out = bot_proto::nagios::split_output(&text);
+    let (perf, _) = bot_proto::nagios::parse_perfdata(&out.perfdata);
+    assert!(perf.len() <= bot_proto::nagios::MAX_PERF);
+    for s in bot_proto::nagios::perf_samples("fuzz", &perf) {
+        assert_eq!(s.validate(), Ok(()), "{s:?}");
+    }
 });

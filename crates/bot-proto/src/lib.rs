@@ -23,6 +23,9 @@
 //!   [`DecodeError`] says which field is wrong and why.
 //! - [`metrics`]: samples ([`metrics::Sample`]: metric, value, GAUGE/DERIVE/
 //!   COUNTER/ABSOLUTE) and the classic line codec `<name>:<metric>:<value>:<TYPE>`.
+//! - [`nagios`]: Nagios plugin semantics for checks: exit codes to states,
+//!   output split into text, long text and performance data, and
+//!   performance data parsed into samples.
 //! - [`filter`]: the filter language (`os=linux and tag:web and not db*`):
 //!   [`filter::parse`], [`Filter::matches`] against any [`filter::Target`]
 //!   (an agent, or a [`Status`] on the server), and a canonical `Display`.
@@ -57,6 +60,7 @@ pub mod api;
 pub mod envelope;
 pub mod filter;
 pub mod metrics;
+pub mod nagios;
 pub mod topics;
 
 pub use action::{Action, ActionError};
