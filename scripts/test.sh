@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, on a fresh machine too: installs what the
 # tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql,
-# prometheus, chromium and node for the browser test, procps, and gcc and
+# prometheus, chromium and node for the browser test, monitoring-plugins-basic,
+# procps, and gcc and
 # make for jemalloc), and the browser test's npm packages (npm ci),
 # checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
@@ -19,6 +20,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql
 [ -x /usr/bin/chromium ] || missing+=(chromium)
 command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# The check tests run Debian's monitoring plugins as they are.
+[ -x /usr/lib/nagios/plugins/check_load ] || missing+=(monitoring-plugins-basic)
 # The exec tests look for a command's background children with pgrep.
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 # jemalloc (the `bot` binary's allocator) is built from C sources.
@@ -33,16 +36,24 @@ if [ ${#missing[@]} -gt 0 ]; then
     pg_port_was_busy=false
     (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && pg_port_was_busy=true
     $sudo apt-get update -qq
-    # prometheus is installed on its own, without its recommended
-    # prometheus-node-exporter (another service, not used); the other
-    # packages keep their recommends (gcc needs libc6-dev).
+    # prometheus and monitoring-plugins-basic are installed without their
+    # recommends (another service, snmp, perl modules: not used); the other
+    # packages keep theirs (gcc needs libc6-dev).
     others=()
-    for p in "${missing[@]}"; do [ "$p" = prometheus ] || others+=("$p"); done
+    norec=()
+    for p in "${missing[@]}"; do
+        case "$p" in
+            prometheus | monitoring-plugins-basic) norec+=("$p") ;;
+            *) others+=("$p") ;;
+        esac
+    done
     if [ ${#others[@]} -gt 0 ]; then
         DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${others[@]}" >/dev/null
     fi
+    if [ ${#norec[@]} -gt 0 ]; then
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${norec[@]}" >/dev/null
+    fi
     if [[ " ${missing[*]} " == *" prometheus "* ]]; then
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends prometheus >/dev/null
         # The package enables (and under systemd starts) a service on 9090:
         # the tests run their own on free ports, so stop and disable it.
         if [ -d /run/systemd/system ]; then

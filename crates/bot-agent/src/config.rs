@@ -88,6 +88,10 @@ pub struct AgentConfig {
     pub exec_kill_descendants: bool,
     /// Static facts, e.g. `role = "web"`, `rack = 4`.
     pub facts: std::collections::BTreeMap<String, toml::Value>,
+    /// Named checks (`[checks.NAME]`), run by the `check` action only
+    /// (Nagios plugin semantics), e.g. `command = ["/usr/lib/nagios/plugins/check_load", "-w", "5,4,3", "-c", "10,8,6"]`.
+    /// A key may be trusted for `check` without `exec`. Default: none.
+    pub checks: std::collections::BTreeMap<String, CheckConfig>,
     /// Limits of the classic text language.
     pub limits: LimitsConfig,
     /// Answer the classic text protocol on `BUS` and `BUS/<name>` (it never
@@ -112,6 +116,19 @@ pub struct AgentConfig {
     /// request, or one signed by any other key, runs nothing. Default: none
     /// (the agent answers no structured request until a key is trusted).
     pub trust: Vec<bot_auth::TrustEntry>,
+}
+
+/// One `[checks.NAME]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    /// The plugin and its arguments, run directly (no shell), in its own
+    /// process group, with exec's output cap.
+    pub command: Vec<String>,
+    /// Seconds before the plugin's process group is killed (the check is
+    /// then UNKNOWN, "timed out"). Default: 60.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout: Option<f64>,
 }
 
 /// Limits of the classic text language (see `shared/forth.md`).
@@ -169,6 +186,7 @@ impl Default for AgentConfig {
             tls_cert: None,
             tls_key: None,
             trust: Vec::new(),
+            checks: Default::default(),
         }
     }
 }
@@ -299,6 +317,22 @@ impl AgentConfig {
                 "plugin_output_limit: {} is not in 1..16777216 bytes",
                 self.plugin_output_limit
             ));
+        }
+        for (name, check) in &self.checks {
+            if let Err(why) = bot_proto::action::check_name(name) {
+                problems.push(format!("checks.{name}: {why}"));
+            }
+            if check.command.is_empty() || check.command[0].is_empty() {
+                problems.push(format!("checks.{name}: command must name a program"));
+            }
+            if let Some(t) = check.timeout
+                && !(t.is_finite() && t > 0.0 && t <= self.exec_max_timeout)
+            {
+                problems.push(format!(
+                    "checks.{name}: timeout {t} is not in 0..{} seconds (exec_max_timeout)",
+                    self.exec_max_timeout
+                ));
+            }
         }
         for c in &self.collectors {
             if !COLLECTORS.contains(&c.as_str()) {
@@ -537,6 +571,7 @@ impl AgentConfig {
             exec_max_timeout: 1.0,
             exec_kill_descendants: false,
             facts: Default::default(),
+            checks: Default::default(),
             limits: LimitsConfig::default(),
             classic: true,
             username: Some("u".into()),
@@ -589,6 +624,24 @@ mod tests {
             name: Some("web1".to_owned()),
             tags: vec!["web".to_owned()],
             facts,
+            // And one check (default: none).
+            checks: [(
+                "load".to_owned(),
+                CheckConfig {
+                    command: [
+                        "/usr/lib/nagios/plugins/check_load",
+                        "-w",
+                        "5,4,3",
+                        "-c",
+                        "10,8,6",
+                    ]
+                    .map(str::to_owned)
+                    .to_vec(),
+                    timeout: Some(10.0),
+                },
+            )]
+            .into_iter()
+            .collect(),
             // And one trusted key with a policy (default: none).
             trust: vec![bot_auth::TrustEntry {
                 name: "alice".to_owned(),
@@ -614,6 +667,7 @@ mod tests {
             assert!(
                 text.contains(&format!("{key} ="))
                     || text.contains(&format!("[{key}]"))
+                    || text.contains(&format!("[{key}."))
                     || text.contains(&format!("[[{key}]]")),
                 "docs/agent.example.toml lacks {key}"
             );

@@ -215,6 +215,7 @@ pub async fn run(config: ValidConfig, shutdown: CancellationToken) -> Result<(),
             limits: exec_limits,
             max_concurrent: c.max_concurrent_requests,
             max_waiting: c.max_queued_requests,
+            checks: Arc::new(c.checks.clone()),
         },
         structured::Guard {
             seen: structured::Seen::with_journal(

@@ -365,6 +365,8 @@ pub(crate) struct ExecBounds {
     pub max_concurrent: usize,
     /// `exec` requests that may wait for a slot.
     pub max_waiting: usize,
+    /// The checks configured (`check` runs them like `exec`, in a slot).
+    pub checks: Arc<std::collections::BTreeMap<String, crate::config::CheckConfig>>,
 }
 
 /// What stands between a request and running it: the keys this agent
@@ -385,6 +387,7 @@ pub(crate) struct Structured {
     facts: watch::Receiver<Arc<Facts>>,
     measure: watch::Receiver<MeasureState>,
     exec: actions::exec::Limits,
+    checks: Arc<std::collections::BTreeMap<String, crate::config::CheckConfig>>,
     seen: Seen,
     slots: Arc<Semaphore>,
     /// `exec` requests waiting for a slot, and how many may.
@@ -410,6 +413,7 @@ impl Structured {
             limits: exec,
             max_concurrent,
             max_waiting,
+            checks,
         } = bounds;
         let own_topic = topics::request_agent_topic(&me.id);
         Structured {
@@ -422,6 +426,7 @@ impl Structured {
             slots: Arc::new(Semaphore::new(max_concurrent.max(1))),
             waiting: Arc::new(AtomicUsize::new(0)),
             max_waiting,
+            checks,
             own_topic,
             running: actions::Running::default(),
             trust,
@@ -585,7 +590,11 @@ impl Structured {
         // Only `exec` takes a slot; the others answer at once, so a busy
         // agent still says it is alive. Beyond the queue bound an `exec` is
         // refused "busy" (and not remembered: it may be sent again).
-        let is_exec = matches!(action, bot_proto::Action::Exec(_));
+        // A check runs a process too: it takes a slot like `exec`.
+        let is_exec = matches!(
+            action,
+            bot_proto::Action::Exec(_) | bot_proto::Action::Check(_)
+        );
         let waiting = self.waiting.load(Ordering::Relaxed);
         if is_exec && self.slots.available_permits() == 0 && waiting >= self.max_waiting {
             let why = Rejection::Busy(format!(
@@ -614,6 +623,7 @@ impl Structured {
             exec: self.exec.clone(),
             cancel: self.running.start(&request.id),
             running: self.running.clone(),
+            checks: self.checks.clone(),
         };
         tracing::info!(id = %request.id, sender = %request.sender, %key, action = %request.action, "running request");
         let slots = self.slots.clone();

@@ -626,6 +626,25 @@ mod tests {
         );
     }
 
+    /// A key may be granted `check` without `exec` (a monitoring
+    /// scheduler): checks are admitted, commands are not.
+    #[test]
+    fn check_can_be_granted_without_exec() {
+        let (s, t) = setup(|k| TrustEntry {
+            actions: vec!["check".into()],
+            ..TrustEntry::full("monitor", k)
+        });
+        let check = Action::Check(bot_proto::action::CheckArgs {
+            name: "load".into(),
+        });
+        assert_eq!(code(&t, &s.request(draft(check))), "admitted");
+        assert_eq!(code(&t, &s.request(draft(exec(&["id"])))), "not_allowed");
+        assert_eq!(
+            code(&t, &s.request(draft(Action::Exec(ExecArgs::shell("id"))))),
+            "not_allowed"
+        );
+    }
+
     #[test]
     fn clock_checks() {
         let (s, t) = setup(|k| TrustEntry::full("op", k));

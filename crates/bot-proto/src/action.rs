@@ -25,7 +25,7 @@ use serde_json::Value;
 use crate::envelope::{DecodeError, cut};
 
 /// The names of every action, in the order of the table above.
-pub const NAMES: [&str; 5] = ["ping", "facts", "status", "exec", "cancel"];
+pub const NAMES: [&str; 6] = ["ping", "facts", "status", "exec", "cancel", "check"];
 
 /// What a key may be trusted for beyond the request actions: signing the
 /// measuring settings an agent runs with ([`MeasureConfig`](crate::MeasureConfig)).
@@ -44,6 +44,9 @@ pub enum Action {
     Exec(ExecArgs),
     /// Stop a running request.
     Cancel(CancelArgs),
+    /// Run one of the checks configured on the agent (Nagios plugin
+    /// semantics); a key may be trusted for this without `exec`.
+    Check(CheckArgs),
 }
 
 impl Action {
@@ -55,6 +58,7 @@ impl Action {
             Action::Status(_) => "status",
             Action::Exec(_) => "exec",
             Action::Cancel(_) => "cancel",
+            Action::Check(_) => "check",
         }
     }
 
@@ -66,6 +70,7 @@ impl Action {
             Action::Status(a) => serde_json::to_value(a),
             Action::Exec(a) => serde_json::to_value(a),
             Action::Cancel(a) => serde_json::to_value(a),
+            Action::Check(a) => serde_json::to_value(a),
         };
         // These types serialize to objects with string keys: cannot fail.
         v.unwrap_or_else(|_| Value::Object(Default::default()))
@@ -98,6 +103,14 @@ impl Action {
                 Action::Exec(a)
             }
             "cancel" => Action::Cancel(typed(action, args)?),
+            "check" => {
+                let a: CheckArgs = typed(action, args)?;
+                check_name(&a.name).map_err(|reason| ActionError::Args {
+                    action: action.to_owned(),
+                    reason,
+                })?;
+                Action::Check(a)
+            }
             other => return Err(ActionError::Unknown(cut(other, true))),
         };
         Ok(a)
@@ -108,7 +121,7 @@ impl Action {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ActionError {
     /// No such action (the name, cut).
-    #[error("unknown action \"{0}\" (known: ping, facts, status, exec, cancel)")]
+    #[error("unknown action \"{0}\" (known: ping, facts, status, exec, cancel, check)")]
     Unknown(String),
     /// The arguments do not fit the action.
     #[error("{action}: bad arguments: {reason}")]
@@ -187,6 +200,53 @@ pub struct CancelArgs {
 pub struct CancelResult {
     /// True if that request was running here and was told to stop.
     pub cancelled: bool,
+}
+
+/// `check`: run the check configured on the agent under this name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckArgs {
+    /// The check's name (`[checks.NAME]` in the agent's config).
+    pub name: String,
+}
+
+/// Whether `name` can name a check: 1..=64 characters of `[A-Za-z0-9_.-]`.
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || name.len() > 64
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    {
+        return Err(format!(
+            "name: {} must be 1..=64 characters of [A-Za-z0-9_.-]",
+            cut(name, true)
+        ));
+    }
+    Ok(())
+}
+
+/// `check`'s data: the plugin's state and output, Nagios-style.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CheckResult {
+    /// The check's name.
+    pub check: String,
+    /// OK, WARNING, CRITICAL or UNKNOWN.
+    pub state: String,
+    /// The Nagios return code, 0..=3.
+    pub code: u8,
+    /// The first line of output, without performance data.
+    pub output: String,
+    /// The following lines, without performance data.
+    pub long_output: String,
+    /// The performance data, as printed.
+    pub perfdata: String,
+    /// Why the state is UNKNOWN when the exit code did not say it (a
+    /// timeout, a signal, another code, a plugin that could not start).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Run time.
+    pub duration_ms: u64,
 }
 
 /// Longest `output_limit` an `exec` may ask for (per stream).

@@ -75,6 +75,8 @@ pub struct Context {
     pub cancel: CancellationToken,
     /// Every running request (for the `cancel` action).
     pub running: Running,
+    /// The checks configured (`check` action).
+    pub checks: Arc<std::collections::BTreeMap<String, crate::config::CheckConfig>>,
 }
 
 /// The result of an action.
@@ -112,7 +114,7 @@ impl Outcome {
 }
 
 /// The actions this agent answers.
-pub const ACTIONS: [&str; 5] = bot_proto::action::NAMES;
+pub const ACTIONS: [&str; 6] = bot_proto::action::NAMES;
 
 /// Runs `action`.
 pub async fn run(action: &Action, ctx: &Context) -> Outcome {
@@ -122,8 +124,73 @@ pub async fn run(action: &Action, ctx: &Context) -> Outcome {
         Action::Status(_) => status(ctx),
         Action::Exec(a) => exec::run(a, &ctx.exec, &ctx.cancel).await,
         Action::Cancel(a) => cancel(a, ctx),
+        Action::Check(a) => check(a, ctx).await,
     }
 }
+
+/// `check`: runs the check configured under that name, as `exec` runs a
+/// command (own process group, timeout, output cap), and reads the result
+/// as Nagios does.
+async fn check(args: &bot_proto::action::CheckArgs, ctx: &Context) -> Outcome {
+    use bot_proto::nagios;
+    let Some(cfg) = ctx.checks.get(&args.name) else {
+        let known: Vec<&str> = ctx.checks.keys().map(String::as_str).collect();
+        return Outcome::error(format!(
+            "check: no check named {:?} here (configured: {})",
+            args.name,
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        ));
+    };
+    let exec = bot_proto::action::ExecArgs {
+        timeout_s: Some(cfg.timeout.unwrap_or(DEFAULT_CHECK_TIMEOUT_S)),
+        ..bot_proto::action::ExecArgs::command(cfg.command.clone())
+    };
+    let ran = exec::run(&exec, &ctx.exec, &ctx.cancel).await;
+    let result: bot_proto::action::ExecResult = match serde_json::from_value(ran.data.clone()) {
+        Ok(r) => r,
+        Err(_) => {
+            return Outcome::data(&bot_proto::action::CheckResult {
+                check: args.name.clone(),
+                state: nagios::CheckState::Unknown.as_str().to_owned(),
+                code: nagios::CheckState::Unknown.code(),
+                output: String::new(),
+                long_output: String::new(),
+                perfdata: String::new(),
+                reason: Some(ran.error.unwrap_or_else(|| "the plugin did not run".into())),
+                duration_ms: 0,
+            });
+        }
+    };
+    let (state, mut reason) = if result.started {
+        nagios::state_of(result.exit_code, result.signal, result.timed_out)
+    } else {
+        (nagios::CheckState::Unknown, None)
+    };
+    if !result.started {
+        reason = Some(
+            ran.error
+                .unwrap_or_else(|| "the plugin could not start".into()),
+        );
+    }
+    let out = nagios::split_output(&result.stdout);
+    Outcome::data(&bot_proto::action::CheckResult {
+        check: args.name.clone(),
+        state: state.as_str().to_owned(),
+        code: state.code(),
+        output: out.text,
+        long_output: out.long_text,
+        perfdata: out.perfdata,
+        reason,
+        duration_ms: result.duration_ms,
+    })
+}
+
+/// A check's timeout when its config gives none, seconds.
+pub const DEFAULT_CHECK_TIMEOUT_S: f64 = 60.0;
 
 /// `facts`: all facts, or those named.
 fn facts(args: &FactsArgs, ctx: &Context) -> Outcome {
@@ -178,7 +245,93 @@ mod tests {
             exec: exec::Limits::default(),
             cancel: CancellationToken::new(),
             running: Running::default(),
+            checks: Arc::new(checks()),
         }
+    }
+
+    fn checks() -> std::collections::BTreeMap<String, crate::config::CheckConfig> {
+        let sh = |script: &str, timeout: Option<f64>| crate::config::CheckConfig {
+            command: vec!["/bin/sh".into(), "-c".into(), script.into()],
+            timeout,
+        };
+        [
+            (
+                "ok",
+                sh("echo 'LOAD OK - load 0.1 | load1=0.1;5;10;0'; exit 0", None),
+            ),
+            ("warn", sh("echo 'DISK WARNING - 85%'; exit 1", None)),
+            (
+                "crit",
+                sh(
+                    "printf 'PROCS CRITICAL\\nzombie 12\\n| procs=12\\n'; exit 2",
+                    None,
+                ),
+            ),
+            ("weird", sh("echo odd; exit 7", None)),
+            ("slow", sh("sleep 5", Some(0.3))),
+            (
+                "missing",
+                crate::config::CheckConfig {
+                    command: vec!["/nonexistent/check_x".into()],
+                    timeout: None,
+                },
+            ),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect()
+    }
+
+    /// Nagios semantics end to end on a real process: states by exit code,
+    /// UNKNOWN with a reason for any other code, a timeout, or a plugin that
+    /// cannot start; output split; only configured names run.
+    #[tokio::test]
+    async fn checks_run_with_nagios_semantics() {
+        let c = ctx();
+        let run_check = |name: &str| {
+            let a = parse("check", json!({ "name": name }));
+            let c = c.clone();
+            async move {
+                let out = run(&a, &c).await;
+                (out.status, out.error, out.data)
+            }
+        };
+        let (status, _, d) = run_check("ok").await;
+        assert_eq!(status, ReplyStatus::Ok);
+        assert_eq!(d["state"], "OK");
+        assert_eq!(d["code"], 0);
+        assert_eq!(d["output"], "LOAD OK - load 0.1");
+        assert_eq!(d["perfdata"], "load1=0.1;5;10;0");
+        assert_eq!(run_check("warn").await.2["state"], "WARNING");
+        let (_, _, d) = run_check("crit").await;
+        assert_eq!(
+            (d["state"].as_str(), d["code"].as_u64()),
+            (Some("CRITICAL"), Some(2))
+        );
+        assert_eq!(d["long_output"], "zombie 12");
+        assert_eq!(d["perfdata"], "procs=12");
+        let (_, _, d) = run_check("weird").await;
+        assert_eq!(d["state"], "UNKNOWN");
+        assert!(
+            d["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("exit code 7")),
+            "{d}"
+        );
+        let (_, _, d) = run_check("slow").await;
+        assert_eq!(d["state"], "UNKNOWN");
+        assert_eq!(d["reason"], "timed out");
+        let (_, _, d) = run_check("missing").await;
+        assert_eq!(d["state"], "UNKNOWN");
+        assert!(
+            d["reason"]
+                .as_str()
+                .is_some_and(|r| r.contains("cannot start")),
+            "{d}"
+        );
+        let (status, error, _) = run_check("nosuch").await;
+        assert_eq!(status, ReplyStatus::Error);
+        assert!(error.is_some_and(|e| e.contains("no check named \"nosuch\"")));
     }
 
     fn parse(action: &str, args: Value) -> Action {

@@ -25,6 +25,7 @@ both_brokers!(
     offline_matches_are_listed_counted_and_fail_the_command,
     requests_are_not_lost_in_a_classic_flood,
     ctrl_c_during_run_cancels_the_remote_command,
+    checks_run_debians_monitoring_plugins,
 );
 
 fn fleet(broker: &Broker) -> Result<Vec<Agent>> {
@@ -812,5 +813,91 @@ fn ctrl_c_during_run_cancels_the_remote_command(kind: BrokerKind) -> Result<()> 
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    Ok(())
+}
+
+/// The `check` action with Debian's monitoring plugins, unchanged: states
+/// by exit code, the first line and the performance data apart, a timeout
+/// UNKNOWN with its reason, and only configured names run.
+fn checks_run_debians_monitoring_plugins(kind: BrokerKind) -> Result<()> {
+    let plugins = "/usr/lib/nagios/plugins";
+    anyhow::ensure!(
+        std::path::Path::new(&format!("{plugins}/check_load")).exists(),
+        "{plugins}/check_load is missing: run scripts/test.sh (apt-get install monitoring-plugins-basic)"
+    );
+    let broker = Broker::start(kind, bot())?;
+    let toml = format!(
+        "[checks.load]\ncommand = [\"{plugins}/check_load\", \"-w\", \"1000,1000,1000\", \"-c\", \"2000,2000,2000\"]\n\
+         [checks.root]\ncommand = [\"{plugins}/check_disk\", \"-w\", \"0%\", \"-c\", \"0%\", \"-p\", \"/\"]\n\
+         [checks.warn]\ncommand = [\"{plugins}/check_dummy\", \"1\", \"something odd\"]\n\
+         [checks.crit]\ncommand = [\"{plugins}/check_dummy\", \"2\", \"it is down\"]\n\
+         [checks.slow]\ncommand = [\"/bin/sleep\", \"10\"]\ntimeout = 0.5\n"
+    );
+    let agent = Agent::start(bot(), "checked", &[broker.url()], &toml)?;
+    let topic = bot_proto::topics::request_agent_topic(&agent.id()?);
+    let mut sub = Sub::start(broker.port, &["test/checks"])?;
+    let check = |name: &str, sub: &mut Sub| -> Result<Value> {
+        let req = request("check", json!({ "name": name }), "test/checks");
+        publish(broker.port, &topic, &req.encode())?;
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let r =
+                next_reply(sub, WAIT).ok_or_else(|| anyhow::anyhow!("no reply to check {name}"))?;
+            if r.request_id == req.id {
+                anyhow::ensure!(r.status == ReplyStatus::Ok, "check {name}: {r:?}");
+                return Ok(r.data);
+            }
+            anyhow::ensure!(
+                std::time::Instant::now() < deadline,
+                "no reply to check {name}"
+            );
+        }
+    };
+    let load = check("load", &mut sub)?;
+    assert_eq!(load["state"], "OK", "{load}");
+    assert!(
+        load["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("load average")),
+        "{load}"
+    );
+    let (perf, bad) = bot_proto::nagios::parse_perfdata(load["perfdata"].as_str().unwrap_or(""));
+    assert_eq!(bad, 0, "{load}");
+    assert!(perf.iter().any(|p| p.label == "load1"), "{load}");
+    let samples = bot_proto::nagios::perf_samples("load", &perf);
+    assert!(
+        samples
+            .iter()
+            .all(|s| s.validate().is_ok() && s.metric == "check.load")
+    );
+    let root = check("root", &mut sub)?;
+    assert_eq!(root["state"], "OK", "{root}");
+    assert!(
+        root["perfdata"].as_str().is_some_and(|p| p.contains("/=")),
+        "{root}"
+    );
+    let warn = check("warn", &mut sub)?;
+    assert_eq!(
+        (warn["state"].as_str(), warn["code"].as_u64()),
+        (Some("WARNING"), Some(1))
+    );
+    assert!(
+        warn["output"]
+            .as_str()
+            .is_some_and(|o| o.contains("something odd")),
+        "{warn}"
+    );
+    assert_eq!(check("crit", &mut sub)?["state"], "CRITICAL");
+    let slow = check("slow", &mut sub)?;
+    assert_eq!(
+        (slow["state"].as_str(), slow["reason"].as_str()),
+        (Some("UNKNOWN"), Some("timed out"))
+    );
+    // A name that is not configured runs nothing.
+    let req = request("check", json!({"name": "rm-everything"}), "test/checks");
+    publish(broker.port, &topic, &req.encode())?;
+    let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no reply"))?;
+    assert_eq!(r.status, ReplyStatus::Error, "{r:?}");
+    assert!(r.error.unwrap_or_default().contains("no check named"));
     Ok(())
 }
