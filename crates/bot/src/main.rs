@@ -69,6 +69,8 @@ enum Command {
     Inventory(bot_cli::inventory::InventoryArgs),
     /// Run a command on many agents: exit codes, output, summary (Ctrl-C cancels what still runs, Ctrl-C twice quits).
     Run(bot_cli::run::RunArgs),
+    /// Run a named check on agents (Nagios plugin semantics) and list their states.
+    Check(bot_cli::check::CheckCmdArgs),
     /// Print replies sent to a --reply-to topic (asynchronous results).
     Results(bot_cli::results::ResultsArgs),
     /// Tasks on the server: submit, list, show, watch, cancel, retry.
@@ -285,6 +287,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             run_cli(async { bot_cli::inventory::run(args, signals()).await })?
         }
         Command::Run(args) => run_cli(async { bot_cli::run::run(args, signals()).await })?,
+        Command::Check(args) => run_cli(async { bot_cli::check::run(args, signals()).await })?,
         Command::Results(args) => run_cli(async { bot_cli::results::run(args, signals()).await })?,
         Command::Task(args) => run_cli(async { bot_cli::task::run(args, signals()).await })?,
         Command::Keys(args) => bot_cli::keys::run(args),

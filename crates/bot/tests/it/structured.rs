@@ -899,5 +899,27 @@ fn checks_run_debians_monitoring_plugins(kind: BrokerKind) -> Result<()> {
     let r = next_reply(&mut sub, WAIT).ok_or_else(|| anyhow::anyhow!("no reply"))?;
     assert_eq!(r.status, ReplyStatus::Error, "{r:?}");
     assert!(r.error.unwrap_or_default().contains("no check named"));
+    // The same from the CLI: one line per agent, the counts, and the exit code.
+    let (code, out, err) = run_bot(bot(), &["check", "-b", &broker.url(), "load"])?;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.contains("checked") && out.contains("OK") && out.contains("load average"),
+        "{out}"
+    );
+    assert!(
+        out.contains("check load: 1 OK, 0 WARNING, 0 CRITICAL, 0 UNKNOWN of 1 expected"),
+        "{out}"
+    );
+    let (code, out, err) = run_bot(
+        bot(),
+        &["check", "-b", &broker.url(), "-F", "checked", "warn"],
+    )?;
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        out.contains("WARNING") && out.contains("something odd"),
+        "{out}"
+    );
+    let (code, _, err) = run_bot(bot(), &["check", "-b", &broker.url(), "bad name!"])?;
+    assert_eq!(code, 2, "{err}");
     Ok(())
 }
