@@ -623,6 +623,168 @@ pub struct TaskEvent {
     pub at_ms: u64,
 }
 
+/// The body of `POST /api/schedules`: a named, repeating job. Exactly one
+/// of `every_s` and `cron`; exactly one of `check` and `command`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewSchedule {
+    /// 1..=64 characters of `[A-Za-z0-9_.-]`, unique.
+    pub name: String,
+    /// Run every this many seconds (1..=2,678,400, 31 days). The first run
+    /// falls at a random moment within the first interval (splay).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every_s: Option<f64>,
+    /// Or a standard 5-field crontab expression (`*/5 * * * *`), in the
+    /// server's local time zone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cron: Option<String>,
+    /// Checks only: each agent's run is delayed by its own random time in
+    /// `[0, splay_s)` seconds, to spread heavy checks (default 0).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splay_s: Option<f64>,
+    /// Which agents (the filter language); default: every agent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Run the agents' check of this name (`[checks.NAME]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub check: Option<String>,
+    /// Or run a command as a task: `exec`'s arguments (`command`, `shell`
+    /// or `script`, and `env`, `cwd`, `output_limit`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<Object>))]
+    pub command: Option<Value>,
+    /// Commands: targets running at once (default: all).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<u32>,
+    /// Commands: the task's `fail_count` (default -1, never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fail_count: Option<i64>,
+    /// Commands: leave out matching agents that are offline (default false:
+    /// they are LOST targets of the run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub online_only: Option<bool>,
+    /// Seconds a run may take: a command's per-target timeout, or how long
+    /// a check run waits for results (default 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timeout_s: Option<f64>,
+    /// Checks: where agents send the results (default
+    /// `bot/v1/reply/checks/durable`, which the server records and `bot
+    /// bridge nagios` reads). Results sent elsewhere are for your own
+    /// receiver: the server does not record them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Made paused (default false).
+    #[serde(default)]
+    pub paused: bool,
+}
+
+/// A schedule and how its runs went.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Schedule {
+    /// Its id.
+    pub id: String,
+    /// What it runs and when.
+    #[serde(flatten)]
+    pub spec: NewSchedule,
+    /// Who made it (an API token's name).
+    pub created_by: String,
+    /// When it was made.
+    pub created_ms: u64,
+    /// When the next run is due; `None` while paused.
+    pub next_run_ms: Option<u64>,
+    /// When it last ran.
+    pub last_run_ms: Option<u64>,
+    /// The task of the last run (commands).
+    pub last_task_id: Option<String>,
+    /// What went wrong with the last run, if anything (no agent matched, …).
+    pub last_error: Option<String>,
+    /// Runs started.
+    pub runs: u64,
+    /// Runs not started because the previous one was still going.
+    pub skipped: u64,
+    /// Runs that fell due while no server was running (reported, not
+    /// replayed).
+    pub missed: u64,
+}
+
+impl NewSchedule {
+    /// What the schedule runs: `check` or `command`.
+    pub fn kind(&self) -> &'static str {
+        if self.check.is_some() {
+            "check"
+        } else {
+            "command"
+        }
+    }
+}
+
+/// One check on one agent, as the server last saw it: `GET /api/checks`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckStatus {
+    /// The agent.
+    pub agent_id: String,
+    /// Its name.
+    pub agent_name: String,
+    /// The check's name.
+    pub check: String,
+    /// OK, WARNING, CRITICAL or UNKNOWN (UNKNOWN when stale).
+    pub state: String,
+    /// The Nagios return code, 0..=3.
+    pub code: u8,
+    /// The first line of output (`stale: …` when stale).
+    pub output: String,
+    /// The following lines.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub long_output: String,
+    /// The performance data, as the plugin printed it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub perfdata: String,
+    /// Since when the state is what it is.
+    pub since_ms: u64,
+    /// When the last result arrived.
+    pub updated_ms: u64,
+    /// The interval of the schedule that asks for it; a result older than
+    /// two intervals makes the check stale.
+    pub interval_ms: u64,
+    /// No result within two intervals: the state is UNKNOWN "stale".
+    pub stale: bool,
+    /// The schedule that asked, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_id: Option<String>,
+}
+
+/// A check's state change, in its history.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct CheckChange {
+    /// The agent.
+    pub agent_id: String,
+    /// The check.
+    pub check: String,
+    /// The state before (`None`: the first result).
+    pub from: Option<String>,
+    /// The state after.
+    pub to: String,
+    /// When.
+    pub at_ms: u64,
+    /// The output that came with the change.
+    pub output: String,
+}
+
+/// Nagios's order of badness: CRITICAL, UNKNOWN, WARNING, OK (worst first,
+/// the order `bot checks` lists in).
+pub fn check_severity(state: &str) -> u8 {
+    match state {
+        "CRITICAL" => 3,
+        "UNKNOWN" => 2,
+        "WARNING" => 1,
+        _ => 0,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

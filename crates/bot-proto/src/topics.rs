@@ -87,6 +87,11 @@ pub fn durable_reply_topic(session: &str) -> String {
     format!("{PREFIX}/reply/{session}/durable")
 }
 
+/// Where scheduled checks' results go by default: a durable reply topic
+/// (QoS 1), read by the server (a persistent session) and by `bot bridge
+/// nagios` (its own persistent session, or a share group of several).
+pub const CHECK_RESULTS: &str = "bot/v1/reply/checks/durable";
+
 /// Whether replies to `reply_to` go at QoS 1: every destination except the
 /// interactive `bot/v1/reply/<session>` topics.
 pub fn reply_wants_qos1(reply_to: &str) -> bool {
@@ -196,6 +201,8 @@ mod tests {
         assert_eq!(durable_reply_topic("s1"), "bot/v1/reply/s1/durable");
         assert!(!reply_wants_qos1(&reply_topic("s1")));
         assert!(reply_wants_qos1(&durable_reply_topic("s1")));
+        assert!(reply_wants_qos1(CHECK_RESULTS));
+        assert!(valid_reply_topic(CHECK_RESULTS).is_ok());
         assert!(reply_wants_qos1("results/ops"));
         assert!(valid_reply_topic(&durable_reply_topic("s1")).is_ok());
         assert_eq!(task_event_topic("t1"), "bot/v1/event/task/t1");

@@ -20,6 +20,7 @@ mod audit;
 mod metrics;
 mod migrate;
 mod rows;
+mod schedules;
 mod settings;
 mod tasks;
 
@@ -33,6 +34,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 pub use audit::{AuditQuery, MAX_AUDIT_LIST};
 pub use metrics::{AgentConfigRow, SampleRow, SampleTable};
 pub use migrate::LATEST_VERSION;
+pub use schedules::{RunOutcome, ScheduleRow};
 pub use tasks::{Change, TaskQuery};
 
 /// Which database a [`Store`] talks to.

@@ -47,6 +47,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "measuring configs and samples",
         sql: include_str!("../migrations/0005_metrics.sql"),
     },
+    Migration {
+        version: 6,
+        description: "schedules and check states",
+        sql: include_str!("../migrations/0006_schedules_checks.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

@@ -98,6 +98,8 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    schedule_runs_are_claimed_once,
+    check_states_upsert_with_their_changes,
     agent_configs_count_revisions_up,
     samples_round_trip_by_range_and_prune,
     migrations_apply_once_and_reopening_changes_nothing,
@@ -753,6 +755,133 @@ async fn audit_lines_append_and_filter(db: TestDb) -> Result<()> {
                 && r.time_ms >= 2_000),
         "{web:?}"
     );
+    Ok(())
+}
+
+async fn schedule_runs_are_claimed_once(db: TestDb) -> Result<()> {
+    use bot_proto::api::{NewSchedule, Schedule};
+    let store = db.open().await?;
+    let schedule = Schedule {
+        id: "s1".into(),
+        spec: NewSchedule {
+            name: "load".into(),
+            every_s: Some(2.0),
+            check: Some("load".into()),
+            ..NewSchedule::default()
+        },
+        created_by: "admin".into(),
+        created_ms: 1_000,
+        next_run_ms: Some(5_000),
+        last_run_ms: None,
+        last_task_id: None,
+        last_error: None,
+        runs: 0,
+        skipped: 0,
+        missed: 0,
+    };
+    ensure!(store.insert_schedule(&schedule, false).await?);
+    let mut again = schedule.clone();
+    again.id = "s2".into();
+    ensure!(
+        !store.insert_schedule(&again, false).await?,
+        "a second schedule named load"
+    );
+    // Two claims of the run due at 5,000: one wins.
+    ensure!(store.claim_run("s1", 5_000, 7_000, 5_010, true, 0).await?);
+    ensure!(!store.claim_run("s1", 5_000, 7_000, 5_020, true, 0).await?);
+    // Skipped, with two missed.
+    ensure!(
+        store
+            .claim_run("s1", 7_000, 13_000, 12_000, false, 2)
+            .await?
+    );
+    store
+        .finish_run(
+            "s1",
+            &bot_store::RunOutcome {
+                task_id: Some("t1".into()),
+                error: Some("no agent".into()),
+            },
+        )
+        .await?;
+    let row = store.schedule("load").await?.context("by name")?;
+    let s = &row.schedule;
+    ensure!(
+        (s.runs, s.skipped, s.missed, s.next_run_ms, s.last_run_ms)
+            == (1, 1, 2, Some(13_000), Some(5_010)),
+        "{s:?}"
+    );
+    ensure!(s.last_task_id.as_deref() == Some("t1") && s.last_error.as_deref() == Some("no agent"));
+    ensure!(s.spec.check.as_deref() == Some("load") && s.spec.every_s == Some(2.0));
+    // Paused: no claim succeeds.
+    ensure!(store.set_schedule_paused("s1", true, None).await?);
+    ensure!(
+        !store
+            .claim_run("s1", 13_000, 15_000, 13_000, true, 0)
+            .await?
+    );
+    let row = store.schedule("s1").await?.context("by id")?;
+    ensure!(row.paused && row.schedule.spec.paused && row.schedule.next_run_ms.is_none());
+    ensure!(store.schedules().await?.len() == 1);
+    ensure!(store.delete_schedule("s1").await?);
+    ensure!(!store.delete_schedule("s1").await?);
+    ensure!(store.schedule("load").await?.is_none());
+    Ok(())
+}
+
+async fn check_states_upsert_with_their_changes(db: TestDb) -> Result<()> {
+    use bot_proto::api::{CheckChange, CheckStatus};
+    let store = db.open().await?;
+    let state = |state: &str, code: u8, at: u64| CheckStatus {
+        agent_id: "a1".into(),
+        agent_name: String::new(),
+        check: "load".into(),
+        state: state.into(),
+        code,
+        output: format!("LOAD {state} ✓"),
+        long_output: String::new(),
+        perfdata: "load1=0.5;5;10;0".into(),
+        since_ms: at,
+        updated_ms: at,
+        interval_ms: 10_000,
+        stale: false,
+        schedule_id: Some("s1".into()),
+    };
+    let change = |from: Option<&str>, to: &str, at: u64| CheckChange {
+        agent_id: "a1".into(),
+        check: "load".into(),
+        from: from.map(str::to_owned),
+        to: to.into(),
+        at_ms: at,
+        output: String::new(),
+    };
+    store
+        .put_check_states(&[state("OK", 0, 1_000)], &[change(None, "OK", 1_000)])
+        .await?;
+    store
+        .put_check_states(
+            &[state("CRITICAL", 2, 2_000)],
+            &[change(Some("OK"), "CRITICAL", 2_000)],
+        )
+        .await?;
+    let all = store.check_states().await?;
+    ensure!(
+        all.len() == 1 && all[0] == state("CRITICAL", 2, 2_000),
+        "{all:?}"
+    );
+    let changes = store.check_changes("a1", Some("load"), 10).await?;
+    ensure!(
+        changes
+            == vec![
+                change(Some("OK"), "CRITICAL", 2_000),
+                change(None, "OK", 1_000)
+            ],
+        "{changes:?}"
+    );
+    ensure!(store.check_changes("a1", None, 1).await?.len() == 1);
+    ensure!(store.prune_check_changes(1_500).await? == 1);
+    store.delete_check_states("a1").await?;
+    ensure!(store.check_states().await?.is_empty());
     Ok(())
 }
 
