@@ -20,6 +20,7 @@ pub mod ping;
 pub mod publish;
 pub mod results;
 pub mod run;
+pub mod schedule;
 pub mod task;
 
 use std::time::Duration;

@@ -63,6 +63,9 @@ pub enum Event {
         /// `cpu.load`.
         load: Option<f64>,
     },
+    /// A check changed state on an agent (a result, or no result for two
+    /// intervals: UNKNOWN "stale").
+    Check(Box<bot_proto::api::CheckChange>),
     /// An agent's latest round, every value (rates for counters).
     Samples {
         /// The agent.

@@ -20,12 +20,14 @@
 
 pub mod api;
 pub mod audit;
+pub mod checks;
 pub mod clock;
 pub mod engine;
 pub mod events;
 pub mod http;
 pub mod metrics;
 pub mod registry;
+pub mod schedules;
 pub mod tasks;
 pub mod web;
 
@@ -250,6 +252,9 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         // Samples: QoS 0 like the agents send them (a lost round is a gap,
         // not an error); the ingest queue sheds load, never the bus.
         (topics::METRICS_WILDCARD.to_owned(), Qos::AtMostOnce),
+        // Scheduled checks' results: QoS 1 into the persistent session, so
+        // results sent while the server is down are not lost.
+        (topics::CHECK_RESULTS.to_owned(), Qos::AtLeastOnce),
     ];
     let session = Session::start(options, &shutdown);
     let (key, made) = bot_auth::SecretKey::load_or_create(&config.key_file)
@@ -292,6 +297,32 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         session.publisher.clone(),
         shutdown.clone(),
     ));
+    let checks = checks::Checks::load(&store, events.clone(), metrics_tx.clone()).await?;
+    let tasks = tasks::TaskService::new(
+        store.clone(),
+        registry.clone(),
+        engine_handle.clone(),
+        signer.clone(),
+        call_topic.clone(),
+    );
+    let schedules = schedules::Schedules::new(
+        store.clone(),
+        config.clock.clone(),
+        schedules::Runner {
+            tasks: tasks.clone(),
+            registry: registry.clone(),
+            publisher: session.publisher.clone(),
+            signer: signer.clone(),
+            audit: audit.clone(),
+            checks: checks.clone(),
+        },
+    );
+    let checks_task = tokio::spawn(checks::keep(
+        checks.clone(),
+        store.clone(),
+        config.clock.clone(),
+        shutdown.clone(),
+    ));
     let core = Arc::new(Core {
         store: store.clone(),
         registry: registry.clone(),
@@ -303,13 +334,9 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         signer: signer.clone(),
         call_topic: call_topic.clone(),
         tokens,
-        tasks: tasks::TaskService::new(
-            store.clone(),
-            registry.clone(),
-            engine_handle.clone(),
-            signer.clone(),
-            call_topic.clone(),
-        ),
+        tasks,
+        schedules: schedules.clone(),
+        checks: checks.clone(),
         sessions: Default::default(),
         secure_cookies: config.https.is_some(),
         metrics: metrics.clone(),
@@ -325,6 +352,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
     let router = api::router(core.clone());
 
     let engine_task = tokio::spawn(engine.run(shutdown.clone()));
+    let schedules_task = tokio::spawn(schedules.run(shutdown.clone()));
     let keep_task = tokio::spawn(registry.clone().keep(store.clone(), shutdown.clone()));
     let audit_task = tokio::spawn(audit::keep(store.clone(), audit_rx, shutdown.clone()));
     let ingest_task = tokio::spawn(ingest(
@@ -356,6 +384,8 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         let _ = events_task.await;
         let _ = metrics_task.await;
         let _ = history_task.await;
+        let _ = schedules_task.await;
+        let _ = checks_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         store.close().await;
         engine_result.context("task engine panicked")??;
@@ -382,7 +412,7 @@ async fn ingest(
     core: Arc<Core>,
     results_topic: String,
     call_topic: String,
-    metrics_tx: tokio::sync::mpsc::Sender<(String, Vec<u8>)>,
+    metrics_tx: tokio::sync::mpsc::Sender<metrics::Incoming>,
 ) {
     let status_prefix = topics::status_topic("");
     let heartbeat_prefix = topics::heartbeat_topic("");
@@ -428,6 +458,23 @@ async fn ingest(
             }
             continue;
         }
+        if message.topic == topics::CHECK_RESULTS {
+            match Reply::decode(&message.payload) {
+                Ok(reply) => match registry.verify_reply(&reply) {
+                    Ok(()) => core.checks.on_result(&reply, now_ms()),
+                    Err(why) => {
+                        core.audit.refused_reply(&reply, &why);
+                        tracing::warn!(agent = %reply.agent_id, request = %reply.request_id, %why,
+                            "check result refused: not signed by the agent's bound key");
+                    }
+                },
+                Err(e) => tracing::debug!(error = %e, "bad check result ignored"),
+            }
+            if let Some(ack) = message.ack {
+                let _ = ack.ack().await;
+            }
+            continue;
+        }
         if message.topic == call_topic {
             if let Ok(reply) = Reply::decode(&message.payload) {
                 match registry.verify_reply(&reply) {
@@ -451,7 +498,10 @@ async fn ingest(
         } else if let Some(id) = message.topic.strip_prefix(&metrics_prefix) {
             // Never wait for the ingest: a full queue drops the batch.
             if metrics_tx
-                .try_send((id.to_owned(), message.payload.to_vec()))
+                .try_send(metrics::Incoming::Batch(
+                    id.to_owned(),
+                    message.payload.to_vec(),
+                ))
                 .is_err()
             {
                 core.metrics

@@ -81,6 +81,10 @@ enum Command {
     Agents(bot_cli::agents::AgentsArgs),
     /// Agents' live measuring settings on the server: show, set.
     Config(bot_cli::config::ConfigArgs),
+    /// Schedules on the server: checks or commands every interval or on a crontab line.
+    Schedule(bot_cli::schedule::ScheduleArgs),
+    /// What is wrong now: the state of every scheduled check, worst first (exit 1 if any is not OK).
+    Checks(bot_cli::schedule::ChecksArgs),
     /// The embedded broker's logins (secure `bot up`): add an agent.
     #[cfg(feature = "broker")]
     Broker(up::BrokerArgs),
@@ -297,6 +301,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Certs(args) => certs::run(args),
         Command::Agents(args) => run_cli(async { bot_cli::agents::run(args, signals()).await })?,
         Command::Config(args) => run_cli(async { bot_cli::config::run(args, signals()).await })?,
+        Command::Schedule(args) => {
+            run_cli(async { bot_cli::schedule::run(args, signals()).await })?
+        }
+        Command::Checks(args) => {
+            run_cli(async { bot_cli::schedule::run_checks(args, signals()).await })?
+        }
     }
 }
 

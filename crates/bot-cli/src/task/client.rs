@@ -432,6 +432,69 @@ impl ApiClient {
         self.post(format!("/api/tasks/{id}/retry"), body).await
     }
 
+    /// `POST /api/schedules`: makes a schedule (201 + the schedule).
+    pub async fn create_schedule(
+        &self,
+        spec: &bot_proto::api::NewSchedule,
+    ) -> Result<bot_proto::api::Schedule, CallError> {
+        self.post("/api/schedules".to_owned(), spec).await
+    }
+
+    /// `GET /api/schedules`: every schedule, by name.
+    pub async fn schedules(&self) -> Result<Vec<bot_proto::api::Schedule>, CallError> {
+        self.call("/api/schedules".to_owned(), Method::Get).await
+    }
+
+    /// `GET /api/schedules/{id}`: one schedule, by id or name.
+    pub async fn schedule(&self, id: &str) -> Result<bot_proto::api::Schedule, CallError> {
+        self.call(format!("/api/schedules/{}", query_escape(id)), Method::Get)
+            .await
+    }
+
+    /// `POST /api/schedules/{id}/pause` or `…/resume`.
+    pub async fn pause_schedule(
+        &self,
+        id: &str,
+        pause: bool,
+    ) -> Result<bot_proto::api::Schedule, CallError> {
+        let verb = if pause { "pause" } else { "resume" };
+        self.call(
+            format!("/api/schedules/{}/{verb}", query_escape(id)),
+            Method::Post(Vec::new()),
+        )
+        .await
+    }
+
+    /// `DELETE /api/schedules/{id}`: deletes it; returns it as it was.
+    pub async fn delete_schedule(&self, id: &str) -> Result<bot_proto::api::Schedule, CallError> {
+        self.call(
+            format!("/api/schedules/{}", query_escape(id)),
+            Method::Delete,
+        )
+        .await
+    }
+
+    /// `GET /api/checks?filter=&state=&check=`: check states, worst first.
+    pub async fn checks(
+        &self,
+        filter: Option<&str>,
+        states: Option<&str>,
+        check: Option<&str>,
+    ) -> Result<Vec<bot_proto::api::CheckStatus>, CallError> {
+        let mut query = Vec::new();
+        for (k, v) in [("filter", filter), ("state", states), ("check", check)] {
+            if let Some(v) = v {
+                query.push(format!("{k}={}", query_escape(v)));
+            }
+        }
+        let mut path = "/api/checks".to_owned();
+        if !query.is_empty() {
+            path += "?";
+            path += &query.join("&");
+        }
+        self.call(path, Method::Get).await
+    }
+
     async fn post<B: Serialize, T: DeserializeOwned + Send + 'static>(
         &self,
         path: String,

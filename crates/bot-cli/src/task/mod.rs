@@ -180,7 +180,7 @@ pub async fn run(args: TaskArgs, shutdown: CancellationToken) -> anyhow::Result<
 }
 
 /// Awaits a call unless the operator interrupts: `None` then.
-async fn interruptible<T>(
+pub(crate) async fn interruptible<T>(
     call: impl Future<Output = Result<T, CallError>>,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Option<T>> {
@@ -191,7 +191,7 @@ async fn interruptible<T>(
     }
 }
 
-const INTERRUPTED: u8 = 130;
+pub(crate) const INTERRUPTED: u8 = 130;
 
 use bot_proto::now_ms;
 

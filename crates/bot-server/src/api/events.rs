@@ -35,6 +35,7 @@ fn name(e: &Event) -> &'static str {
         Event::Config { .. } => "config",
         Event::Headline { .. } => "headline",
         Event::Samples { .. } => "samples",
+        Event::Check(_) => "check",
     }
 }
 

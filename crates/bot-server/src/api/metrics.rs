@@ -333,6 +333,39 @@ pub(super) async fn prometheus(State(core): State<Arc<Core>>) -> Result<Response
         let n = counts.iter().find(|(t, _)| t == s).map_or(0, |(_, n)| *n);
         let _ = writeln!(out, "bot_tasks{{state=\"{}\"}} {n}", s.as_str());
     }
+    // Scheduled checks: the Nagios code of each (3 when stale), and how
+    // many are in each state.
+    let checks = core.checks.all();
+    if !checks.is_empty() {
+        let _ = writeln!(
+            out,
+            "# HELP bot_check_state A check's state on an agent: 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN (also when stale)."
+        );
+        let _ = writeln!(out, "# TYPE bot_check_state gauge");
+        let mut per_state: BTreeMap<&str, u64> = BTreeMap::new();
+        for c in &checks {
+            let name = core
+                .registry
+                .get(&c.agent_id)
+                .map_or_else(|| c.agent_name.clone(), |a| a.name);
+            let _ = writeln!(
+                out,
+                "bot_check_state{{agent=\"{}\",agent_id=\"{}\",check=\"{}\",stale=\"{}\"}} {}",
+                esc(&name),
+                esc(&c.agent_id),
+                esc(&c.check),
+                c.stale,
+                c.code
+            );
+            *per_state.entry(c.state.as_str()).or_default() += 1;
+        }
+        let _ = writeln!(out, "# HELP bot_checks Checks on agents, by state.");
+        let _ = writeln!(out, "# TYPE bot_checks gauge");
+        for state in ["OK", "WARNING", "CRITICAL", "UNKNOWN"] {
+            let n = per_state.get(state).copied().unwrap_or(0);
+            let _ = writeln!(out, "bot_checks{{state=\"{state}\"}} {n}");
+        }
+    }
     // The server itself.
     let c = &core.metrics.counters;
     for (name, help, v) in [

@@ -11,6 +11,7 @@ mod agents;
 mod bus;
 mod events;
 mod metrics;
+mod schedules;
 pub mod session;
 mod tasks;
 
@@ -63,6 +64,10 @@ pub struct Core {
     pub(crate) secure_cookies: bool,
     /// Makes tasks (submit, retry).
     pub(crate) tasks: crate::tasks::TaskService,
+    /// Schedules (make, list, pause, resume, delete).
+    pub(crate) schedules: crate::schedules::Schedules,
+    /// Check states.
+    pub(crate) checks: crate::checks::Checks,
     /// Samples: latest values, counters, layouts.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The event hub (live views).
@@ -368,6 +373,14 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
         tasks::retry,
         bus::publish,
         bus::call,
+        schedules::create,
+        schedules::list,
+        schedules::show,
+        schedules::pause,
+        schedules::resume,
+        schedules::delete,
+        schedules::checks,
+        schedules::changes,
     ),
     components(schemas(ApiError, Health)),
     modifiers(&BearerAuth),
@@ -408,6 +421,18 @@ pub fn router(core: Arc<Core>) -> Router {
         )
         .route("/api/agents/{id}/metrics", get(metrics::series))
         .route("/api/events", get(events::stream))
+        .route(
+            "/api/schedules",
+            post(schedules::create).get(schedules::list),
+        )
+        .route(
+            "/api/schedules/{id}",
+            get(schedules::show).delete(schedules::delete),
+        )
+        .route("/api/schedules/{id}/pause", post(schedules::pause))
+        .route("/api/schedules/{id}/resume", post(schedules::resume))
+        .route("/api/checks", get(schedules::checks))
+        .route("/api/agents/{id}/checks/changes", get(schedules::changes))
         .route("/metrics", get(metrics::prometheus))
         .route_layer(middleware::from_fn_with_state(core.clone(), auth));
     Router::new()

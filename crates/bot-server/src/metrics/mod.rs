@@ -292,10 +292,42 @@ impl Metrics {
     }
 }
 
+/// What the ingest takes.
+#[derive(Debug)]
+pub(crate) enum Incoming {
+    /// A `bot/v1/metrics/<id>` payload, straight off the bus (`id` from the
+    /// topic): decoded and its signature checked here.
+    Batch(String, Vec<u8>),
+    /// Samples the server already verified: a check result's performance
+    /// data (`check.<name>` metrics).
+    Checked {
+        /// The agent.
+        agent_id: String,
+        /// Its name.
+        name: String,
+        /// When the check ran.
+        time_ms: u64,
+        /// The samples.
+        samples: Vec<bot_proto::metrics::Sample>,
+    },
+}
+
+/// One round to convert and store, whichever way it came.
+struct Round {
+    agent_id: String,
+    name: String,
+    time_ms: u64,
+    interval_ms: u64,
+    samples: Vec<bot_proto::metrics::Sample>,
+    /// An agent's measuring round (its headline numbers are announced),
+    /// not a check's performance data.
+    measured: bool,
+}
+
 /// The ingest: decodes, checks, converts, remembers, announces and stores
 /// the batches from `rx` until it closes or `shutdown`.
 pub(crate) async fn run_ingest(
-    mut rx: mpsc::Receiver<(String, Vec<u8>)>,
+    mut rx: mpsc::Receiver<Incoming>,
     registry: Registry,
     store: Store,
     hub: EventHub,
@@ -310,7 +342,7 @@ pub(crate) async fn run_ingest(
     let mut last_sweep = bot_proto::now_ms();
     let mut rejected_warned: Option<std::time::Instant> = None;
     loop {
-        let (topic_id, payload) = tokio::select! {
+        let incoming = tokio::select! {
             p = rx.recv() => match p {
                 Some(p) => p,
                 None => break,
@@ -328,6 +360,26 @@ pub(crate) async fn run_ingest(
                 continue;
             }
             () = shutdown.cancelled() => break,
+        };
+        let (topic_id, payload) = match incoming {
+            Incoming::Batch(topic_id, payload) => (topic_id, payload),
+            Incoming::Checked {
+                agent_id,
+                name,
+                time_ms,
+                samples,
+            } => {
+                let round = Round {
+                    agent_id,
+                    name,
+                    time_ms,
+                    interval_ms: 0,
+                    samples,
+                    measured: false,
+                };
+                ingest_round(round, &mut rates, &mut pending, &store, &hub, &metrics).await;
+                continue;
+            }
         };
         let decoded = match bot_proto::Metrics::decode(&payload) {
             Ok(d) => d,
@@ -370,80 +422,107 @@ pub(crate) async fn run_ingest(
                     "malformed samples left out of a batch (the rest kept; bot_samples_rejected_total)");
             }
         }
-        let mut keys = Vec::with_capacity(batch.samples.len());
-        let mut values = Vec::with_capacity(batch.samples.len());
-        let mut points = Vec::with_capacity(batch.samples.len());
-        let mut seen = HashSet::with_capacity(batch.samples.len());
-        for s in batch.samples {
-            let key = SeriesKey {
-                metric: s.metric,
-                labels: s.labels,
-                kind: s.kind,
-            };
-            // A series twice in one round: the first counts.
-            if !seen.insert(key.clone()) {
-                continue;
-            }
-            let v = rates.value(&batch.id, &key, s.value, batch.time_ms);
-            values.push(v);
-            points.push(Point {
-                key: key.clone(),
-                value: v,
-            });
-            keys.push(key);
-        }
-        if keys.is_empty() {
-            continue;
-        }
-        let text = codec::layout_text(&keys);
-        let layout = codec::layout_id(&text);
-        if !pending.stored.contains(&layout)
-            && !pending.new_layouts.iter().any(|(id, _)| *id == layout)
-        {
-            metrics.remember_layout(layout, Arc::new(keys));
-            pending.new_layouts.push((layout, text));
-        }
-        pending.rows.push(SampleRow {
-            agent_id: batch.id.clone(),
+        let round = Round {
+            agent_id: batch.id,
+            name: batch.name,
             time_ms: batch.time_ms,
-            layout,
-            data: codec::encode(&values),
-        });
-        let Some(latest) = metrics.set_latest(
-            &batch.id,
-            Latest {
-                name: batch.name.clone(),
-                time_ms: batch.time_ms,
-                points,
-            },
-        ) else {
-            // An older round than the latest: stored (history), not announced.
-            if pending.rows.len() >= FLUSH_ROWS {
-                pending.flush(&store, &metrics).await;
-            }
-            continue;
+            interval_ms: batch.interval_ms,
+            samples: batch.samples,
+            measured: true,
         };
-        hub.publish(Event::Headline {
-            agent_id: batch.id.clone(),
-            time_ms: batch.time_ms,
-            cpu: latest.value("cpu.usage", Some(("cpu", "total"))),
-            memory: latest.value("memory.used_percent", None),
-            load: latest.value("cpu.load", None),
-        });
-        // A round is big: on the hub only for agents someone follows.
-        if metrics.is_watched(&batch.id) {
-            hub.publish(Event::Samples {
-                agent_id: batch.id,
-                time_ms: batch.time_ms,
-                interval_ms: batch.interval_ms,
-                samples: latest,
-            });
-        }
-        if pending.rows.len() >= FLUSH_ROWS {
-            pending.flush(&store, &metrics).await;
-        }
+        ingest_round(round, &mut rates, &mut pending, &store, &hub, &metrics).await;
     }
     pending.flush(&store, &metrics).await;
+}
+
+/// Converts (rates), remembers, announces and queues one round for writing.
+async fn ingest_round(
+    round: Round,
+    rates: &mut rates::Rates,
+    pending: &mut Pending,
+    store: &Store,
+    hub: &EventHub,
+    metrics: &Metrics,
+) {
+    let mut keys = Vec::with_capacity(round.samples.len());
+    let mut values = Vec::with_capacity(round.samples.len());
+    let mut points = Vec::with_capacity(round.samples.len());
+    let mut seen = HashSet::with_capacity(round.samples.len());
+    for s in round.samples {
+        let key = SeriesKey {
+            metric: s.metric,
+            labels: s.labels,
+            kind: s.kind,
+        };
+        // A series twice in one round: the first counts.
+        if !seen.insert(key.clone()) {
+            continue;
+        }
+        let v = rates.value(&round.agent_id, &key, s.value, round.time_ms);
+        values.push(v);
+        points.push(Point {
+            key: key.clone(),
+            value: v,
+        });
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return;
+    }
+    let text = codec::layout_text(&keys);
+    let layout = codec::layout_id(&text);
+    if !pending.stored.contains(&layout) && !pending.new_layouts.iter().any(|(id, _)| *id == layout)
+    {
+        metrics.remember_layout(layout, Arc::new(keys));
+        pending.new_layouts.push((layout, text));
+    }
+    pending.rows.push(SampleRow {
+        agent_id: round.agent_id.clone(),
+        time_ms: round.time_ms,
+        layout,
+        data: codec::encode(&values),
+    });
+    // A check's performance data is history only: the agent's latest
+    // round (its headline, `/metrics`) stays its measuring round.
+    if !round.measured {
+        if pending.rows.len() >= FLUSH_ROWS {
+            pending.flush(store, metrics).await;
+        }
+        return;
+    }
+    let Some(latest) = metrics.set_latest(
+        &round.agent_id,
+        Latest {
+            name: round.name.clone(),
+            time_ms: round.time_ms,
+            points,
+        },
+    ) else {
+        // An older round than the latest: stored (history), not announced.
+        if pending.rows.len() >= FLUSH_ROWS {
+            pending.flush(store, metrics).await;
+        }
+        return;
+    };
+    hub.publish(Event::Headline {
+        agent_id: round.agent_id.clone(),
+        time_ms: round.time_ms,
+        cpu: latest.value("cpu.usage", Some(("cpu", "total"))),
+        memory: latest.value("memory.used_percent", None),
+        load: latest.value("cpu.load", None),
+    });
+    // A round is big: on the hub only for agents someone follows.
+    if metrics.is_watched(&round.agent_id) {
+        hub.publish(Event::Samples {
+            agent_id: round.agent_id,
+            time_ms: round.time_ms,
+            interval_ms: round.interval_ms,
+            samples: latest,
+        });
+    }
+    if pending.rows.len() >= FLUSH_ROWS {
+        pending.flush(store, metrics).await;
+    }
 }
 
 /// What waits to be written: layouts not yet stored and rows (a row holds

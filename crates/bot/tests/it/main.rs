@@ -10,6 +10,7 @@ mod cli;
 mod dashboard;
 mod metrics;
 mod resilience;
+mod schedules;
 mod security;
 mod soak;
 mod structured;

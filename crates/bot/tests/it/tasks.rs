@@ -122,7 +122,7 @@ impl Server {
         Ok((status, serde_json::from_str(&body).context(body)?))
     }
 
-    fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
+    pub(crate) fn post(&self, path: &str, body: &Value) -> Result<(u16, Value)> {
         let mut r = self
             .http
             .post(&format!("{}{path}", self.base))
@@ -198,7 +198,7 @@ impl Server {
     }
 
     /// SIGKILL: no clean shutdown, like a crash.
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
