@@ -2,7 +2,7 @@
 # Runs every test of the workspace, on a fresh machine too: installs what the
 # tests need and the machine lacks (mosquitto, mosquitto-clients, postgresql,
 # prometheus, chromium and node for the browser test, monitoring-plugins-basic,
-# procps, and gcc and
+# nagios4-core, procps, and gcc and
 # make for jemalloc), and the browser test's npm packages (npm ci),
 # checks formatting and lints, then runs all tests. Usage: scripts/test.sh
 set -euo pipefail
@@ -22,6 +22,9 @@ command -v node >/dev/null 2>&1 || missing+=(nodejs)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
 # The check tests run Debian's monitoring plugins as they are.
 [ -x /usr/lib/nagios/plugins/check_load ] || missing+=(monitoring-plugins-basic)
+# The Nagios bridge's test feeds a real Nagios 4 (run by the test, in a
+# directory of its own).
+[ -x /usr/sbin/nagios4 ] || missing+=(nagios4-core)
 # The exec tests look for a command's background children with pgrep.
 command -v pgrep >/dev/null 2>&1 || missing+=(procps)
 # jemalloc (the `bot` binary's allocator) is built from C sources.
@@ -36,14 +39,15 @@ if [ ${#missing[@]} -gt 0 ]; then
     pg_port_was_busy=false
     (exec 3<>/dev/tcp/127.0.0.1/5432) 2>/dev/null && pg_port_was_busy=true
     $sudo apt-get update -qq
-    # prometheus and monitoring-plugins-basic are installed without their
-    # recommends (another service, snmp, perl modules: not used); the other
-    # packages keep theirs (gcc needs libc6-dev).
+    # prometheus, monitoring-plugins-basic and nagios4-core are installed
+    # without their recommends (another service, snmp, perl modules, the web
+    # interface: not used); the other packages keep theirs (gcc needs
+    # libc6-dev).
     others=()
     norec=()
     for p in "${missing[@]}"; do
         case "$p" in
-            prometheus | monitoring-plugins-basic) norec+=("$p") ;;
+            prometheus | monitoring-plugins-basic | nagios4-core) norec+=("$p") ;;
             *) others+=("$p") ;;
         esac
     done

@@ -9,6 +9,7 @@
 //! (no broker reachable, nobody answered), 2 bad usage.
 
 pub mod agents;
+pub mod bridge;
 pub mod check;
 pub mod config;
 pub mod facts;

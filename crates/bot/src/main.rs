@@ -85,6 +85,8 @@ enum Command {
     Schedule(bot_cli::schedule::ScheduleArgs),
     /// What is wrong now: the state of every scheduled check, worst first (exit 1 if any is not OK).
     Checks(bot_cli::schedule::ChecksArgs),
+    /// Bridges from the bus to other systems: nagios (passive check results).
+    Bridge(bot_cli::bridge::BridgeArgs),
     /// The embedded broker's logins (secure `bot up`): add an agent.
     #[cfg(feature = "broker")]
     Broker(up::BrokerArgs),
@@ -304,6 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Schedule(args) => {
             run_cli(async { bot_cli::schedule::run(args, signals()).await })?
         }
+        Command::Bridge(args) => run_cli(async { bot_cli::bridge::run(args, signals()).await })?,
         Command::Checks(args) => {
             run_cli(async { bot_cli::schedule::run_checks(args, signals()).await })?
         }

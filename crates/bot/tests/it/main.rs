@@ -5,6 +5,7 @@
 //! Each scenario is written once, as a function of the broker kind, and
 //! instantiated for both brokers by `both_brokers!`.
 
+mod bridge;
 mod classic;
 mod cli;
 mod dashboard;
