@@ -774,6 +774,101 @@ pub struct CheckChange {
     pub output: String,
 }
 
+/// The events a webhook can ask for.
+pub const WEBHOOK_EVENTS: [&str; 5] = [
+    "task.finished",
+    "target.failed",
+    "agent.online",
+    "agent.offline",
+    "check.changed",
+];
+
+/// The body of `POST /api/webhooks` (and a `[[webhooks]]` table of the
+/// server's configuration file).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+#[serde(deny_unknown_fields)]
+pub struct NewWebhook {
+    /// 1..=64 characters of `[A-Za-z0-9_.-]`, unique.
+    pub name: String,
+    /// Where to POST: `http://` or `https://` (checked against the
+    /// system's roots).
+    pub url: String,
+    /// Which events: `task.finished`, `target.failed`, `agent.online`,
+    /// `agent.offline`, `check.changed`.
+    pub events: Vec<String>,
+    /// Only events about agents this filter selects (events about no one
+    /// agent, `task.finished`, are sent whatever the filter).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The HMAC-SHA256 key of the `X-Bot-Signature` header: 16..=1024
+    /// characters. Never shown again.
+    pub secret: String,
+}
+
+/// A webhook (its secret is never shown).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct Webhook {
+    /// Its id.
+    pub id: String,
+    /// Its name.
+    pub name: String,
+    /// Where it POSTs.
+    pub url: String,
+    /// Its events.
+    pub events: Vec<String>,
+    /// Its filter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// Deliveries are attempted (false: disabled after a delivery failed
+    /// every attempt; its pending deliveries wait until it is enabled).
+    pub enabled: bool,
+    /// Why it was disabled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disabled_reason: Option<String>,
+    /// `config` (the server's configuration file) or `api`.
+    pub source: String,
+    /// Who made it.
+    pub created_by: String,
+    /// When.
+    pub created_ms: u64,
+}
+
+/// One delivery of one event to one webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct WebhookDelivery {
+    /// Its id: the `Idempotency-Key` (and `X-Bot-Delivery`) header, the
+    /// same on every attempt.
+    pub id: String,
+    /// The webhook.
+    pub hook_id: String,
+    /// The event.
+    pub event: String,
+    /// When the event happened.
+    pub created_ms: u64,
+    /// `pending`, `delivered` or `failed` (every attempt failed).
+    pub state: String,
+    /// Attempts made.
+    pub attempts: u32,
+    /// When the next attempt is due (pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next_attempt_ms: Option<u64>,
+    /// The last HTTP status received.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_status: Option<u16>,
+    /// The last error (connection refused, a timeout, a non-2xx status).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+    /// When it was delivered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub delivered_ms: Option<u64>,
+    /// The JSON body sent.
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
+    pub body: Value,
+}
+
 /// Nagios's order of badness: CRITICAL, UNKNOWN, WARNING, OK (worst first,
 /// the order `bot checks` lists in).
 pub fn check_severity(state: &str) -> u8 {

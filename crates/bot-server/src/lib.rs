@@ -30,6 +30,7 @@ pub mod registry;
 pub mod schedules;
 pub mod tasks;
 pub mod web;
+pub mod webhooks;
 
 pub use http::HttpLimits;
 
@@ -159,6 +160,8 @@ pub struct ServerConfig {
     /// The task engine's time ([`clock::system`]; tests move a
     /// [`clock::ManualClock`] themselves).
     pub clock: std::sync::Arc<dyn clock::Clock>,
+    /// Webhooks from the configuration file (made or updated at start).
+    pub webhooks: Vec<bot_proto::api::NewWebhook>,
 }
 
 /// A running server.
@@ -317,6 +320,19 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
             checks: checks.clone(),
         },
     );
+    let webhooks = webhooks::Webhooks::start(
+        store.clone(),
+        config.clock.clone(),
+        registry.clone(),
+        &config.webhooks,
+    )
+    .await?;
+    let dispatch_task = tokio::spawn(
+        webhooks
+            .clone()
+            .dispatch(events.subscribe(), shutdown.clone()),
+    );
+    let deliver_task = tokio::spawn(webhooks.clone().deliver(shutdown.clone()));
     let checks_task = tokio::spawn(checks::keep(
         checks.clone(),
         store.clone(),
@@ -337,6 +353,7 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         tasks,
         schedules: schedules.clone(),
         checks: checks.clone(),
+        webhooks,
         sessions: Default::default(),
         secure_cookies: config.https.is_some(),
         metrics: metrics.clone(),
@@ -386,6 +403,8 @@ pub async fn start(config: ServerConfig, shutdown: CancellationToken) -> anyhow:
         let _ = history_task.await;
         let _ = schedules_task.await;
         let _ = checks_task.await;
+        let _ = dispatch_task.await;
+        let _ = deliver_task.await;
         let _ = tokio::time::timeout(Duration::from_secs(3), ingest_task).await;
         store.close().await;
         engine_result.context("task engine panicked")??;

@@ -23,6 +23,7 @@ mod rows;
 mod schedules;
 mod settings;
 mod tasks;
+mod webhooks;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,7 @@ pub use metrics::{AgentConfigRow, SampleRow, SampleTable};
 pub use migrate::LATEST_VERSION;
 pub use schedules::{RunOutcome, ScheduleRow};
 pub use tasks::{Change, TaskQuery};
+pub use webhooks::HookRow;
 
 /// Which database a [`Store`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -52,6 +52,11 @@ const MIGRATIONS: &[Migration] = &[
         description: "schedules and check states",
         sql: include_str!("../migrations/0006_schedules_checks.sql"),
     },
+    Migration {
+        version: 7,
+        description: "webhooks and deliveries",
+        sql: include_str!("../migrations/0007_webhooks.sql"),
+    },
 ];
 
 /// The newest schema version this binary knows.

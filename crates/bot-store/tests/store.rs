@@ -98,6 +98,7 @@ macro_rules! both_backends {
 }
 
 both_backends!(
+    webhook_deliveries_wait_for_enabled_hooks,
     schedule_runs_are_claimed_once,
     check_states_upsert_with_their_changes,
     agent_configs_count_revisions_up,
@@ -755,6 +756,96 @@ async fn audit_lines_append_and_filter(db: TestDb) -> Result<()> {
                 && r.time_ms >= 2_000),
         "{web:?}"
     );
+    Ok(())
+}
+
+async fn webhook_deliveries_wait_for_enabled_hooks(db: TestDb) -> Result<()> {
+    use bot_proto::api::{Webhook, WebhookDelivery};
+    let store = db.open().await?;
+    let hook = Webhook {
+        id: "h1".into(),
+        name: "ops".into(),
+        url: "http://127.0.0.1:9/hook".into(),
+        events: vec!["agent.offline".into()],
+        filter: None,
+        enabled: true,
+        disabled_reason: None,
+        source: "api".into(),
+        created_by: "admin".into(),
+        created_ms: 1,
+    };
+    ensure!(store.insert_webhook(&hook, "secret-0123456789").await?);
+    ensure!(
+        !store
+            .insert_webhook(
+                &Webhook {
+                    id: "h2".into(),
+                    ..hook.clone()
+                },
+                "x"
+            )
+            .await?
+    );
+    // The configuration file's copy replaces url and secret, keeps the id.
+    store
+        .upsert_webhook(
+            &Webhook {
+                id: "other".into(),
+                url: "http://127.0.0.1:9/new".into(),
+                source: "config".into(),
+                ..hook.clone()
+            },
+            "secret-new-0123456789",
+        )
+        .await?;
+    let rows = store.webhooks().await?;
+    ensure!(
+        rows.len() == 1 && rows[0].hook.id == "h1" && rows[0].hook.url.ends_with("/new"),
+        "{rows:?}"
+    );
+    ensure!(rows[0].secret == "secret-new-0123456789");
+    let d = |id: &str, at: u64| WebhookDelivery {
+        id: id.into(),
+        hook_id: "h1".into(),
+        event: "agent.offline".into(),
+        created_ms: at,
+        state: "pending".into(),
+        attempts: 0,
+        next_attempt_ms: Some(at),
+        last_status: None,
+        last_error: None,
+        delivered_ms: None,
+        body: json!({"event": "agent.offline", "n": at}),
+    };
+    store.insert_deliveries(&[d("d1", 10), d("d2", 20)]).await?;
+    let due = store.due_deliveries(15, 10).await?;
+    ensure!(due.len() == 1 && due[0] == d("d1", 10), "{due:?}");
+    // Disabled: nothing is due; enabled again: both.
+    ensure!(
+        store
+            .set_webhook_enabled("h1", false, Some("kept failing"))
+            .await?
+    );
+    ensure!(store.due_deliveries(100, 10).await?.is_empty());
+    let h = store.webhook("ops").await?.context("by name")?;
+    ensure!(!h.enabled && h.disabled_reason.as_deref() == Some("kept failing"));
+    store.set_webhook_enabled("h1", true, None).await?;
+    ensure!(store.due_deliveries(100, 10).await?.len() == 2);
+    let mut done = d("d1", 10);
+    done.state = "delivered".into();
+    done.attempts = 2;
+    done.next_attempt_ms = None;
+    done.last_status = Some(204);
+    done.delivered_ms = Some(30);
+    store.update_delivery(&done).await?;
+    let list = store.deliveries("h1", 10).await?;
+    ensure!(
+        list.len() == 2 && list[1] == done && list[0].id == "d2",
+        "{list:?}"
+    );
+    ensure!(store.prune_deliveries(1_000).await? == 1);
+    ensure!(store.delete_webhook("h1").await?);
+    ensure!(store.deliveries("h1", 10).await?.is_empty() && store.webhooks().await?.is_empty());
     Ok(())
 }
 

@@ -163,6 +163,60 @@ pub(crate) struct ServerFile {
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Webhooks.
+    #[serde(default)]
+    pub webhooks: Vec<WebhookEntry>,
+}
+
+/// One `[[webhooks]]` entry.
+#[derive(Debug, serde::Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct WebhookEntry {
+    /// Its name.
+    pub name: String,
+    /// Where to POST.
+    pub url: String,
+    /// Which events.
+    pub events: Vec<String>,
+    /// Only events about agents this filter selects.
+    pub filter: Option<String>,
+    /// The HMAC key (or give `secret_file`).
+    pub secret: Option<String>,
+    /// A file holding the HMAC key (its first line).
+    pub secret_file: Option<PathBuf>,
+}
+
+impl WebhookEntry {
+    /// The webhook, its secret read from `secret_file` if given.
+    fn to_new(&self) -> anyhow::Result<bot_server::webhooks::NewWebhook> {
+        let secret = match (&self.secret, &self.secret_file) {
+            (Some(s), None) => s.clone(),
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map_err(|e| {
+                    anyhow::anyhow!(
+                        "webhook {:?}: cannot read secret_file {}: {e}",
+                        self.name,
+                        path.display()
+                    )
+                })?
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_owned(),
+            _ => anyhow::bail!(
+                "webhook {:?}: give exactly one of secret and secret_file",
+                self.name
+            ),
+        };
+        Ok(bot_server::webhooks::NewWebhook {
+            name: self.name.clone(),
+            url: self.url.clone(),
+            events: self.events.clone(),
+            filter: self.filter.clone(),
+            secret,
+        })
+    }
 }
 
 /// One `[[tokens]]` entry.
@@ -372,6 +426,11 @@ impl ServerOpts {
             http_limits: bot_server::HttpLimits::default(),
             history,
             clock: bot_server::clock::system(),
+            webhooks: file
+                .webhooks
+                .iter()
+                .map(WebhookEntry::to_new)
+                .collect::<anyhow::Result<_>>()?,
         })
     }
 
@@ -602,9 +661,17 @@ mod tests {
             raw_retention: Some("24h".into()),
             rollup_retention: Some("30d".into()),
             tokens: vec![],
+            webhooks: vec![WebhookEntry {
+                name: "ops".into(),
+                url: "https://x".into(),
+                events: vec![],
+                filter: None,
+                secret: None,
+                secret_file: None,
+            }],
         };
         let keys = toml::Table::try_from(&sample).expect("serialises");
-        assert_eq!(keys.len(), 12, "{keys:?}");
+        assert_eq!(keys.len(), 13, "{keys:?}");
         for key in keys.keys() {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[[{key}]]")),

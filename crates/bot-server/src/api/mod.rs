@@ -14,6 +14,7 @@ mod metrics;
 mod schedules;
 pub mod session;
 mod tasks;
+mod webhooks;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -68,6 +69,8 @@ pub struct Core {
     pub(crate) schedules: crate::schedules::Schedules,
     /// Check states.
     pub(crate) checks: crate::checks::Checks,
+    /// Webhooks (make, list, delete, enable, deliveries).
+    pub(crate) webhooks: crate::webhooks::Webhooks,
     /// Samples: latest values, counters, layouts.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     /// The event hub (live views).
@@ -381,6 +384,12 @@ pub(crate) fn json<T: Serialize>(status: StatusCode, v: T) -> Response {
         schedules::delete,
         schedules::checks,
         schedules::changes,
+        webhooks::create,
+        webhooks::list,
+        webhooks::show,
+        webhooks::delete,
+        webhooks::enable,
+        webhooks::deliveries,
     ),
     components(schemas(ApiError, Health)),
     modifiers(&BearerAuth),
@@ -432,6 +441,13 @@ pub fn router(core: Arc<Core>) -> Router {
         .route("/api/schedules/{id}/pause", post(schedules::pause))
         .route("/api/schedules/{id}/resume", post(schedules::resume))
         .route("/api/checks", get(schedules::checks))
+        .route("/api/webhooks", post(webhooks::create).get(webhooks::list))
+        .route(
+            "/api/webhooks/{id}",
+            get(webhooks::show).delete(webhooks::delete),
+        )
+        .route("/api/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/api/webhooks/{id}/deliveries", get(webhooks::deliveries))
         .route("/api/agents/{id}/checks/changes", get(schedules::changes))
         .route("/metrics", get(metrics::prometheus))
         .route_layer(middleware::from_fn_with_state(core.clone(), auth));

@@ -222,6 +222,7 @@ impl Harness {
             http_limits: bot_server::HttpLimits::default(),
             history: bot_server::metrics::HistoryLimits::default(),
             clock: bot_server::clock::system(),
+            webhooks: Vec::new(),
         };
         change(&mut config);
         let shutdown = CancellationToken::new();

@@ -17,6 +17,7 @@ mod soak;
 mod structured;
 mod tasks;
 mod tidy;
+mod webhooks;
 
 use std::path::Path;
 
