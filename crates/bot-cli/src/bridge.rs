@@ -338,17 +338,71 @@ pub async fn run(args: BridgeArgs, shutdown: CancellationToken) -> anyhow::Resul
     }
 }
 
-/// Runs the Nagios bridge until `shutdown`.
+/// What the Nagios bridge does, whichever process runs it.
+#[derive(Debug, Clone)]
+pub struct NagiosSettings {
+    /// Nagios's command file.
+    pub command_file: PathBuf,
+    /// The results topic.
+    pub topic: String,
+    /// A share group, if results are shared between bridges.
+    pub share: Option<String>,
+    /// The agents' fact that is their host name.
+    pub host_fact: String,
+    /// Lines held while the command file cannot be written.
+    pub queue: usize,
+    /// Write host results when agents go online or offline.
+    pub hosts: bool,
+}
+
+impl NagiosSettings {
+    /// The settings for a bridge in the server's process: the default
+    /// results topic, `host_fact`, the default queue, host results.
+    pub fn in_server(command_file: PathBuf, host_fact: String) -> NagiosSettings {
+        NagiosSettings {
+            command_file,
+            topic: topics::CHECK_RESULTS.to_owned(),
+            share: None,
+            host_fact,
+            queue: DEFAULT_QUEUE,
+            hosts: true,
+        }
+    }
+}
+
+/// Runs `bot bridge nagios` until `shutdown`.
 pub async fn nagios(a: NagiosArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let results = match &a.share {
-        Some(group) => format!("$share/{group}/{}", a.topic),
-        None => a.topic.clone(),
-    };
     let mut options = Options::new(
         format!("bot-bridge-{}", a.session),
         a.bus.brokers_with_credentials()?,
     );
     options.tls = a.bus.tls()?;
+    let settings = NagiosSettings {
+        command_file: a.command_file.clone(),
+        topic: a.topic.clone(),
+        share: a.share.clone(),
+        host_fact: a.host_fact.clone(),
+        queue: a.queue,
+        hosts: !a.no_hosts,
+    };
+    let timeout = Duration::from_secs_f64(a.bus.connect_timeout);
+    run_nagios(options, settings, timeout, shutdown).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Runs the Nagios bridge on a session made from `options` (its client id,
+/// brokers and TLS; the rest is set here) until `shutdown`. Fails if not
+/// subscribed within `connect_timeout`.
+pub async fn run_nagios(
+    mut options: Options,
+    a: NagiosSettings,
+    connect_timeout: Duration,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let results = match &a.share {
+        Some(group) => format!("$share/{group}/{}", a.topic),
+        None => a.topic.clone(),
+    };
     // Persistent: results published while the bridge is away are queued
     // by the broker for this session.
     options.clean_session = false;
@@ -361,7 +415,7 @@ pub async fn nagios(a: NagiosArgs, shutdown: CancellationToken) -> anyhow::Resul
     let mut session = Session::start(options, &shutdown);
     // Results the broker kept for this session come before the SUBACK:
     // keep them.
-    let early = wait_subscribed_keeping(&mut session, &a.bus).await?;
+    let early = wait_subscribed_keeping(&mut session, connect_timeout).await?;
     tracing::info!(topic = %a.topic, file = %a.command_file.display(), "Nagios bridge running");
     println!("bridging {} to {}", a.topic, a.command_file.display());
     let mut file = CommandFile::new(a.command_file.clone(), a.queue);
@@ -422,7 +476,7 @@ pub async fn nagios(a: NagiosArgs, shutdown: CancellationToken) -> anyhow::Resul
                 host: host.clone(),
                 online: s.online,
             };
-            if changed && !a.no_hosts {
+            if changed && a.hosts {
                 file.push(host_line(now_s, &host, s.online));
             }
             // Results that waited for this agent's key.
@@ -466,7 +520,7 @@ pub async fn nagios(a: NagiosArgs, shutdown: CancellationToken) -> anyhow::Resul
         "Nagios bridge stopped"
     );
     session.close().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 /// Checks `reply` against its agent's key and writes it as a passive
@@ -495,9 +549,8 @@ fn write_result(file: &mut CommandFile, agent: &Known, reply: &Reply, refused: &
 /// returning the messages that came first.
 async fn wait_subscribed_keeping(
     session: &mut Session,
-    bus: &BusArgs,
+    deadline: Duration,
 ) -> anyhow::Result<Vec<bot_bus::Message>> {
-    let deadline = Duration::from_secs_f64(bus.connect_timeout);
     let mut last_error = String::from("no answer");
     let mut kept = Vec::new();
     let ready = tokio::time::timeout(deadline, async {
@@ -517,11 +570,9 @@ async fn wait_subscribed_keeping(
     if ready == Ok(true) {
         return Ok(kept);
     }
-    let brokers: Vec<String> = bus.brokers.iter().map(ToString::to_string).collect();
     anyhow::bail!(
-        "cannot connect to {} within {} s (last error: {last_error})",
-        brokers.join(", "),
-        bus.connect_timeout
+        "cannot connect to the broker within {} s (last error: {last_error})",
+        deadline.as_secs_f64()
     )
 }
 

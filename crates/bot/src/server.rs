@@ -45,6 +45,15 @@ pub(crate) struct ServerOpts {
     /// key, which the server prints at start. Default: DATA_DIR/server.key.
     #[arg(long, env = "BOT_SERVER_KEY", hide_env_values = true)]
     pub server_key: Option<PathBuf>,
+    /// Also write scheduled check results into this Nagios command file, as
+    /// `bot bridge nagios` does, from this process (its own persistent
+    /// session, client id SERVER-ID-nagios).
+    #[arg(long, env = "BOT_NAGIOS_COMMAND_FILE", value_name = "PATH")]
+    pub nagios_command_file: Option<PathBuf>,
+    /// With --nagios-command-file: the agents' fact that is their Nagios
+    /// host name (`name`: the agent's name). Default: hostname.
+    #[arg(long, env = "BOT_NAGIOS_HOST_FACT", value_name = "FACT")]
+    pub nagios_host_fact: Option<String>,
     /// Bind a new agent's signing key on first sight (true, the default), or
     /// keep new agents pending until `bot agents accept ID` (false, as
     /// `salt-key -a`). A changed key always waits for an operator.
@@ -163,6 +172,10 @@ pub(crate) struct ServerFile {
     /// API tokens.
     #[serde(default)]
     pub tokens: Vec<TokenEntry>,
+    /// Nagios's command file for the in-process bridge.
+    pub nagios_command_file: Option<PathBuf>,
+    /// The agents' fact that is their Nagios host name.
+    pub nagios_host_fact: Option<String>,
     /// Webhooks.
     #[serde(default)]
     pub webhooks: Vec<WebhookEntry>,
@@ -434,6 +447,20 @@ impl ServerOpts {
         })
     }
 
+    /// The in-process Nagios bridge's settings, if one is asked for.
+    pub(crate) fn nagios(&self, file: &ServerFile) -> Option<bot_cli::bridge::NagiosSettings> {
+        let path = self
+            .nagios_command_file
+            .clone()
+            .or_else(|| file.nagios_command_file.clone())?;
+        let fact = self
+            .nagios_host_fact
+            .clone()
+            .or_else(|| file.nagios_host_fact.clone())
+            .unwrap_or_else(|| "hostname".into());
+        Some(bot_cli::bridge::NagiosSettings::in_server(path, fact))
+    }
+
     /// The sample retention: flags, else the file, else 24 h and 30 days.
     fn history(&self, file: &ServerFile) -> anyhow::Result<bot_server::metrics::HistoryLimits> {
         let defaults = bot_server::metrics::HistoryLimits::default();
@@ -579,11 +606,49 @@ pub(crate) async fn run(args: ServerArgs, shutdown: CancellationToken) -> anyhow
         )));
     }
     let brokers = broker_urls(&urls).map_err(crate::usage)?;
+    let nagios = args.opts.nagios(&file);
     let config = args.opts.config(file, brokers).map_err(crate::usage)?;
+    let bus = (config.brokers.clone(), config.tls.clone());
     let server = bot_server::start(config, shutdown.clone()).await?;
     announce(&server);
+    let bridge = spawn_nagios(nagios, &server, bus, &shutdown);
     server.wait().await?;
+    if let Some(b) = bridge {
+        let _ = b.await;
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the in-process Nagios bridge, if asked for, on the server's
+/// brokers with a client id of its own (`<server client id>-nagios`).
+pub(crate) fn spawn_nagios(
+    settings: Option<bot_cli::bridge::NagiosSettings>,
+    server: &bot_server::Server,
+    (brokers, tls): (
+        Vec<BrokerUrl>,
+        Option<std::sync::Arc<bot_bus::rustls::ClientConfig>>,
+    ),
+    shutdown: &CancellationToken,
+) -> Option<tokio::task::JoinHandle<()>> {
+    let settings = settings?;
+    let mut options = bot_bus::Options::new(format!("{}-nagios", server.client_id), brokers);
+    options.tls = tls;
+    let shutdown = shutdown.clone();
+    Some(tokio::spawn(async move {
+        let file = settings.command_file.display().to_string();
+        // Not within a minute: the broker is not there yet; the session
+        // keeps trying, so this is only logged.
+        if let Err(e) = bot_cli::bridge::run_nagios(
+            options,
+            settings,
+            std::time::Duration::from_secs(60),
+            shutdown,
+        )
+        .await
+        {
+            tracing::error!(error = %e, %file, "the Nagios bridge stopped");
+        }
+    }))
 }
 
 #[cfg(test)]
@@ -661,6 +726,8 @@ mod tests {
             raw_retention: Some("24h".into()),
             rollup_retention: Some("30d".into()),
             tokens: vec![],
+            nagios_command_file: p(),
+            nagios_host_fact: Some("hostname".into()),
             webhooks: vec![WebhookEntry {
                 name: "ops".into(),
                 url: "https://x".into(),
@@ -671,7 +738,7 @@ mod tests {
             }],
         };
         let keys = toml::Table::try_from(&sample).expect("serialises");
-        assert_eq!(keys.len(), 13, "{keys:?}");
+        assert_eq!(keys.len(), 15, "{keys:?}");
         for key in keys.keys() {
             assert!(
                 text.contains(&format!("{key} =")) || text.contains(&format!("[[{key}]]")),

@@ -356,7 +356,9 @@ pub(crate) async fn run(
             url = url.or_credentials("server", &c.server_password);
         }
         let file = args.server.file().map_err(crate::usage)?;
+        let nagios = args.server.nagios(&file);
         let mut config = args.server.config(file, vec![url]).map_err(crate::usage)?;
+        let bus = (config.brokers.clone(), config.tls.clone());
         if config.http_limits.max_connections > budget.http {
             tracing::warn!(
                 limit = budget.limit,
@@ -369,6 +371,8 @@ pub(crate) async fn run(
         match bot_server::start(config, shutdown.clone()).await {
             Ok(s) => {
                 crate::server::announce(&s);
+                // Runs until the shutdown token fires.
+                drop(crate::server::spawn_nagios(nagios, &s, bus, &shutdown));
                 Some(s)
             }
             Err(e) => {

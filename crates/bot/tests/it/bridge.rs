@@ -388,4 +388,48 @@ fn nagios_bridge_feeds_a_real_nagios(kind: BrokerKind) -> Result<()> {
     Ok(())
 }
 
-crate::both_brokers!(nagios_bridge_feeds_a_real_nagios);
+/// The bridge inside `bot server` (`--nagios-command-file`), fed by a
+/// schedule: schedule → agent → durable results topic → Nagios.
+fn the_server_runs_the_bridge_for_its_schedules(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let dir = TempDir::new("nagios-in-server");
+    let mut nagios = Nagios::new(&dir.path().join("nagios"))?;
+    nagios.start()?;
+    let toml = "[facts]\nnagios_host = \"web1\"\n\
+                [checks.tick]\ncommand = [\"/bin/sh\", \"-c\", \"echo \\\"TICK OK - $(date +%s%N)\\\"\"]\n";
+    let _agent = Agent::start(bot(), "scheduled", &[broker.url()], toml)?;
+    let db = format!("sqlite:{}/bot.db", dir.path().display());
+    let cmd = nagios.command_file().display().to_string();
+    let server = crate::tasks::Server::start_with(
+        &broker.server_url(),
+        &db,
+        &dir.path().join("server"),
+        &[
+            ("BOT_NAGIOS_COMMAND_FILE", cmd.as_str()),
+            ("BOT_NAGIOS_HOST_FACT", "nagios_host"),
+        ],
+    )?;
+    server.wait_agents(1)?;
+    let (status, v) = server.post(
+        "/api/schedules",
+        &serde_json::json!({"name": "tick", "every_s": 1, "check": "tick", "filter": "scheduled"}),
+    )?;
+    ensure!(status == 201, "{v}");
+    nagios.wait_status(
+        "hoststatus",
+        None,
+        &["current_state=0", "plugin_output=bot agent online"],
+    )?;
+    let ticks = wait_ticks(&nagios, 3)?;
+    ensure!(
+        ticks.iter().all(|t| t.starts_with("0;TICK OK - ")),
+        "{ticks:#?}"
+    );
+    nagios.wait_status("servicestatus", Some("tick"), &["current_state=0"])?;
+    Ok(())
+}
+
+crate::both_brokers!(
+    nagios_bridge_feeds_a_real_nagios,
+    the_server_runs_the_bridge_for_its_schedules
+);

@@ -62,6 +62,16 @@ pub(crate) struct Server {
 
 impl Server {
     pub(crate) fn start(broker: &str, db: &str, data_dir: &Path) -> Result<Server> {
+        Server::start_with(broker, db, data_dir, &[])
+    }
+
+    /// [`Server::start`] with more environment variables (options).
+    pub(crate) fn start_with(
+        broker: &str,
+        db: &str,
+        data_dir: &Path,
+        env: &[(&str, &str)],
+    ) -> Result<Server> {
         let mut child = bot_testkit::bot_command(bot())
             .args([
                 "server",
@@ -76,6 +86,7 @@ impl Server {
             .arg(data_dir)
             .env("BOT_API_TOKENS", format!("test={TOKEN}"))
             .env("BOT_LOG", "info")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
