@@ -9,6 +9,7 @@
 
 mod agents;
 mod burst;
+mod checks;
 mod crypto;
 mod metrics;
 mod ping_bench;
@@ -38,6 +39,10 @@ enum Command {
     Burst(burst::BurstArgs),
     /// Simulated agents publishing signed metric batches (the ingest benchmark).
     Metrics(metrics::MetricsArgs),
+    /// Simulated agents answering scheduled checks, or a blast of results (the checks benchmarks).
+    Checks(checks::ChecksArgs),
+    /// An HTTP receiver answering 204 and counting (the webhook benchmark).
+    Sink(checks::SinkArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +75,8 @@ fn main() -> ExitCode {
             Command::Crypto(_) => Ok(ExitCode::SUCCESS),
             Command::Burst(args) => burst::run(args, shutdown).await,
             Command::Metrics(args) => metrics::run(args, shutdown).await,
+            Command::Checks(args) => checks::run(args, shutdown).await,
+            Command::Sink(args) => checks::sink(args, shutdown).await,
         }
     });
     match result {

@@ -44,27 +44,26 @@ pub struct MetricsArgs {
     prefix: String,
 }
 
-struct SimAgent {
-    id: String,
-    name: String,
-    key: bot_auth::SecretKey,
+/// A simulated agent: its id, name and signing key.
+pub(crate) struct SimAgent {
+    pub(crate) id: String,
+    pub(crate) name: String,
+    pub(crate) key: bot_auth::SecretKey,
 }
 
-/// Runs `bot-sim metrics`.
-pub async fn run(args: MetricsArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
-    let mut options = Options::new(
-        format!("bot-sim-metrics-{:x}", std::process::id()),
-        vec![args.broker.clone()],
-    );
-    options.queue = 64 * 1024;
-    let mut session = Session::start(options, &shutdown);
-    crate::ping_bench::wait_subscribed(&mut session, &args.broker).await?;
+/// Makes `n` agents named `<prefix>-<i>` and publishes a signed retained
+/// status for each (the server registers and binds their keys).
+pub(crate) async fn register(
+    session: &Session,
+    n: usize,
+    prefix: &str,
+) -> anyhow::Result<Vec<SimAgent>> {
     let now = bot_proto::now_ms();
-    let agents: Vec<SimAgent> = (0..args.agents)
+    let agents: Vec<SimAgent> = (0..n)
         .map(|i| {
             Ok(SimAgent {
                 id: uuid_like(i),
-                name: format!("{}-{i}", args.prefix),
+                name: format!("{prefix}-{i}"),
                 key: bot_auth::SecretKey::generate()?,
             })
         })
@@ -104,6 +103,19 @@ pub async fn run(args: MetricsArgs, shutdown: CancellationToken) -> anyhow::Resu
             .await
             .context("cannot publish a status")?;
     }
+    Ok(agents)
+}
+
+/// Runs `bot-sim metrics`.
+pub async fn run(args: MetricsArgs, shutdown: CancellationToken) -> anyhow::Result<ExitCode> {
+    let mut options = Options::new(
+        format!("bot-sim-metrics-{:x}", std::process::id()),
+        vec![args.broker.clone()],
+    );
+    options.queue = 64 * 1024;
+    let mut session = Session::start(options, &shutdown);
+    crate::ping_bench::wait_subscribed(&mut session, &args.broker).await?;
+    let agents = register(&session, args.agents, &args.prefix).await?;
     println!("registered {}", agents.len());
     tokio::time::sleep(Duration::from_secs_f64(args.settle)).await;
     // Rounds a second apart in the past (distinct times, no future dates).

@@ -232,17 +232,20 @@ async fn concurrent_opens_migrate_once(db: TestDb) -> Result<()> {
 
 async fn a_newer_schema_is_refused(db: TestDb) -> Result<()> {
     db.open().await?.close().await;
-    db.raw(
+    let future = LATEST_VERSION + 1;
+    db.raw(&format!(
         "INSERT INTO bot_schema_migrations (version, description, applied_ms) \
-         VALUES (7, 'from the future', 0)",
-    )
+         VALUES ({future}, 'from the future', 0)"
+    ))
     .await?;
     match Store::open(&db.url).await {
-        Err(e @ StoreError::SchemaTooNew { found: 7, known }) if known == LATEST_VERSION => {
+        Err(e @ StoreError::SchemaTooNew { found, known })
+            if found == future && known == LATEST_VERSION =>
+        {
             let text = e.to_string();
             ensure!(
                 text == format!(
-                    "database schema version 7 is newer than this bot (knows up to {LATEST_VERSION}): upgrade bot"
+                    "database schema version {future} is newer than this bot (knows up to {LATEST_VERSION}): upgrade bot"
                 ),
                 "{text}"
             );
