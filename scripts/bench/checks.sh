@@ -128,20 +128,18 @@ print(p(0.5), p(0.99), len(late), len(runs))' >"$WORK/j"
         log "run $r: $n runs of $s schedules every 1 s: lateness p50 $p50 ms, p99 $p99 ms"
         ;;
     bridge)
-        "$SIM" checks --broker "$BROKER_URL" --agents 100 --blast 1 >"$WORK/reg.out" 2>&1
+        rm -f "$WORK/nagios.cmd" "$WORK/lines"
         mkfifo "$WORK/nagios.cmd"
-        cat "$WORK/nagios.cmd" | awk '{ n++; print n, systime() > "/dev/stderr" } END {}' 2>"$WORK/lines" >/dev/null &
+        cat "$WORK/nagios.cmd" >"$WORK/lines" &
         PIDS+=($!)
         "$BOT" bridge nagios -b "$BROKER_URL" --command-file "$WORK/nagios.cmd" --session "bench$r" --no-hosts \
             >"$WORK/bridge.out" 2>"$WORK/bridge.err" &
         BRIDGE=$!; PIDS+=("$BRIDGE")
         wait_line "$WORK/bridge.out" '^bridging' 30 >/dev/null
-        sleep 2
-        : >"$WORK/lines"
+        # From the blast's start (its 100 statuses first) to the last line.
         t0=$(date +%s.%N)
         "$SIM" checks --broker "$BROKER_URL" --agents 100 --blast "$RESULTS" >"$WORK/sim.out" 2>&1
-        while [ "$(tail -1 "$WORK/lines" 2>/dev/null | awk '{print $1}')" != "$((RESULTS + 1))" ] &&
-            [ "$(wc -l <"$WORK/lines")" -lt "$RESULTS" ]; do sleep 0.05; done
+        while [ "$(wc -l <"$WORK/lines")" -lt "$RESULTS" ]; do sleep 0.02; done
         t1=$(date +%s.%N)
         rate=$(python3 -c "import sys; n,t0,t1=map(float,sys.argv[1:]); print(int(n/(t1-t0)))" "$RESULTS" "$t0" "$t1")
         echo "$rate" >>"$WORK/a"

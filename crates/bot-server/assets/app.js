@@ -10,6 +10,7 @@ import { fleetPage } from './js/fleet.js';
 import { agentPage } from './js/agent.js';
 import { tasksPage, taskPage } from './js/tasks.js';
 import { eventsPage } from './js/events.js';
+import { checksPage } from './js/checks.js';
 
 /** The logged-in token: {name, scope, csrf}, or null. */
 export const session = { user: null };
@@ -20,6 +21,7 @@ const ROUTES = [
   { re: /^\/agents\/([^/]+)\/?$/, nav: 'fleet', page: agentPage, samples: true },
   { re: /^\/tasks\/?$/, nav: 'tasks', page: tasksPage },
   { re: /^\/tasks\/([^/]+)\/?$/, nav: 'tasks', page: taskPage },
+  { re: /^\/checks\/?$/, nav: 'checks', page: checksPage },
   { re: /^\/events\/?$/, nav: 'events', page: eventsPage },
 ];
 

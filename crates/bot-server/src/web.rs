@@ -44,6 +44,7 @@ pub fn router<S: Clone + Send + Sync + 'static>() -> Router<S> {
         .route("/tasks", get(page))
         .route("/tasks/{id}", get(page))
         .route("/agents/{id}", get(page))
+        .route("/checks", get(page))
         .route("/events", get(page))
         .route("/assets/{*path}", get(asset))
 }

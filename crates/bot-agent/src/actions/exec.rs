@@ -148,6 +148,20 @@ pub async fn run(args: &ExecArgs, limits: &Limits, cancel: &CancellationToken) -
         Ok(p) => p,
         Err(e) => return Outcome::error(e),
     };
+    if cancel.is_cancelled() {
+        // Cancelled before it started (a cancel that overtook the request,
+        // or one while it waited for a slot): nothing runs.
+        return Outcome {
+            status: ReplyStatus::Error,
+            data: serde_json::to_value(ExecResult {
+                cancelled: true,
+                started: false,
+                ..ExecResult::default()
+            })
+            .unwrap_or(Value::Null),
+            error: Some("cancelled before it started".to_owned()),
+        };
+    }
     let program = match args.program() {
         Ok(p) => p,
         Err(e) => return Outcome::error(format!("exec: {e}")),

@@ -19,38 +19,78 @@ use tokio_util::sync::CancellationToken;
 use crate::facts::Facts;
 
 /// The requests running on this agent, by request id, each with the token
-/// that cancels it (`cancel` action).
+/// that cancels it (`cancel` action); and the ids cancelled before they
+/// arrived (a `cancel` overtaking its request), so that such a request is
+/// cancelled as it starts instead of running to its end.
 #[derive(Debug, Clone, Default)]
 pub struct Running {
-    inner: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    inner: Arc<Mutex<RunningInner>>,
 }
 
+#[derive(Debug, Default)]
+struct RunningInner {
+    tokens: HashMap<String, CancellationToken>,
+    /// id → until when (unix ms) a request of that id starts cancelled.
+    early: HashMap<String, u64>,
+}
+
+/// How long a cancel of a request not seen yet is remembered (the server's
+/// cancel is valid for as long).
+pub const EARLY_CANCEL_MS: u64 = 10 * 60 * 1000;
+/// Most cancels of unseen requests remembered (the oldest go first).
+pub const MAX_EARLY_CANCELS: usize = 10_000;
+
 impl Running {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, CancellationToken>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, RunningInner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Registers request `id`; its token cancels it.
+    /// Registers request `id`; its token cancels it (already cancelled if
+    /// a cancel of `id` came first).
     pub fn start(&self, id: &str) -> CancellationToken {
         let token = CancellationToken::new();
-        self.lock().insert(id.to_owned(), token.clone());
+        let mut inner = self.lock();
+        if inner
+            .early
+            .remove(id)
+            .is_some_and(|until| until >= bot_proto::now_ms())
+        {
+            token.cancel();
+        }
+        inner.tokens.insert(id.to_owned(), token.clone());
         token
     }
 
     /// Forgets request `id` (it ended).
     pub fn end(&self, id: &str) {
-        self.lock().remove(id);
+        self.lock().tokens.remove(id);
     }
 
-    /// Cancels request `id`; false if it is not running here.
+    /// Cancels request `id`; false if it is not running here (then a
+    /// request of that id arriving later starts cancelled).
     pub fn cancel(&self, id: &str) -> bool {
-        match self.lock().get(id) {
-            Some(t) => {
-                t.cancel();
-                true
-            }
-            None => false,
+        let mut inner = self.lock();
+        if let Some(t) = inner.tokens.get(id) {
+            t.cancel();
+            return true;
         }
+        let now = bot_proto::now_ms();
+        if inner.early.len() >= MAX_EARLY_CANCELS {
+            inner.early.retain(|_, until| *until >= now);
+            if inner.early.len() >= MAX_EARLY_CANCELS {
+                // Still full: forget the one that expires first.
+                if let Some(oldest) = inner
+                    .early
+                    .iter()
+                    .min_by_key(|(_, until)| **until)
+                    .map(|(k, _)| k.clone())
+                {
+                    inner.early.remove(&oldest);
+                }
+            }
+        }
+        inner.early.insert(id.to_owned(), now + EARLY_CANCEL_MS);
+        false
     }
 }
 
@@ -336,6 +376,18 @@ mod tests {
 
     fn parse(action: &str, args: Value) -> Action {
         Action::from_parts(action, &args).expect("valid action")
+    }
+
+    #[tokio::test]
+    async fn a_cancel_that_overtakes_its_request_cancels_it_at_start() {
+        let c = ctx();
+        assert!(!c.running.cancel("late"));
+        let token = c.running.start("late");
+        assert!(token.is_cancelled());
+        // Once only: the same id again starts normally.
+        c.running.end("late");
+        assert!(!c.running.start("late").is_cancelled());
+        assert!(!c.running.start("other").is_cancelled());
     }
 
     #[tokio::test]

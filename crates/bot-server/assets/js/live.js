@@ -6,7 +6,7 @@
 import { get } from './api.js';
 import { showError, showNotice, shortId } from './ui.js';
 
-const TYPES = ['agent', 'task', 'config', 'samples', 'headline', 'dropped'];
+const TYPES = ['agent', 'task', 'config', 'samples', 'headline', 'check', 'dropped'];
 const listeners = new Map(); // type -> Set(fn)
 
 /** Subscribes to a live event type (or 'resync', 'log', 'status'); returns the unsubscribe. */
@@ -119,6 +119,14 @@ function logFromEvent(type, d) {
       text: taskEventText(d),
       href: `/tasks/${encodeURIComponent(d.task_id)}`,
       key: `task:${d.task_id}:${t ? t.seq : '-'}:${t ? t.state : d.state}`,
+    }]);
+  } else if (type === 'check') {
+    addLog([{
+      at_ms: d.at_ms || Date.now(),
+      kind: 'check',
+      state: d.to,
+      text: `${agentLabel(d.agent_id)} check ${d.check}: ${d.from || 'new'} → ${d.to}${d.output ? ` (${d.output})` : ''}`,
+      href: '/checks',
     }]);
   }
 }

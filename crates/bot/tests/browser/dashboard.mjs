@@ -23,6 +23,9 @@
 //                      sync (default 60000, or 10 intervals if longer)
 //   BOT_OFFLINE_TIMEOUT_MS  offline: longest wait for the row (default 60000)
 //   BOT_OBSERVE_MS     fleet-load: how long to watch live updates (default 5000)
+//   BOT_CHECK_FLAG     checks: a file whose existence turns the agent's
+//                      scheduled check `flag` CRITICAL (the step creates it
+//                      once the page shows the check OK, and removes it)
 //   BOT_HOLD_FILE      untick-cpu: once the cpu chart has stopped, write this
 //                      file and wait (at most 60 s) until it is deleted before
 //                      ticking cpu again, so that the caller can check the
@@ -48,7 +51,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
-const ALL_STEPS = ['login', 'agent-chart', 'untick-cpu', 'task', 'events', 'mobile', 'offline', 'fleet-load'];
+const ALL_STEPS = ['login', 'agent-chart', 'untick-cpu', 'task', 'events', 'checks', 'mobile', 'offline', 'fleet-load'];
 
 const env = process.env;
 const BASE = (env.BOT_URL || '').replace(/\/+$/, '');
@@ -260,6 +263,32 @@ const steps = {
     const rows = await page.locator(sel('events-row')).count();
     await screenshot(page, 'events.png');
     return { rows };
+  },
+
+  async checks(page) {
+    const flag = env.BOT_CHECK_FLAG;
+    if (!flag) throw new Error('the checks step needs BOT_CHECK_FLAG');
+    fs.rmSync(flag, { force: true });
+    await page.goto(`${BASE}/checks`);
+    await page.locator(sel('checks-which')).selectOption('all');
+    const row = (state) => `${sel('checks-row')}[data-agent="${AGENT_NAME}"][data-check="flag"][data-state="${state}"]`;
+    await page.locator(row('OK')).waitFor({ timeout: TIMEOUT });
+    // The check goes CRITICAL on the agent: the row changes live, no reload.
+    const t0 = Date.now();
+    fs.writeFileSync(flag, 'down\n');
+    try {
+      await page.locator(row('CRITICAL')).waitFor({ timeout: TIMEOUT });
+    } finally {
+      fs.rmSync(flag, { force: true });
+    }
+    const changedMs = Date.now() - t0;
+    // Problems only (the default view) lists it, worst first.
+    await page.locator(sel('checks-which')).selectOption('problems');
+    await page.locator(row('CRITICAL')).waitFor({ timeout: TIMEOUT });
+    const first = await page.locator(sel('checks-row')).first().getAttribute('data-state');
+    if (first !== 'CRITICAL') throw new Error(`the worst check is not listed first: ${first}`);
+    await screenshot(page, 'checks.png');
+    return { changed_ms: changedMs };
   },
 
   async mobile(page) {

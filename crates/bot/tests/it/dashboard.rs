@@ -96,8 +96,9 @@ fn tempfile(name: &str) -> PathBuf {
 
 /// Log in, see the agent live, watch its CPU chart get live points, untick
 /// CPU and see that chart stop (and its samples stop arriving on the bus),
-/// run and cancel a task, read the events; then stop the agent and see it
-/// go offline on the fleet page.
+/// run and cancel a task, read the events, see a scheduled check turn
+/// CRITICAL live on the checks page; then stop the agent and see it go
+/// offline on the fleet page.
 #[test]
 fn the_dashboard_works_in_a_real_browser() -> Result<()> {
     let broker = Broker::start(BrokerKind::Embedded, bot())?;
@@ -105,8 +106,19 @@ fn the_dashboard_works_in_a_real_browser() -> Result<()> {
     let db = format!("sqlite:{}/bot.db", dir.path().display());
     let server =
         crate::tasks::Server::start(&broker.server_url(), &db, &dir.path().join("server"))?;
-    let mut agent = Agent::start(bot(), "dash", &[broker.url()], "")?;
+    // A check the browser turns CRITICAL by making a file.
+    let flag = dir.path().join("flag");
+    let toml = format!(
+        "[checks.flag]\ncommand = [\"/bin/sh\", \"-c\", \"if [ -e {} ]; then echo 'FLAG CRITICAL - down'; exit 2; fi; echo 'FLAG OK'\"]\n",
+        flag.display()
+    );
+    let mut agent = Agent::start(bot(), "dash", &[broker.url()], &toml)?;
     server.wait_agents(1)?;
+    let (status, v) = server.post(
+        "/api/schedules",
+        &serde_json::json!({"name": "flag", "every_s": 1, "check": "flag", "filter": "dash"}),
+    )?;
+    ensure!(status == 201, "{v}");
     let (_, a) = server.get("/api/agents/dash")?;
     let id = a["id"]
         .as_str()
@@ -133,6 +145,7 @@ fn the_dashboard_works_in_a_real_browser() -> Result<()> {
         ("BOT_AGENT_NAME", "dash".to_owned()),
         ("BOT_SCREENSHOTS", shots.display().to_string()),
         ("BOT_INTERVAL_MS", "1000".to_owned()),
+        ("BOT_CHECK_FLAG", flag.display().to_string()),
     ];
     let first = run_steps(&env, "login,agent-chart")?;
     // Untick CPU in the browser; while it is off, a fresh subscriber sees
@@ -182,7 +195,7 @@ fn the_dashboard_works_in_a_real_browser() -> Result<()> {
         std::fs::remove_file(&hold)?;
         Ok(())
     })?;
-    run_steps(&env, "task,events,mobile")?;
+    run_steps(&env, "task,events,checks,mobile")?;
     let latency = first
         .iter()
         .find(|l| l["step"] == "agent-chart")

@@ -407,3 +407,48 @@ fn command_schedules_skip_overlaps_and_report_missed_runs_on_mosquitto() {
         panic!("{e:?}");
     }
 }
+
+/// A check schedule on an agent does not get in the way of cancelling a
+/// task running there (found by the dashboard test).
+#[test]
+fn cancel_works_while_checks_are_scheduled() {
+    if let Err(e) = cancel_with_checks() {
+        panic!("{e:?}");
+    }
+}
+
+fn cancel_with_checks() -> Result<()> {
+    let broker = Broker::start(BrokerKind::Embedded, bot())?;
+    let dir = TempDir::new("cancel-checks");
+    let toml = "[checks.ok]\ncommand = [\"/bin/true\"]\n";
+    let _agent = Agent::start(bot(), "busy", &[broker.url()], toml)?;
+    let db = format!("sqlite:{}/bot.db", dir.path().display());
+    let server = Server::start(&broker.server_url(), &db, &dir.path().join("server"))?;
+    server.wait_agents(1)?;
+    let (status, v) = server.post(
+        "/api/schedules",
+        &json!({"name": "ok", "every_s": 1, "check": "ok", "filter": "busy"}),
+    )?;
+    ensure!(status == 201, "{v}");
+    std::thread::sleep(Duration::from_secs(2));
+    let (status, t) = server.post(
+        "/api/tasks",
+        &json!({"args": {"command": ["sleep", "30"]}, "targets": ["busy"]}),
+    )?;
+    ensure!(status == 201, "{t}");
+    let id = t["id"].as_str().context("id")?.to_owned();
+    wait_for(&server, &format!("/api/tasks/{id}"), "running", |t| {
+        t["targets"][0]["state"] == "RUNNING"
+    })?;
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, v) = server.post(&format!("/api/tasks/{id}/cancel"), &json!({}))?;
+    ensure!(status == 200, "{v}");
+    let t = wait_for(
+        &server,
+        &format!("/api/tasks/{id}"),
+        "the task to end",
+        |t| t["state"] == "CANCELLED",
+    )?;
+    ensure!(t["targets"][0]["state"] == "FAILED", "{t:#}");
+    Ok(())
+}
