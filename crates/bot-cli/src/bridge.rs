@@ -76,7 +76,7 @@ pub enum BridgeCommand {
 pub struct NagiosArgs {
     #[command(flatten)]
     pub bus: BusArgs,
-    /// Nagios's external command file (command_file in nagios.cfg), a FIFO.
+    /// Nagios's external command file (command_file in nagios.cfg), a FIFO that Nagios makes: the bridge never creates it.
     #[arg(long, value_name = "PATH")]
     pub command_file: PathBuf,
     /// The results topic to read (a check schedule's --reply-to).

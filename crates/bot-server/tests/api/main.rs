@@ -21,3 +21,4 @@ mod limits;
 mod monitoring;
 mod openapi;
 mod tasks;
+mod webhooks;

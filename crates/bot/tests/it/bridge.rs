@@ -213,6 +213,10 @@ struct Bridge {
 
 impl Bridge {
     fn start(broker: &str, file: &Path, session: &str) -> Result<Bridge> {
+        Bridge::start_with(broker, file, session, &[])
+    }
+
+    fn start_with(broker: &str, file: &Path, session: &str, extra: &[&str]) -> Result<Bridge> {
         let mut child = bot_testkit::bot_command(bot())
             .args([
                 "bridge",
@@ -223,6 +227,7 @@ impl Bridge {
                 "nagios_host",
             ])
             .args(["--session", session])
+            .args(extra)
             .arg("--command-file")
             .arg(file)
             .env("BOT_LOG", "info")
@@ -429,7 +434,81 @@ fn the_server_runs_the_bridge_for_its_schedules(kind: BrokerKind) -> Result<()> 
     Ok(())
 }
 
+/// Two bridges of one share group split the results between them (each
+/// result written once, by one of them); here into plain files.
+fn bridges_of_a_share_group_split_the_results(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let dir = TempDir::new("share");
+    let toml = "[facts]\nnagios_host = \"web1\"\n\
+                [checks.tick]\ncommand = [\"/bin/sh\", \"-c\", \"echo \\\"TICK OK - $(date +%s%N)\\\"\"]\n";
+    let agent = Agent::start(bot(), "shared", &[broker.url()], toml)?;
+    let id = agent.id()?;
+    let files = [dir.path().join("a.cmd"), dir.path().join("b.cmd")];
+    // The bridge never creates the command file (Nagios makes its FIFO).
+    for f in &files {
+        std::fs::write(f, "")?;
+    }
+    let tag = std::process::id();
+    let _a = Bridge::start_with(
+        &broker.url(),
+        &files[0],
+        &format!("a{tag}"),
+        &["--share", "g", "--no-hosts"],
+    )?;
+    let _b = Bridge::start_with(
+        &broker.url(),
+        &files[1],
+        &format!("b{tag}"),
+        &["--share", "g", "--no-hosts"],
+    )?;
+    let n = 40;
+    for _ in 0..n {
+        ask(broker.port, &id, "tick")?;
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let lines = |f: &Path| -> Vec<String> {
+        std::fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let (a, b) = (lines(&files[0]), lines(&files[1]));
+        if a.len() + b.len() >= n {
+            let mut all: Vec<String> = a.iter().chain(&b).cloned().collect();
+            all.sort();
+            all.dedup();
+            ensure!(
+                all.len() == n && a.len() + b.len() == n,
+                "doubled: {a:#?} {b:#?}"
+            );
+            ensure!(
+                !a.is_empty() && !b.is_empty(),
+                "one bridge got everything: {} / {}",
+                a.len(),
+                b.len()
+            );
+            ensure!(
+                all.iter()
+                    .all(|l| l.contains("PROCESS_SERVICE_CHECK_RESULT;web1;tick;0;TICK OK")),
+                "{all:#?}"
+            );
+            return Ok(());
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} + {} of {n} results",
+            a.len(),
+            b.len()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 crate::both_brokers!(
+    bridges_of_a_share_group_split_the_results,
     nagios_bridge_feeds_a_real_nagios,
     the_server_runs_the_bridge_for_its_schedules
 );

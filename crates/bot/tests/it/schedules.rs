@@ -399,8 +399,6 @@ fn command_schedules_skip_overlaps_and_report_missed_runs() -> Result<()> {
     Ok(())
 }
 
-crate::both_brokers!(scheduled_checks_keep_states);
-
 #[test]
 fn command_schedules_skip_overlaps_and_report_missed_runs_on_mosquitto() {
     if let Err(e) = command_schedules_skip_overlaps_and_report_missed_runs() {
@@ -452,3 +450,103 @@ fn cancel_with_checks() -> Result<()> {
     ensure!(t["targets"][0]["state"] == "FAILED", "{t:#}");
     Ok(())
 }
+
+/// A key trusted for `check` only (a monitoring scheduler's): its checks
+/// run, its `exec` is refused and runs nothing.
+fn a_key_granted_only_check_cannot_exec(kind: BrokerKind) -> Result<()> {
+    use bot_auth::{SecretKey, Signer};
+    let broker = Broker::start(kind, bot())?;
+    let dir = TempDir::new("check-only");
+    let monitor = Signer::new(SecretKey::generate()?, "monitor");
+    let trust = format!(
+        "[[trust]]\nname = \"monitor\"\nkey = \"{}\"\nactions = [\"check\"]\n",
+        monitor.public()
+    );
+    let toml = format!("[checks.ok]\ncommand = [\"/bin/true\"]\n{trust}");
+    let agent = Agent::start(bot(), "guarded", &[broker.url()], &toml)?;
+    let topic = bot_proto::topics::request_agent_topic(&agent.id()?);
+    let mut sub = bot_testkit::Sub::start(broker.port, &["test/check-only"])?;
+    let marker = dir.path().join("ran");
+    let mut send = |action: bot_proto::Action| -> Result<bot_proto::Reply> {
+        let r = monitor.request(bot_proto::Draft {
+            action,
+            filter: None,
+            reply_to: "test/check-only".into(),
+            ttl_ms: 60_000,
+        });
+        bot_testkit::publish(broker.port, &topic, &r.encode())?;
+        let deadline = Instant::now() + WAIT;
+        loop {
+            ensure!(Instant::now() < deadline, "no reply to {}", r.id);
+            let (_, payload) = sub.wait_for("a reply", WAIT, |t, _| t == "test/check-only")?;
+            let reply =
+                bot_proto::Reply::decode(payload.as_bytes()).map_err(|e| anyhow::anyhow!("{e}"))?;
+            if reply.request_id == r.id {
+                return Ok(reply);
+            }
+        }
+    };
+    let ok = send(bot_proto::Action::Check(bot_proto::action::CheckArgs {
+        name: "ok".into(),
+    }))?;
+    ensure!(
+        ok.status == bot_proto::ReplyStatus::Ok && ok.data["state"] == "OK",
+        "{ok:?}"
+    );
+    let exec = send(bot_proto::Action::Exec(bot_proto::action::ExecArgs::shell(
+        &format!("touch {}", marker.display()),
+    )))?;
+    ensure!(exec.status == bot_proto::ReplyStatus::Rejected, "{exec:?}");
+    ensure!(
+        exec.error
+            .as_deref()
+            .is_some_and(|e| e.contains("not allowed")),
+        "{exec:?}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    ensure!(!marker.exists(), "the refused exec ran");
+    Ok(())
+}
+
+/// A check schedule with a per-agent splay sends one request per agent,
+/// on each agent's own topic, and records every agent's state.
+fn per_agent_splay_sends_each_agent_its_request(kind: BrokerKind) -> Result<()> {
+    let broker = Broker::start(kind, bot())?;
+    let dir = TempDir::new("splay");
+    let toml = "[checks.ok]\ncommand = [\"/bin/true\"]\n";
+    let agents = (0..3)
+        .map(|i| Agent::start(bot(), &format!("s{i}"), &[broker.url()], toml))
+        .collect::<Result<Vec<_>>>()?;
+    let db = format!("sqlite:{}/bot.db", dir.path().display());
+    let server = Server::start(&broker.server_url(), &db, &dir.path().join("server"))?;
+    server.wait_agents(3)?;
+    let mut sub = bot_testkit::Sub::start(broker.port, &["bot/v1/req/agent/+"])?;
+    let (status, v) = server.post(
+        "/api/schedules",
+        &json!({"name": "spread", "every_s": 2, "splay_s": 1.5, "check": "ok", "filter": "s*"}),
+    )?;
+    ensure!(status == 201 && v["splay_s"] == 1.5, "{v}");
+    let mut topics = std::collections::BTreeSet::new();
+    while topics.len() < 3 {
+        let (t, _) = sub.wait_for("per-agent requests", WAIT, |t, _| {
+            t.starts_with("bot/v1/req/agent/")
+        })?;
+        topics.insert(t);
+    }
+    let ids: std::collections::BTreeSet<String> = agents
+        .iter()
+        .map(|a| a.id().map(|id| format!("bot/v1/req/agent/{id}")))
+        .collect::<Result<_>>()?;
+    ensure!(topics == ids, "{topics:?} vs {ids:?}");
+    wait_for(&server, "/api/checks?check=ok", "three states", |v| {
+        v.as_array()
+            .is_some_and(|a| a.len() == 3 && a.iter().all(|c| c["state"] == "OK"))
+    })?;
+    Ok(())
+}
+
+crate::both_brokers!(
+    scheduled_checks_keep_states,
+    a_key_granted_only_check_cannot_exec,
+    per_agent_splay_sends_each_agent_its_request
+);
