@@ -494,7 +494,7 @@ fn a_key_granted_only_check_cannot_exec(kind: BrokerKind) -> Result<()> {
         "{ok:?}"
     );
     let exec = send(bot_proto::Action::Exec(bot_proto::action::ExecArgs::shell(
-        &format!("touch {}", marker.display()),
+        format!("touch {}", marker.display()),
     )))?;
     ensure!(exec.status == bot_proto::ReplyStatus::Rejected, "{exec:?}");
     ensure!(
