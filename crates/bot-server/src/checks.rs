@@ -319,6 +319,41 @@ impl Checks {
         inner.runs.retain(|_, r| r.deadline_ms > now_ms);
     }
 
+    /// Forgets the states that schedule `id` made; returns their (agent,
+    /// check) keys, for the store.
+    pub fn forget_schedule(&self, id: &str) -> Vec<(String, String)> {
+        let mut inner = self.lock();
+        let keys: Vec<(String, String)> = inner
+            .states
+            .iter()
+            .filter(|(_, s)| s.schedule_id.as_deref() == Some(id))
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in &keys {
+            inner.states.remove(k);
+            inner.dirty.remove(k);
+        }
+        inner.runs.remove(id);
+        keys
+    }
+
+    /// Forgets an agent's states (the agent was forgotten); returns their
+    /// (agent, check) keys, for the store.
+    pub fn forget_agent(&self, agent_id: &str) -> Vec<(String, String)> {
+        let mut inner = self.lock();
+        let keys: Vec<(String, String)> = inner
+            .states
+            .keys()
+            .filter(|(a, _)| a == agent_id)
+            .cloned()
+            .collect();
+        for k in &keys {
+            inner.states.remove(k);
+            inner.dirty.remove(k);
+        }
+        keys
+    }
+
     /// Every state (agent names as the results gave them).
     pub fn all(&self) -> Vec<CheckStatus> {
         self.lock().states.values().cloned().collect()

@@ -411,11 +411,17 @@ impl Schedules {
         self.get(&s.id).await
     }
 
-    /// Deletes a schedule (a run already started goes on).
+    /// Deletes a schedule (a run already started goes on) and the check
+    /// states it made (else they would stay, stale, in "what is wrong now";
+    /// their change history stays).
     pub async fn delete(&self, id_or_name: &str) -> Result<Schedule, ScheduleError> {
         let s = self.get(id_or_name).await?;
         self.store.delete_schedule(&s.id).await?;
-        tracing::info!(name = %s.spec.name, "schedule deleted");
+        let forgotten = self.runner.checks.forget_schedule(&s.id);
+        if !forgotten.is_empty() {
+            self.store.delete_check_states_of(&forgotten).await?;
+        }
+        tracing::info!(name = %s.spec.name, checks = forgotten.len(), "schedule deleted");
         self.wake.notify_one();
         Ok(s)
     }

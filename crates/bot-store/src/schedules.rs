@@ -325,12 +325,20 @@ impl Store {
         Ok(done.rows_affected())
     }
 
-    /// Forgets an agent's check states, when the agent is forgotten.
-    pub async fn delete_check_states(&self, agent_id: &str) -> Result<(), StoreError> {
-        sqlx::query("DELETE FROM check_states WHERE agent_id = $1")
-            .bind(agent_id)
-            .execute(&self.writer)
-            .await?;
+    /// Deletes the check states of these (agent, check) pairs.
+    pub async fn delete_check_states_of(
+        &self,
+        keys: &[(String, String)],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.writer.begin().await?;
+        for (agent, check) in keys {
+            sqlx::query("DELETE FROM check_states WHERE agent_id = $1 AND check_name = $2")
+                .bind(agent)
+                .bind(check)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 }

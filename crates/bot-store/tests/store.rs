@@ -974,7 +974,9 @@ async fn check_states_upsert_with_their_changes(db: TestDb) -> Result<()> {
     );
     ensure!(store.check_changes("a1", None, 1).await?.len() == 1);
     ensure!(store.prune_check_changes(1_500).await? == 1);
-    store.delete_check_states("a1").await?;
+    store
+        .delete_check_states_of(&[("a1".to_owned(), "load".to_owned())])
+        .await?;
     ensure!(store.check_states().await?.is_empty());
     Ok(())
 }

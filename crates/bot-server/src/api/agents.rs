@@ -155,6 +155,9 @@ pub(super) async fn forget(
         .map_err(|e| Error::unavailable(format!("cannot clear the retained config: {e}")))?;
     core.store.delete_agent_config(&agent.id).await?;
     core.metrics.forget(&agent.id);
+    // Its check states (else they would stay, stale, in `GET /api/checks`).
+    let checks = core.checks.forget_agent(&agent.id);
+    core.store.delete_check_states_of(&checks).await?;
     let gone = core.registry.forget(&agent.id).unwrap_or(agent);
     core.store
         .delete_agents(std::slice::from_ref(&gone.id))

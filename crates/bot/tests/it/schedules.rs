@@ -295,6 +295,10 @@ fn scheduled_checks_keep_states(kind: BrokerKind) -> Result<()> {
     );
     let (status, _) = server.get("/api/schedules/slow")?;
     ensure!(status == 404);
+    // Its check state went with it (no stale row left in "what is wrong now").
+    let (_, checks) = server.get("/api/checks")?;
+    ensure!(state_of(&checks, "slow").is_none(), "{checks:#}");
+    ensure!(state_of(&checks, "load").is_some(), "{checks:#}");
     Ok(())
 }
 
