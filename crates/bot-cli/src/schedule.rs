@@ -71,12 +71,13 @@ pub struct AddArgs {
     #[command(flatten)]
     pub server: ServerArgs,
     /// The schedule's name: 1..=64 characters of [A-Za-z0-9_.-], unique.
+    #[arg(value_parser = schedule_name)]
     pub name: String,
     /// Run every DURATION (1s..=31d; e.g. 30s, 5m, 1h).
-    #[arg(long, value_name = "DURATION", value_parser = duration_secs, conflicts_with = "cron", required_unless_present = "cron")]
+    #[arg(long, value_name = "DURATION", value_parser = period_secs, conflicts_with = "cron", required_unless_present = "cron")]
     pub every: Option<f64>,
     /// Or at the times of a crontab line: 5 fields, e.g. '*/5 * * * *'.
-    #[arg(long, value_name = "EXPR")]
+    #[arg(long, value_name = "EXPR", value_parser = cron_line)]
     pub cron: Option<String>,
     /// Checks: delay each agent's run by its own random time below DURATION, to spread heavy checks.
     #[arg(long, value_name = "DURATION", value_parser = duration_secs)]
@@ -88,6 +89,7 @@ pub struct AddArgs {
     #[arg(
         long,
         value_name = "NAME",
+        value_parser = schedule_name,
         conflicts_with = "command",
         required_unless_present = "command"
     )]
@@ -162,6 +164,33 @@ pub fn duration_secs(s: &str) -> Result<f64, String> {
         return Err(format!("{s:?} is outside (0s, 31d]"));
     }
     Ok(secs)
+}
+
+/// A schedule's (or check's) name: 1..=64 characters of `[A-Za-z0-9_.-]`.
+fn schedule_name(s: &str) -> Result<String, String> {
+    bot_proto::action::check_name(s)
+        .map(|()| s.to_owned())
+        .map_err(|e| e.trim_start_matches("name: ").to_owned())
+}
+
+/// A schedule's period: a duration of at least one second.
+fn period_secs(s: &str) -> Result<f64, String> {
+    let secs = duration_secs(s)?;
+    if secs < 1.0 {
+        return Err(format!("{s:?} is shorter than 1s"));
+    }
+    Ok(secs)
+}
+
+/// A crontab line of five fields (the server parses it in full).
+fn cron_line(s: &str) -> Result<String, String> {
+    let n = s.split_whitespace().count();
+    if n != 5 && !s.trim_start().starts_with('@') {
+        return Err(format!(
+            "{s:?} has {n} fields; a crontab line has 5 (minute hour day-of-month month day-of-week)"
+        ));
+    }
+    Ok(s.to_owned())
 }
 
 /// Checks `warning,critical`; the error names the bad state.
@@ -321,6 +350,15 @@ fn table<const N: usize>(rows: &[[String; N]]) -> String {
     out
 }
 
+/// `1 run`, `2 runs`.
+fn runs(n: u64) -> String {
+    if n == 1 {
+        "1 run".to_owned()
+    } else {
+        format!("{n} runs")
+    }
+}
+
 /// `bot schedule show`.
 pub fn show_text(s: &Schedule, now: u64) -> String {
     let mut out = String::new();
@@ -366,7 +404,7 @@ pub fn show_text(s: &Schedule, now: u64) -> String {
         }
     }
     if let Some(t) = s.last_run_ms {
-        let _ = writeln!(out, "  last run: {} ({} ago)", fmt_utc(t), fmt_age(now, t));
+        let _ = writeln!(out, "  last run: {} ({})", fmt_utc(t), fmt_age(now, t));
     }
     if let Some(t) = &s.last_task_id {
         let _ = writeln!(out, "  last task: {t} (bot task show {t})");
@@ -376,8 +414,10 @@ pub fn show_text(s: &Schedule, now: u64) -> String {
     }
     let _ = writeln!(
         out,
-        "  counts:   {} runs, {} skipped (the previous run still went), {} missed (no server ran)",
-        s.runs, s.skipped, s.missed
+        "  counts:   {}, {} skipped (the previous run still went), {} missed (no server ran)",
+        runs(s.runs),
+        s.skipped,
+        s.missed
     );
     out
 }
@@ -402,7 +442,7 @@ pub fn checks_table(list: &[CheckStatus], now: u64) -> String {
                 c.agent_name.clone()
             },
             c.check.clone(),
-            format!("{} ago", fmt_age(now, c.since_ms)),
+            fmt_age(now, c.since_ms),
             truncate(&c.output, 100),
         ]);
     }
@@ -486,8 +526,11 @@ pub async fn run(args: ScheduleArgs, shutdown: CancellationToken) -> anyhow::Res
                 |c, n| Box::pin(async move { c.pause_schedule(&n, true).await }),
                 |s| {
                     format!(
-                        "schedule {} paused ({} runs, {} skipped, {} missed)\n",
-                        s.spec.name, s.runs, s.skipped, s.missed
+                        "schedule {} paused ({}, {} skipped, {} missed)\n",
+                        s.spec.name,
+                        runs(s.runs),
+                        s.skipped,
+                        s.missed
                     )
                 },
             )
@@ -513,7 +556,7 @@ pub async fn run(args: ScheduleArgs, shutdown: CancellationToken) -> anyhow::Res
                 a,
                 &shutdown,
                 |c, n| Box::pin(async move { c.delete_schedule(&n).await }),
-                |s| format!("schedule {} deleted ({} runs)\n", s.spec.name, s.runs),
+                |s| format!("schedule {} deleted ({})\n", s.spec.name, runs(s.runs)),
             )
             .await
         }
@@ -601,6 +644,31 @@ mod tests {
                 .err()
                 .unwrap_or_default()
                 .contains("\"soon\"")
+        );
+    }
+
+    #[test]
+    fn periods_cron_lines_and_names_are_checked_locally() {
+        assert_eq!(period_secs("2s"), Ok(2.0));
+        assert!(
+            period_secs("500ms")
+                .err()
+                .unwrap_or_default()
+                .contains("shorter than 1s")
+        );
+        assert!(cron_line("*/5 * * * *").is_ok() && cron_line("@hourly").is_ok());
+        assert!(
+            cron_line("* * *")
+                .err()
+                .unwrap_or_default()
+                .contains("has 3 fields")
+        );
+        assert!(schedule_name("load-1.x").is_ok());
+        assert!(
+            schedule_name("bad name")
+                .err()
+                .unwrap_or_default()
+                .contains("bad name must be")
         );
     }
 
